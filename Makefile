@@ -1,0 +1,78 @@
+# gastown-operator — `make help` lists every target.
+#
+# The two commands a newcomer needs (both do all set-up themselves):
+#   make run    the main job: controller + (when no cluster is reachable) a local API server,
+#               the policy as admission webhook and a simulated Gas Town
+#   make test   everything the CI runs
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip1
+POLICY_WASM := policy/policy.wasm
+POLICY_BUILT := target/$(WASM_TARGET)/policy/gastown_policy.wasm
+POLICY_VERSION := $(shell sed -n 's/^ *io.kubewarden.policy.version: *//p' policy/metadata.yml 2>/dev/null | tr -d '"')
+POLICY_OCI ?= ghcr.io/gastown-operator/policies/gastown-claim:v$(POLICY_VERSION)
+KWCTL ?= kwctl
+TEST_CLUSTER_DIR ?= $(CURDIR)/.cluster/test
+
+include tests/cluster/cluster.mk
+
+.PHONY: help setup build policy test test-unit test-chart lint crds run clean annotate push artifacthub
+
+help: ## List the targets
+	@printf 'gastown-operator targets:\n\n'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}'
+	@printf '\nStart here: `make run` (main job) and `make test` (all tests).\n'
+
+setup: ## Install what builds and tests need (wasm target, rustfmt/clippy, apt and pip packages)
+	@scripts/setup.sh
+
+build: setup policy ## Build the native workspace (controller, tools) and the wasm policy
+	$(CARGO) build --workspace --all-targets
+
+policy: ## Build the wasm policy and copy it to policy/policy.wasm
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	$(CARGO) build -p gastown-policy --target $(WASM_TARGET) --profile policy
+	cp $(POLICY_BUILT) $(POLICY_WASM)
+	@printf 'policy/policy.wasm: %s bytes\n' "$$(stat -c %s $(POLICY_WASM))"
+
+test: setup policy ## Run every test: unit, compiled policy in waPC, real API server, Helm chart
+	@scripts/test.sh
+
+lint: setup ## cargo fmt --check and clippy -D warnings (native and wasm)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p gastown-policy -p gastown-crds --target $(WASM_TARGET) -- -D warnings
+
+crds: ## Regenerate crds/automaton.yaml from the Rust types (and the chart's copy)
+	$(CARGO) run -q -p gastown-crds --bin crdgen > crds/automaton.yaml
+	cp crds/automaton.yaml charts/gastown-operator/crds/automaton.yaml
+
+run: setup policy ## Main job: run the controller (local API server + simulated Gas Town when needed)
+	@scripts/run.sh
+
+clean: ## Remove build outputs and local clusters
+	-@bash tests/cluster/cluster.sh down $(TEST_CLUSTER_DIR) >/dev/null 2>&1
+	-@bash tests/cluster/cluster.sh down $(CLUSTER_DIR) >/dev/null 2>&1
+	$(CARGO) clean
+	rm -rf $(POLICY_WASM) policy/annotated-policy.wasm .cluster
+
+define need_kwctl
+	@command -v $(KWCTL) >/dev/null 2>&1 || { \
+	  echo "kwctl is not installed: get it from https://github.com/kubewarden/kwctl/releases" >&2; \
+	  echo "(it is not on crates.io; set KWCTL=/path/to/kwctl if it is elsewhere)" >&2; exit 1; }
+endef
+
+annotate: policy ## Embed metadata.yml + README into policy/annotated-policy.wasm (needs kwctl)
+	$(need_kwctl)
+	$(KWCTL) annotate -m policy/metadata.yml -u policy/README.md -o policy/annotated-policy.wasm $(POLICY_WASM)
+
+push: annotate ## Push the annotated policy to registry://$(POLICY_OCI) (needs kwctl)
+	$(KWCTL) push policy/annotated-policy.wasm registry://$(POLICY_OCI)
+
+artifacthub: annotate ## Regenerate artifacthub/artifacthub-pkg.yml from the annotated module (needs kwctl)
+	$(KWCTL) scaffold artifacthub --metadata-path policy/metadata.yml --version $(POLICY_VERSION) \
+		--questions-path policy/questions-ui.yml > artifacthub/artifacthub-pkg.yml

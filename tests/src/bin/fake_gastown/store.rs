@@ -1,0 +1,517 @@
+//! The fake town's files: where the town is, its configuration, fault settings and state,
+//! the lock that serialises concurrent invocations, IDs, randomness and time formatting.
+//!
+//! Layout under `<town>/.fake-gastown/`:
+//! `state.json` (beads, convoys, polecats), `config.json` (rigs, prefix, auto progress),
+//! `faults.json` (fault injection), `calls.jsonl` (call log), `seq` (call counter), `lock`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::hash_map::{DefaultHasher, RandomState};
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The directory, inside the town, that holds the fake's files.
+pub const STATE_DIR: &str = ".fake-gastown";
+
+/// Finds the town root: `start` or its nearest ancestor holding `mayor/town.json`.
+pub fn find_town(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join("mayor").join("town.json").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Howard Hinnant's days-to-civil: (year, month, day) for days since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn split_time(ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, mo, d) = civil_from_days(days);
+    let sod = secs % 86_400;
+    (y, mo, d, sod / 3600, sod % 3600 / 60, sod % 60, ms % 1000)
+}
+
+/// RFC 3339 in UTC, with the fraction trimmed like Go's `RFC3339Nano` (as `bd --json` prints).
+pub fn rfc3339(ms: u64) -> String {
+    let (y, mo, d, h, mi, s, frac) = split_time(ms);
+    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+    if frac != 0 {
+        let f = format!("{frac:03}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, the format of `gt polecat status --json` times.
+pub fn gt_time(ms: u64) -> String {
+    let (y, mo, d, h, mi, s, _) = split_time(ms);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
+/// A random number, different in every process and call (std's randomly keyed SipHash).
+pub fn random_u64(salt: u64) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    salt.hash(&mut h);
+    std::process::id().hash(&mut h);
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+        .hash(&mut h);
+    h.finish()
+}
+
+/// A reproducible number for (seed, call sequence number).
+pub fn seeded_u64(seed: u64, seq: u64) -> u64 {
+    let mut h = DefaultHasher::new();
+    seed.hash(&mut h);
+    seq.hash(&mut h);
+    h.finish()
+}
+
+/// A number in [0, 1) from 64 random bits.
+pub fn unit_interval(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `len` lowercase base-36 characters from `bits`.
+pub fn base36(mut bits: u64, len: usize) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..len)
+        .map(|_| {
+            let c = DIGITS[(bits % 36) as usize] as char;
+            bits /= 36;
+            c
+        })
+        .collect()
+}
+
+/// Writes `contents` to `path` atomically: a uniquely named temporary file, then a rename.
+/// (No fsync: readers must never see a torn file, but surviving a machine crash is not needed.)
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        random_u64(0) % 1_000_000
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Takes the town-wide exclusive lock; it is released when the returned file is dropped.
+pub fn lock(dir: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(dir.join("lock"))?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Increments and returns the call counter (call under the lock).
+pub fn next_seq(dir: &Path) -> io::Result<u64> {
+    let path = dir.join("seq");
+    let current = match fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let next = current + 1;
+    write_atomic(&path, next.to_string().as_bytes())?;
+    Ok(next)
+}
+
+/// Reads a JSON file; a missing file gives the default value.
+pub fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, String> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("reading {}: invalid JSON: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Fault injection settings (`faults.json`), re-read at every call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Probability that a matching call fails with exit 1 and changes nothing.
+    pub fail_rate: f64,
+    /// Probability that a matching call hangs for `hang_seconds`.
+    pub hang_rate: f64,
+    pub hang_seconds: Option<u64>,
+    /// Delay before every call.
+    pub delay_ms: u64,
+    /// Every call fails as if the Dolt server were down.
+    pub down: bool,
+    /// Verbs (`sling`, `create`, or qualified `gt sling`) the rates apply to; absent = all.
+    pub fail_verbs: Option<Vec<String>>,
+    /// Makes the fail/hang decisions reproducible (per call sequence number).
+    pub seed: Option<u64>,
+}
+
+impl Faults {
+    pub fn applies_to(&self, tool: &str, verb: &str) -> bool {
+        match &self.fail_verbs {
+            None => true,
+            Some(verbs) => verbs
+                .iter()
+                .any(|v| v == verb || *v == format!("{tool} {verb}")),
+        }
+    }
+}
+
+/// Auto progress of slung beads, evaluated lazily when they are read.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AutoProgress {
+    pub start_after_ms: u64,
+    pub close_after_ms: Option<u64>,
+    pub close_reason: Option<String>,
+}
+
+/// Town configuration (`config.json`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub prefix: Option<String>,
+    pub rigs: Option<Vec<String>>,
+    pub auto_progress: Option<AutoProgress>,
+    pub polecat_names: Option<Vec<String>>,
+}
+
+/// The polecat name pool used when config.json does not give one.
+pub const DEFAULT_POLECAT_NAMES: &[&str] = &[
+    "Toast",
+    "Nux",
+    "Capable",
+    "Furiosa",
+    "Slit",
+    "Rictus",
+    "Cheedo",
+    "Dag",
+    "Keeper",
+    "Morsov",
+    "Ace",
+    "Coma",
+    "Angharad",
+    "Valkyrie",
+    "Toecutter",
+    "Organic",
+];
+
+/// Whether a prefix matches `^[a-zA-Z][a-zA-Z0-9-]{0,19}$`.
+pub fn valid_prefix(p: &str) -> bool {
+    let mut chars = p.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && p.len() <= 20
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+impl Config {
+    pub fn load(dir: &Path) -> Result<Config, String> {
+        let cfg: Config = read_json(&dir.join("config.json"))?;
+        if let Some(p) = &cfg.prefix
+            && !valid_prefix(p)
+        {
+            return Err(format!(
+                "config.json: invalid prefix \"{p}\" (must match ^[a-zA-Z][a-zA-Z0-9-]{{0,19}}$)"
+            ));
+        }
+        Ok(cfg)
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or("gt")
+    }
+
+    pub fn rigs(&self) -> Vec<String> {
+        self.rigs
+            .clone()
+            .unwrap_or_else(|| vec!["gastown".to_string(), "demo".to_string()])
+    }
+
+    pub fn polecat_names(&self) -> Vec<String> {
+        match &self.polecat_names {
+            Some(names) if !names.is_empty() => names.clone(),
+            _ => DEFAULT_POLECAT_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// One bead (issue). Times are kept in Unix milliseconds and printed as RFC 3339.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Bead {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: i64,
+    pub issue_type: String,
+    pub assignee: Option<String>,
+    pub owner: Option<String>,
+    pub created_at_ms: u64,
+    pub created_by: String,
+    pub updated_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub closed_at_ms: Option<u64>,
+    pub close_reason: Option<String>,
+    pub external_ref: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub labels: Vec<String>,
+    /// When the bead was last slung (drives auto progress); never printed.
+    pub slung_at_ms: Option<u64>,
+    /// The merge strategy it was slung with (`local` never auto-closes); never printed.
+    pub merge: Option<String>,
+}
+
+impl Bead {
+    /// The JSON object `bd show --json` / `bd list --json` print.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "status": self.status,
+            "priority": self.priority,
+            "issue_type": self.issue_type,
+            "assignee": self.assignee,
+            "owner": self.owner,
+            "created_at": rfc3339(self.created_at_ms),
+            "created_by": self.created_by,
+            "updated_at": rfc3339(self.updated_at_ms),
+            "started_at": self.started_at_ms.map(rfc3339),
+            "closed_at": self.closed_at_ms.map(rfc3339),
+            "close_reason": self.close_reason,
+            "external_ref": self.external_ref,
+            "metadata": Value::Object(self.metadata.clone()),
+            "labels": self.labels,
+        })
+    }
+
+    /// Whether a worker holds the bead (slung and not finished).
+    pub fn is_active(&self) -> bool {
+        matches!(self.status.as_str(), "hooked" | "in_progress")
+    }
+
+    /// Applies auto progress (see [`AutoProgress`]); returns whether the bead changed.
+    pub fn auto_progress(&mut self, cfg: &Config, now: u64) -> bool {
+        let (Some(ap), Some(slung)) = (&cfg.auto_progress, self.slung_at_ms) else {
+            return false;
+        };
+        if !self.is_active() {
+            return false;
+        }
+        let elapsed = now.saturating_sub(slung);
+        let close_after = ap
+            .close_after_ms
+            .filter(|_| self.merge.as_deref() != Some("local"));
+        if let Some(close_after) = close_after
+            && elapsed >= close_after
+        {
+            self.started_at_ms
+                .get_or_insert(slung + ap.start_after_ms.min(close_after));
+            self.status = "closed".to_string();
+            self.closed_at_ms = Some(slung + close_after);
+            self.close_reason = Some(ap.close_reason.clone().unwrap_or_else(|| "merged".into()));
+            self.updated_at_ms = now;
+            return true;
+        }
+        if self.status == "hooked" && elapsed >= ap.start_after_ms {
+            self.status = "in_progress".to_string();
+            self.started_at_ms.get_or_insert(slung + ap.start_after_ms);
+            self.updated_at_ms = now;
+            return true;
+        }
+        false
+    }
+}
+
+/// A convoy created by `gt sling` (tracks the slung beads).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Convoy {
+    pub id: String,
+    pub title: String,
+    pub beads: Vec<String>,
+    pub created_at_ms: u64,
+    pub created_by: String,
+}
+
+impl Convoy {
+    /// A convoy seen through `bd show` (convoys are beads of type `convoy` in the real town).
+    pub fn to_json(&self, beads: &[Bead]) -> Value {
+        let done = self.beads.iter().all(|id| {
+            beads
+                .iter()
+                .any(|b| b.id == *id && matches!(b.status.as_str(), "closed" | "tombstone"))
+        });
+        let status = if done { "closed" } else { "open" };
+        Bead {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            description: format!("Tracks: {}", self.beads.join(", ")),
+            status: status.to_string(),
+            priority: 2,
+            issue_type: "convoy".to_string(),
+            owner: Some(self.created_by.clone()),
+            created_at_ms: self.created_at_ms,
+            created_by: self.created_by.clone(),
+            updated_at_ms: self.created_at_ms,
+            ..Bead::default()
+        }
+        .to_json()
+    }
+}
+
+/// A worker known to the town.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Polecat {
+    pub rig: String,
+    pub name: String,
+    pub issue: Option<String>,
+    pub branch: Option<String>,
+    pub agent: Option<String>,
+    pub base_branch: Option<String>,
+    pub created_at_ms: u64,
+    pub last_activity_ms: u64,
+}
+
+/// Everything the fake town remembers.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    pub beads: Vec<Bead>,
+    pub convoys: Vec<Convoy>,
+    pub polecats: Vec<Polecat>,
+}
+
+impl State {
+    pub fn load(dir: &Path) -> Result<State, String> {
+        read_json(&dir.join("state.json"))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| format!("encoding state: {e}"))?;
+        write_atomic(&dir.join("state.json"), &bytes).map_err(|e| format!("writing state: {e}"))
+    }
+
+    pub fn bead(&self, id: &str) -> Option<&Bead> {
+        self.beads.iter().find(|b| b.id == id)
+    }
+
+    pub fn bead_mut(&mut self, id: &str) -> Option<&mut Bead> {
+        self.beads.iter_mut().find(|b| b.id == id)
+    }
+
+    pub fn polecat_mut(&mut self, rig: &str, name: &str) -> Option<&mut Polecat> {
+        self.polecats
+            .iter_mut()
+            .find(|p| p.rig == rig && p.name == name)
+    }
+
+    fn id_taken(&self, id: &str) -> bool {
+        self.beads.iter().any(|b| b.id == id) || self.convoys.iter().any(|c| c.id == id)
+    }
+
+    /// A fresh `<prefix>-<hash>` ID: lowercase base 36, 3 to 6 characters, growing with the
+    /// number of beads and on collisions, like bd's adaptive IDs.
+    pub fn new_bead_id(&self, prefix: &str, salt: u64) -> Option<String> {
+        let start = match self.beads.len() {
+            0..500 => 3,
+            500..20_000 => 4,
+            _ => 5,
+        };
+        for len in start..=6 {
+            for attempt in 0..16u64 {
+                let id = format!(
+                    "{prefix}-{}",
+                    base36(random_u64(salt.wrapping_mul(31).wrapping_add(attempt)), len)
+                );
+                if !self.id_taken(&id) {
+                    return Some(id);
+                }
+            }
+        }
+        None
+    }
+
+    /// A fresh convoy ID `hq-cv-xxxx`.
+    pub fn new_convoy_id(&self, salt: u64) -> Option<String> {
+        for len in 4..=8 {
+            for attempt in 0..16u64 {
+                let id = format!(
+                    "hq-cv-{}",
+                    base36(random_u64(salt.wrapping_add(attempt << 8)), len)
+                );
+                if !self.id_taken(&id) {
+                    return Some(id);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400_500), "2000-02-29T00:00:00.5Z");
+        assert_eq!(rfc3339(1_767_225_599_123), "2025-12-31T23:59:59.123Z");
+        assert_eq!(gt_time(1_767_225_599_123), "2025-12-31 23:59:59");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(valid_prefix("gt") && valid_prefix("go-x1"));
+        assert!(!valid_prefix("1a") && !valid_prefix("") && !valid_prefix("a_b"));
+    }
+}

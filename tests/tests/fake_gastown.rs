@@ -1,0 +1,834 @@
+//! The fake Gas Town obeys the contract in docs/gastown-contract.md: each test runs the real
+//! `fake-gastown` binary as `gt` or `bd` and checks one rule.
+
+use gastown_tests::fake_gastown::{AutoProgress, Config, FakeGasTown, Faults};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fake-gastown");
+
+fn town() -> FakeGasTown {
+    FakeGasTown::with_binary(Path::new(BIN)).expect("fake town")
+}
+
+fn run(town: &FakeGasTown, tool: &str, args: &[&str]) -> Output {
+    town.command(tool).args(args).output().expect("spawn")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and asserts success; returns stdout.
+fn ok(town: &FakeGasTown, tool: &str, args: &[&str]) -> String {
+    let o = run(town, tool, args);
+    assert!(
+        o.status.success(),
+        "{tool} {args:?} failed: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs and asserts failure (exit 1); returns stderr.
+fn fails(town: &FakeGasTown, tool: &str, args: &[&str]) -> String {
+    let o = run(town, tool, args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{tool} {args:?} should fail: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stderr(&o)
+}
+
+fn create(town: &FakeGasTown, title: &str) -> String {
+    ok(
+        town,
+        "bd",
+        &["create", title, "-t", "task", "-p", "2", "--silent"],
+    )
+    .trim()
+    .to_string()
+}
+
+fn show(town: &FakeGasTown, id: &str) -> Value {
+    let v: Value = serde_json::from_str(&ok(town, "bd", &["show", id, "--json"]))
+        .expect("bd show --json prints JSON");
+    v.as_array().expect("bd show --json prints an array")[0].clone()
+}
+
+fn is_bead_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|h| {
+            (3..=6).contains(&h.len())
+                && h.chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        })
+}
+
+fn is_rfc3339(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() >= 20 && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T' && s.ends_with('Z')
+    })
+}
+
+const FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "issue_type",
+    "assignee",
+    "owner",
+    "created_at",
+    "created_by",
+    "updated_at",
+    "started_at",
+    "closed_at",
+    "close_reason",
+    "external_ref",
+    "metadata",
+    "labels",
+];
+
+#[test]
+fn create_silent_prints_only_the_id() {
+    let t = town();
+    let out = ok(&t, "bd", &["create", "Fix the thing", "--silent"]);
+    assert!(out.ends_with('\n') && out.lines().count() == 1, "{out:?}");
+    assert!(is_bead_id(out.trim(), "gt"), "{out:?}");
+
+    t.set_config(&Config {
+        prefix: Some("go".into()),
+        ..Config::default()
+    })
+    .unwrap();
+    let id = create(&t, "other prefix");
+    assert!(is_bead_id(&id, "go"), "{id}");
+}
+
+#[test]
+fn create_json_prints_one_object_with_every_field() {
+    let t = town();
+    let o = t
+        .command("bd")
+        .env("BD_ACTOR", "gastown-operator")
+        .args([
+            "create",
+            "Automaton demo/one",
+            "-t",
+            "feature",
+            "-p",
+            "1",
+            "-d",
+            "do it",
+            "--external-ref",
+            "k8s:default/one",
+            "-l",
+            "a,b",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(b.is_object());
+    for f in FIELDS {
+        assert!(b.get(f).is_some(), "missing {f} in {b}");
+    }
+    assert_eq!(b["title"], "Automaton demo/one");
+    assert_eq!(b["issue_type"], "feature");
+    assert_eq!(b["priority"], 1);
+    assert_eq!(b["description"], "do it");
+    assert_eq!(b["external_ref"], "k8s:default/one");
+    assert_eq!(b["labels"], serde_json::json!(["a", "b"]));
+    assert_eq!(b["created_by"], "gastown-operator");
+    assert_eq!(b["status"], "open");
+    assert!(is_rfc3339(&b["created_at"]) && is_rfc3339(&b["updated_at"]));
+    assert!(b["started_at"].is_null() && b["closed_at"].is_null());
+}
+
+#[test]
+fn show_prints_an_array_with_all_contract_fields() {
+    let t = town();
+    let a = create(&t, "first");
+    let b = create(&t, "second");
+    let v: Value = serde_json::from_str(&ok(&t, "bd", &["show", &a, &b, "--json"])).unwrap();
+    let arr = v.as_array().expect("array");
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[0]["id"], a.as_str());
+    assert_eq!(arr[1]["id"], b.as_str());
+    for f in FIELDS {
+        assert!(arr[0].get(f).is_some(), "missing {f}");
+    }
+    // One ID is still an array; --json may come first (persistent flag).
+    let one: Value = serde_json::from_str(&ok(&t, "bd", &["--json", "show", &a])).unwrap();
+    assert_eq!(one.as_array().map(Vec::len), Some(1));
+    // Human output without --json.
+    assert!(!ok(&t, "bd", &["show", &a]).trim_start().starts_with('['));
+}
+
+#[test]
+fn unknown_id_exits_non_zero_with_an_error() {
+    let t = town();
+    let o = run(&t, "bd", &["show", "gt-zzzz", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("gt-zzzz"));
+    assert!(stdout(&o).trim().is_empty());
+    fails(&t, "bd", &["update", "gt-zzzz", "--status", "in_progress"]);
+    fails(&t, "bd", &["close", "gt-zzzz"]);
+    fails(&t, "gt", &["sling", "gt-zzzz", "gastown"]);
+    assert!(t.bead("gt-zzzz").unwrap().is_none());
+}
+
+#[test]
+fn sling_hooks_the_bead_with_a_polecat_assignee() {
+    let t = town();
+    let id = create(&t, "work");
+    let out = ok(&t, "gt", &["sling", &id, "gastown", "--merge=mr"]);
+    assert!(
+        serde_json::from_str::<Value>(&out).is_err(),
+        "human text only"
+    );
+    assert!(out.contains("hq-cv-"), "a convoy is created: {out}");
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "hooked");
+    let assignee = b["assignee"].as_str().unwrap();
+    let name = assignee.strip_prefix("gastown/polecats/").expect(assignee);
+    assert!(
+        ["Toast", "Nux", "Capable", "Furiosa"].contains(&name),
+        "{name}"
+    );
+
+    // An explicit polecat, and --no-convoy.
+    let id2 = create(&t, "more work");
+    let out = ok(
+        &t,
+        "gt",
+        &[
+            "sling",
+            &id2,
+            "demo/Nux",
+            "--no-convoy",
+            "--agent",
+            "claude",
+        ],
+    );
+    assert!(!out.contains("hq-cv-"), "{out}");
+    assert_eq!(show(&t, &id2)["assignee"], "demo/polecats/Nux");
+
+    // A second bead to the same rig gets another polecat.
+    let id3 = create(&t, "third");
+    ok(&t, "gt", &["sling", &id3, "gastown"]);
+    assert_ne!(show(&t, &id3)["assignee"], assignee);
+
+    // Dry run changes nothing.
+    let id4 = create(&t, "dry");
+    ok(&t, "gt", &["sling", &id4, "gastown", "--dry-run"]);
+    assert_eq!(show(&t, &id4)["status"], "open");
+    assert_eq!(t.dispatch_count(&id4), 0);
+    assert_eq!(t.sling_count(&id4), 0);
+}
+
+#[test]
+fn resling_to_the_same_rig_is_a_no_op() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    let before = show(&t, &id);
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    let after = show(&t, &id);
+    assert_eq!(before["assignee"], after["assignee"]);
+    assert_eq!(before["updated_at"], after["updated_at"]);
+    assert_eq!(t.sling_count(&id), 2);
+    assert_eq!(t.dispatch_count(&id), 1);
+    // Also while in progress, and naming the same polecat.
+    t.start_work(&id).unwrap();
+    let name = after["assignee"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    ok(&t, "gt", &["sling", &id, &format!("gastown/{name}")]);
+    assert_eq!(show(&t, &id)["status"], "in_progress");
+    assert_eq!(t.dispatch_count(&id), 1);
+}
+
+#[test]
+fn sling_to_another_target_needs_force() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    let err = fails(&t, "gt", &["sling", &id, "demo"]);
+    assert!(err.contains("--force"), "{err}");
+    assert!(
+        show(&t, &id)["assignee"]
+            .as_str()
+            .unwrap()
+            .starts_with("gastown/polecats/")
+    );
+    ok(&t, "gt", &["sling", &id, "demo", "--force"]);
+    let b = show(&t, &id);
+    assert!(
+        b["assignee"]
+            .as_str()
+            .unwrap()
+            .starts_with("demo/polecats/")
+    );
+    assert_eq!(b["status"], "hooked");
+    assert_eq!(t.dispatch_count(&id), 2);
+}
+
+#[test]
+fn sling_refuses_closed_deferred_and_tombstoned_beads_and_unknown_rigs() {
+    let t = town();
+    let closed = create(&t, "done");
+    t.close(&closed, "merged").unwrap();
+    for status in ["deferred", "tombstone"] {
+        let id = create(&t, status);
+        ok(&t, "bd", &["update", &id, "--status", status]);
+        fails(&t, "gt", &["sling", &id, "gastown"]);
+        assert_eq!(show(&t, &id)["status"], status);
+    }
+    fails(&t, "gt", &["sling", &closed, "gastown"]);
+    assert_eq!(show(&t, &closed)["status"], "closed");
+
+    let id = create(&t, "open");
+    assert!(fails(&t, "gt", &["sling", &id, "nosuchrig"]).contains("nosuchrig"));
+    fails(&t, "gt", &["sling", &id, "hq"]);
+    fails(&t, "gt", &["sling", &id, "my-rig"]);
+    fails(&t, "gt", &["sling", &id, "gastown", "--merge=sideways"]);
+    assert_eq!(show(&t, &id)["status"], "open");
+
+    t.set_config(&Config {
+        rigs: Some(vec!["forge".into()]),
+        ..Config::default()
+    })
+    .unwrap();
+    fails(&t, "gt", &["sling", &id, "gastown"]);
+    ok(&t, "gt", &["sling", &id, "forge"]);
+}
+
+#[test]
+fn unsling_puts_the_bead_back_to_open() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    ok(&t, "gt", &["unsling", &id]);
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "open");
+    assert!(b["assignee"].is_null());
+    // It can be slung again, anywhere.
+    ok(&t, "gt", &["sling", &id, "demo"]);
+    assert_eq!(show(&t, &id)["status"], "hooked");
+}
+
+#[test]
+fn sling_refuses_when_running_as_an_agent() {
+    let t = town();
+    let id = create(&t, "work");
+    for (var, value) in [("GT_ROLE", "polecat"), ("GT_POLECAT", "Toast")] {
+        let o = t
+            .command("gt")
+            .env(var, value)
+            .args(["sling", &id, "gastown"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{var}");
+        assert!(!stderr(&o).is_empty());
+        assert_eq!(show(&t, &id)["status"], "open");
+    }
+    let calls = t.calls().unwrap();
+    let slings: Vec<_> = calls.iter().filter(|c| c.verb() == Some("sling")).collect();
+    assert_eq!(slings.len(), 2);
+    assert!(slings.iter().all(|c| c.env_gt_role && c.exit_code == 1));
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.tool == "bd")
+            .all(|c| !c.env_gt_role)
+    );
+}
+
+#[test]
+fn the_town_is_found_from_the_working_directory() {
+    let t = town();
+    let outside = std::env::temp_dir();
+    for tool in ["gt", "bd"] {
+        let path = if tool == "gt" {
+            t.gt_path()
+        } else {
+            t.bd_path()
+        };
+        let o = std::process::Command::new(path)
+            .current_dir(&outside)
+            .args(["status"])
+            .output()
+            .unwrap();
+        assert_ne!(o.status.code(), Some(0), "{tool} outside a town");
+        assert!(
+            stderr(&o).contains("not in a Gas Town workspace"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A sub-directory of the town works (the nearest ancestor with mayor/town.json).
+    let sub = t.town_root().join("gastown").join("crew");
+    std::fs::create_dir_all(&sub).unwrap();
+    let o = std::process::Command::new(t.bd_path())
+        .current_dir(&sub)
+        .args(["create", "from a subdir", "--silent"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // And `fake-gastown bd ...` works without symlinks.
+    let o = std::process::Command::new(BIN)
+        .current_dir(t.town_root())
+        .args(["bd", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn options_parse_like_cobra() {
+    let t = town();
+    // `--` ends the options: a title starting with `-`.
+    let id = ok(
+        &t,
+        "bd",
+        &["create", "-t", "bug", "--silent", "--", "-weird title"],
+    );
+    let b = show(&t, id.trim());
+    assert_eq!(b["title"], "-weird title");
+    assert_eq!(b["issue_type"], "bug");
+    // `--flag=value`, `-pN`, interspersed flags.
+    let id = ok(
+        &t,
+        "bd",
+        &[
+            "create",
+            "--type=chore",
+            "plain",
+            "-p1",
+            "--external-ref=x:y",
+            "--silent",
+        ],
+    )
+    .trim()
+    .to_string();
+    let b = show(&t, &id);
+    assert_eq!(
+        (b["issue_type"].clone(), b["priority"].clone()),
+        ("chore".into(), 1.into())
+    );
+    assert_eq!(b["external_ref"], "x:y");
+    // Without `--`, a dash word is a flag: unknown flags are usage errors.
+    assert!(fails(&t, "bd", &["create", "-weird title"]).contains("unknown shorthand flag"));
+    assert!(fails(&t, "bd", &["create", "x", "--bogus"]).contains("unknown flag: --bogus"));
+    assert!(fails(&t, "gt", &["sling", &id, "gastown", "--bogus"]).contains("unknown flag"));
+    fails(&t, "bd", &["create", "x", "--type"]);
+    fails(&t, "bd", &["frobnicate"]);
+    // `bd show -- <id>` and `--id`.
+    assert_eq!(
+        serde_json::from_str::<Value>(&ok(&t, "bd", &["show", "--json", "--", &id])).unwrap()[0]["id"],
+        id.as_str()
+    );
+    assert_eq!(t.beads().unwrap().len(), 2);
+}
+
+#[test]
+fn update_close_and_list_follow_the_contract() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(
+        &t,
+        "bd",
+        &[
+            "update",
+            &id,
+            "--status",
+            "in_progress",
+            "--assignee",
+            "me",
+            "--set-metadata",
+            "k8s.uid=123",
+            "--set-metadata=phase=x",
+        ],
+    );
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "in_progress");
+    assert_eq!(b["assignee"], "me");
+    assert_eq!(b["metadata"]["k8s.uid"], "123");
+    assert_eq!(b["metadata"]["phase"], "x");
+    assert!(is_rfc3339(&b["started_at"]));
+    fails(&t, "bd", &["update", &id, "--status", "bogus"]);
+
+    ok(&t, "bd", &["close", &id, "-r", "merged"]);
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "closed");
+    assert_eq!(b["close_reason"], "merged");
+    assert!(is_rfc3339(&b["closed_at"]));
+
+    let other = create(&t, "other");
+    let list: Value = serde_json::from_str(&ok(&t, "bd", &["list", "--json"])).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![other.as_str()],
+        "closed beads are hidden by default"
+    );
+    let list: Value =
+        serde_json::from_str(&ok(&t, "bd", &["list", "--status", "closed", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(t.beads().unwrap().len(), 2);
+}
+
+#[test]
+fn helpers_start_work_and_close() {
+    let t = town();
+    let id = t.create_bead("work").unwrap();
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    let assignee = show(&t, &id)["assignee"].clone();
+    t.start_work(&id).unwrap();
+    let b = t.bead(&id).unwrap().unwrap();
+    assert_eq!(b["status"], "in_progress");
+    assert_eq!(b["assignee"], assignee);
+    t.close(&id, "merged").unwrap();
+    let b = t.bead(&id).unwrap().unwrap();
+    assert_eq!(b["status"], "closed");
+    assert_eq!(b["close_reason"], "merged");
+    assert!(t.bead("gt-nope").unwrap().is_none());
+    // Helper calls are not in calls().
+    assert!(t.calls().unwrap().iter().all(|c| !c.internal));
+    assert!(t.all_calls().unwrap().iter().any(|c| c.internal));
+}
+
+#[test]
+fn polecat_status_reports_the_worker() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(&t, "gt", &["sling", &id, "gastown/Furiosa"]);
+    let v: Value = serde_json::from_str(&ok(
+        &t,
+        "gt",
+        &["polecat", "status", "gastown/Furiosa", "--json"],
+    ))
+    .unwrap();
+    for f in [
+        "rig",
+        "name",
+        "state",
+        "issue",
+        "clone_path",
+        "branch",
+        "session_running",
+        "session_id",
+        "attached",
+        "windows",
+        "created_at",
+        "last_activity",
+    ] {
+        assert!(v.get(f).is_some(), "missing {f}");
+    }
+    assert_eq!(v["rig"], "gastown");
+    assert_eq!(v["name"], "Furiosa");
+    assert_eq!(v["state"], "working");
+    assert_eq!(v["issue"], id.as_str());
+    let created = v["created_at"].as_str().unwrap();
+    assert_eq!(created.len(), 19);
+    assert_eq!(&created[10..11], " ");
+    t.close(&id, "merged").unwrap();
+    let v: Value = serde_json::from_str(&ok(
+        &t,
+        "gt",
+        &["polecat", "status", "gastown/Furiosa", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(v["state"], "done");
+    fails(&t, "gt", &["polecat", "status", "gastown/Nobody", "--json"]);
+    // Stubs succeed with text.
+    for args in [
+        &["status"][..],
+        &["hook"],
+        &["mail", "inbox"],
+        &["convoy", "list"],
+        &["nudge", "gastown/Furiosa", "hi"],
+    ] {
+        ok(&t, "gt", args);
+    }
+}
+
+#[test]
+fn down_fails_every_call_without_changing_state() {
+    let t = town();
+    let id = create(&t, "work");
+    t.set_faults(&Faults::down()).unwrap();
+    for (tool, args) in [
+        ("bd", vec!["show", id.as_str(), "--json"]),
+        ("gt", vec!["sling", id.as_str(), "gastown"]),
+        ("bd", vec!["create", "x", "--silent"]),
+    ] {
+        let err = fails(&t, tool, &args);
+        assert!(err.contains("cannot connect to Dolt server"), "{err}");
+    }
+    // Helpers bypass faults.
+    assert_eq!(t.bead(&id).unwrap().unwrap()["status"], "open");
+    assert_eq!(t.beads().unwrap().len(), 1);
+    let calls = t.calls().unwrap();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.fault.as_deref() == Some("down"))
+            .count(),
+        3
+    );
+    t.clear_faults();
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+}
+
+#[test]
+fn injected_failures_do_not_change_state() {
+    let t = town();
+    let id = create(&t, "work");
+    t.set_faults(&Faults::fail(1.0).verbs(["sling", "bd create"]))
+        .unwrap();
+    for _ in 0..3 {
+        fails(&t, "gt", &["sling", &id, "gastown"]);
+    }
+    fails(&t, "bd", &["create", "never", "--silent"]);
+    // Other verbs are unaffected.
+    assert_eq!(show(&t, &id)["status"], "open");
+    assert_eq!(t.beads().unwrap().len(), 1);
+    assert_eq!(t.sling_count(&id), 3);
+    assert_eq!(t.dispatch_count(&id), 0);
+    assert!(
+        t.calls()
+            .unwrap()
+            .iter()
+            .filter(|c| c.fault.is_some())
+            .all(|c| c.exit_code == 1)
+    );
+
+    // A seeded 50% rate is reproducible and lets some calls through.
+    t.set_faults(&Faults::fail(0.5).verbs(["show"]).seed(7))
+        .unwrap();
+    let results: Vec<bool> = (0..20)
+        .map(|_| run(&t, "bd", &["show", &id, "--json"]).status.success())
+        .collect();
+    assert!(
+        results.iter().any(|r| *r) && results.iter().any(|r| !*r),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn a_hang_is_logged_first_and_killable() {
+    let t = town();
+    let id = create(&t, "work");
+    t.set_faults(&Faults::hang(1.0, 3600).verbs(["sling"]))
+        .unwrap();
+    let mut child = t
+        .command("gt")
+        .args(["sling", &id, "gastown"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if t.calls()
+            .unwrap()
+            .iter()
+            .any(|c| c.hung && c.verb() == Some("sling"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hung call logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The hung call does not hold the lock: others proceed.
+    assert_eq!(show(&t, &id)["status"], "open");
+    assert!(child.try_wait().unwrap().is_none(), "still hanging");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(show(&t, &id)["status"], "open");
+    let hung = t.calls().unwrap().into_iter().find(|c| c.hung).unwrap();
+    assert_eq!(hung.exit_code, -1);
+}
+
+#[test]
+fn auto_progress_moves_slung_beads_on_read() {
+    let t = town();
+    t.set_config(&Config {
+        auto_progress: Some(AutoProgress {
+            start_after_ms: 800,
+            close_after_ms: Some(1600),
+            close_reason: Some("merged".into()),
+        }),
+        ..Config::default()
+    })
+    .unwrap();
+    let id = create(&t, "work");
+    let local = create(&t, "local merge");
+    let untouched = create(&t, "never slung");
+    let slung = Instant::now();
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    ok(&t, "gt", &["sling", &local, "gastown", "--merge=local"]);
+    let first = show(&t, &id);
+    if slung.elapsed() < Duration::from_millis(700) {
+        assert_eq!(first["status"], "hooked");
+        assert!(first["started_at"].is_null());
+    }
+    std::thread::sleep(Duration::from_millis(900).saturating_sub(slung.elapsed()));
+    let b = show(&t, &id);
+    if slung.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(b["status"], "in_progress");
+        assert!(is_rfc3339(&b["started_at"]));
+        assert!(
+            b["assignee"]
+                .as_str()
+                .unwrap()
+                .starts_with("gastown/polecats/")
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1700).saturating_sub(slung.elapsed()));
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "closed");
+    assert_eq!(b["close_reason"], "merged");
+    assert!(is_rfc3339(&b["closed_at"]) && is_rfc3339(&b["started_at"]));
+    // `--merge=local`: nothing closes the bead automatically.
+    assert_eq!(show(&t, &local)["status"], "in_progress");
+    assert_eq!(show(&t, &untouched)["status"], "open");
+}
+
+#[test]
+fn every_call_is_logged() {
+    let t = town();
+    let id = create(&t, "work");
+    fails(&t, "gt", &["sling", &id, "nosuchrig"]);
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    let calls = t.calls().unwrap();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0].tool, "bd");
+    assert_eq!(
+        calls[0].argv,
+        vec!["create", "work", "-t", "task", "-p", "2", "--silent"]
+    );
+    assert_eq!(calls[0].exit_code, 0);
+    assert_eq!(calls[1].tool, "gt");
+    assert_eq!(calls[1].exit_code, 1);
+    assert_eq!(calls[2].argv, vec!["sling", id.as_str(), "gastown"]);
+    assert!(calls[2].dispatched && !calls[2].env_gt_role && !calls[2].hung);
+    assert!(
+        calls
+            .windows(2)
+            .all(|w| w[0].ts_ms <= w[1].ts_ms && w[0].seq < w[1].seq)
+    );
+    // The raw file has the documented keys.
+    let raw = std::fs::read_to_string(t.town_root().join(".fake-gastown/calls.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    for k in ["ts_ms", "tool", "argv", "exit_code", "env_gt_role"] {
+        assert!(first.get(k).is_some(), "{k}");
+    }
+}
+
+#[test]
+fn fifty_concurrent_creates_give_fifty_distinct_ids() {
+    let t = town();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            t.command("bd")
+                .args(["create", &format!("bead {i}"), "--silent"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let id = stdout(&o).trim().to_string();
+        assert!(is_bead_id(&id, "gt"), "{id}");
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 50);
+    let beads = t.beads().unwrap();
+    assert_eq!(beads.len(), 50);
+    let listed: HashSet<String> = beads
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, ids);
+    assert_eq!(t.calls().unwrap().len(), 50);
+}
+
+#[test]
+fn at_reuses_an_existing_town() {
+    let t = town();
+    let id = create(&t, "persisted");
+    let again = FakeGasTown::at_with_binary(t.town_root(), Path::new(BIN)).unwrap();
+    assert_eq!(again.bead(&id).unwrap().unwrap()["title"], "persisted");
+    drop(again);
+    assert!(
+        t.town_root().join("mayor/town.json").is_file(),
+        "at() does not delete"
+    );
+}
+
+#[test]
+fn init_prepares_a_town_for_a_simulated_run() {
+    let t = town(); // only for a unique temporary directory
+    let dir = t.town_root().join("sim");
+    let o = std::process::Command::new(BIN)
+        .args([
+            "init",
+            dir.to_str().unwrap(),
+            "--rigs",
+            "forge,demo",
+            "--prefix",
+            "sim",
+        ])
+        .args(["--auto-progress", "100,200,merged"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bin = std::path::PathBuf::from(stdout(&o).trim());
+    assert!(bin.join("gt").exists() && bin.join("bd").exists());
+    let sim = FakeGasTown::at_with_binary(&dir, Path::new(BIN)).unwrap();
+    let id = ok(&sim, "bd", &["create", "x", "--silent"])
+        .trim()
+        .to_string();
+    assert!(is_bead_id(&id, "sim"), "{id}");
+    ok(&sim, "gt", &["sling", &id, "forge"]);
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(show(&sim, &id)["status"], "closed");
+    let o = std::process::Command::new(BIN)
+        .args(["init"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
