@@ -1,1 +1,266 @@
+//! gastown-controller: sees Automatons claimed for the local Gas Town, dispatches them
+//! (`bd create`, `gt sling`), reports progress in their status and releases work cleanly.
+
+pub mod conditions;
+pub mod config;
+pub mod decision;
 pub mod gastown;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt;
+use gastown_crds::Automaton;
+use gastown_crds::contract::CLAIMED_BY_LABEL;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{RunArgs, TransportKind};
+use crate::gastown::{GasTown, GasTownConfig, Transport};
+use crate::metrics::{Metrics, MetricsObserver, PhaseLabels};
+
+/// Builds the Kubernetes client from the kubeconfig (optionally a named context) or the
+/// in-cluster configuration.
+pub async fn kube_client(context: Option<&str>) -> anyhow::Result<Client> {
+    let config = match context {
+        Some(ctx) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+            context: Some(ctx.to_string()),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("loading kubeconfig context {ctx:?}"))?,
+        None => kube::Config::infer().await.context("no kubeconfig and not in a cluster")?,
+    };
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// The Gas Town client configuration from the flags.
+pub fn gastown_config(args: &RunArgs) -> anyhow::Result<GasTownConfig> {
+    let transport = match args.transport {
+        TransportKind::Exec => {
+            let town_root = match &args.town_root {
+                Some(p) => p.clone(),
+                None => std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join("gt"))
+                    .context("--town-root not set and HOME unknown")?,
+            };
+            Transport::Exec {
+                town_root,
+                gt_path: args.gt_path.clone(),
+                bd_path: args.bd_path.clone(),
+                actor: Some(args.bd_actor.clone()),
+            }
+        }
+        TransportKind::Proxy => {
+            let missing = |flag: &str| format!("--transport proxy needs {flag}");
+            Transport::Proxy {
+                url: args.proxy_url.clone().with_context(|| missing("--proxy-url"))?,
+                client_cert: args.proxy_cert.clone().with_context(|| missing("--proxy-cert"))?,
+                client_key: args.proxy_key.clone().with_context(|| missing("--proxy-key"))?,
+                ca: args.proxy_ca.clone().with_context(|| missing("--proxy-ca"))?,
+            }
+        }
+    };
+    let mut config = GasTownConfig::new(transport);
+    config.command_timeout = args.command_timeout;
+    config.max_concurrency = args.gastown_concurrency.max(1);
+    Ok(config)
+}
+
+fn identity(args: &RunArgs) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+            format!("{}-{}", if host.is_empty() { "gastown-controller" } else { &host }, std::process::id())
+        })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Runs the controller until SIGTERM/Ctrl-C (exit 0) or until leadership is lost (error, so
+/// the process restarts as a candidate).
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    gastown_crds::validate::validate_dns_label("claimer", &args.claimer)?;
+    let client = kube_client(args.context.as_deref()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let gastown = GasTown::new(gastown_config(&args)?)
+        .context("configuring the Gas Town client")?
+        .with_observer(Arc::new(MetricsObserver(Arc::clone(&metrics))));
+    let health = Arc::new(http::Health::default());
+    let (addr, _http) = http::serve(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    info!(%addr, transport = gastown.transport_kind(), claimer = %args.claimer, "serving /metrics, /livez, /readyz");
+
+    let identity = identity(&args);
+    let (leader_tx, mut leader_rx) = watch::channel(!args.leader_election);
+    if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".to_string());
+        let cfg = leader::LeaseConfig {
+            name: args.lease_name.clone(),
+            namespace,
+            identity: identity.clone(),
+            duration: args.lease_duration,
+            retry: (args.lease_duration / 3).max(Duration::from_millis(500)),
+        };
+        info!(lease = %cfg.name, namespace = %cfg.namespace, %identity, "leader election on");
+        tokio::spawn(leader::run(client.clone(), cfg, leader_tx));
+        // A standby replica is healthy and ready.
+        health.ready.store(true, Ordering::Relaxed);
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            if *leader_rx.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = &mut shutdown => { info!("shutting down (standby)"); return Ok(()); }
+                changed = leader_rx.changed() => { if changed.is_err() { bail!("leader election stopped"); } }
+            }
+        }
+        health.ready.store(false, Ordering::Relaxed);
+    } else {
+        drop(leader_tx);
+    }
+
+    let settings = decision::Settings {
+        claimer: args.claimer.clone(),
+        claim_timeout: args.claim_timeout,
+        sync_interval: args.sync_interval,
+        status_heartbeat: args.status_heartbeat,
+        release_timeout: args.release_timeout,
+    };
+    let reporter = Reporter { controller: "gastown-operator".to_string(), instance: Some(identity) };
+    let ctx = Arc::new(reconcile::Context {
+        client: client.clone(),
+        gastown,
+        settings,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: Arc::clone(&metrics),
+        leader: leader_rx.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+
+    // Stop on a signal, or at once when leadership is lost.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop_tx = stop_tx.clone();
+        let lost = Arc::clone(&lost_leadership);
+        let mut leader_rx = leader_rx.clone();
+        let elected = args.leader_election;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown_signal() => info!("shutdown requested; finishing running reconciles"),
+                _ = async {
+                    loop {
+                        if leader_rx.changed().await.is_err() { futures::future::pending::<()>().await; }
+                        if elected && !*leader_rx.borrow() { break; }
+                    }
+                } => {
+                    warn!("leadership lost; stopping");
+                    lost.store(true, Ordering::Relaxed);
+                }
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    let selector = format!("{CLAIMED_BY_LABEL}={}", args.claimer);
+    let apis: Vec<Api<Automaton>> = if args.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        args.namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    };
+    let mut stores: Vec<Store<Automaton>> = Vec::new();
+    let mut runs = Vec::new();
+    for api in apis {
+        let controller = Controller::new(api, watcher::Config::default().labels(&selector))
+            .with_config(ControllerConfig::default().concurrency(args.concurrency.max(1)));
+        stores.push(controller.store());
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let ctx = Arc::clone(&ctx);
+        runs.push(
+            controller
+                .graceful_shutdown_on(shutdown)
+                .run(reconcile::reconcile, reconcile::error_policy, ctx)
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "reconcile result");
+                    }
+                }),
+        );
+    }
+    // Ready once every watch has listed its objects; then keep the per-phase gauge fresh.
+    {
+        let stores = stores.clone();
+        let health = Arc::clone(&health);
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            for s in &stores {
+                let _ = s.wait_until_ready().await;
+            }
+            health.ready.store(true, Ordering::Relaxed);
+            loop {
+                let mut counts: HashMap<String, i64> = HashMap::new();
+                for s in &stores {
+                    for a in s.state() {
+                        let phase = a.phase().map_or("None", |p| p.as_str()).to_string();
+                        *counts.entry(phase).or_default() += 1;
+                    }
+                }
+                metrics.active_claims.clear();
+                for (phase, n) in counts {
+                    metrics.active_claims.get_or_create(&PhaseLabels { phase }).set(n);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
+    info!(namespaces = ?args.namespaces, %selector, "controller started");
+    futures::future::join_all(runs).await;
+    if lost_leadership.load(Ordering::Relaxed) {
+        bail!("leadership lost");
+    }
+    info!("stopped cleanly");
+    Ok(())
+}

@@ -21,6 +21,10 @@
 # DIR/users/<name>.kubeconfig + DIR/users/<name>.token: alice (gastown-claimers), bob
 # (developers), mallory (no groups), gastown-operator
 # (system:serviceaccount:gastown-system:gastown-operator).
+
+# Functions run indirectly (traps, `__step`, with_apt_lock) and the one-line `main; exit` at the
+# end make shellcheck think code is unreachable.
+# shellcheck disable=SC2317
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -29,6 +33,9 @@ SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SO
 readonly SCRIPT_PATH
 readonly CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/gastown-operator"
 readonly APISERVER_CACHE_DIR="$CACHE_ROOT/kube-apiserver-$K8S_VERSION"
+# Bumped whenever the build recipe changes what the binary does: a cached binary built by an
+# older recipe is rebuilt. 2: empty strings in custom resources are no longer read as null.
+readonly BUILD_RECIPE="2"
 readonly GO_BIN_DIR="/usr/lib/go-1.19/bin"
 readonly READY_TIMEOUT_SECS="${CLUSTER_READY_TIMEOUT_SECS:-60}"
 readonly ETCD_READY_TIMEOUT_SECS=30
@@ -267,6 +274,28 @@ step_replace_reflect2() {
   ls "$work/gopath/src/k8s.io/kubernetes/vendor/github.com/modern-go/reflect2/"
 }
 
+# The vendored OpenAPI validators test "is this null?" with
+# reflect.DeepEqual(reflect.Zero(T), reflect.ValueOf(data)), comparing two reflect.Value
+# structs. Built with Go >= 1.19, a run-time empty string shares its pointer with reflect's zero
+# value, so every "" in a custom resource is rejected as null ("in body must be of type string:
+# "null""). Upstream later reduced the test to `data == nil`, which is what it meant.
+step_patch_openapi_validation() {
+  local work="$1" file count=0
+  local broken='if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {'
+  cd "$work/gopath/src/k8s.io/kubernetes"
+  for file in vendor/github.com/go-openapi/validate/type.go \
+    vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go; do
+    [[ -f "$file" ]] || continue
+    if grep -qF "$broken" "$file"; then
+      sed -i "s/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/" "$file"
+      grep -qF "$broken" "$file" && { echo "could not patch $file"; return 1; }
+      echo "patched $file"
+      count=$((count + 1))
+    fi
+  done
+  ((count > 0)) || { echo "no OpenAPI type validator found to patch"; return 1; }
+}
+
 step_go_build() {
   local work="$1" v=k8s.io/kubernetes/vendor/k8s.io ldflags="" pkg
   cd "$work/gopath/src/k8s.io/kubernetes"
@@ -280,9 +309,15 @@ step_go_build() {
   "$work/kube-apiserver" --version
 }
 
+# The cached kube-apiserver exists and was built by the current recipe.
+cached_apiserver_current() {
+  [[ -x "$APISERVER_CACHE_DIR/kube-apiserver" ]] &&
+    [[ "$(cat "$APISERVER_CACHE_DIR/recipe" 2>/dev/null || true)" == "$BUILD_RECIPE" ]]
+}
+
 build_apiserver_locked() {
   local target="$APISERVER_CACHE_DIR/kube-apiserver" logs="$CACHE_ROOT/logs" started=$SECONDS
-  if [[ -x "$target" ]]; then
+  if cached_apiserver_current; then
     log "kube-apiserver $K8S_VERSION was built meanwhile by another run"
     return 0
   fi
@@ -291,6 +326,7 @@ build_apiserver_locked() {
   log "the binary is cached at $target"
   ensure_packages "${BUILD_PACKAGES[@]}"
   mkdir -p "$logs"
+  rm -f "$logs"/build-*.log
   BUILD_WORK_DIR="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
   trap cleanup_build EXIT
   trap 'exit 130' INT TERM
@@ -303,11 +339,16 @@ build_apiserver_locked() {
     step_generated_files "$BUILD_WORK_DIR"
   run_step "use Debian's reflect2 1.0.2" "$logs/build-4-reflect2.log" \
     step_replace_reflect2 "$BUILD_WORK_DIR"
-  run_step "go build ./cmd/kube-apiserver (about 4-6 minutes)" "$logs/build-5-go-build.log" \
+  run_step "fix the OpenAPI null check for Go >= 1.19" "$logs/build-5-openapi-null.log" \
+    step_patch_openapi_validation "$BUILD_WORK_DIR"
+  run_step "go build ./cmd/kube-apiserver (about 4-6 minutes)" "$logs/build-6-go-build.log" \
     step_go_build "$BUILD_WORK_DIR"
   mkdir -p "$APISERVER_CACHE_DIR"
-  # Same file system (both under CACHE_ROOT): the rename is atomic.
+  # Same file system (both under CACHE_ROOT): the rename is atomic. The recipe marker comes
+  # second, so a reader never takes an old binary for a current one.
   mv -f "$BUILD_WORK_DIR/kube-apiserver" "$target"
+  echo "$BUILD_RECIPE" >"$APISERVER_CACHE_DIR/recipe.tmp"
+  mv -f "$APISERVER_CACHE_DIR/recipe.tmp" "$APISERVER_CACHE_DIR/recipe"
   cleanup_build
   BUILD_WORK_DIR=""
   trap - EXIT INT TERM
@@ -323,7 +364,10 @@ ensure_apiserver() {
     echo "$KUBEBUILDER_ASSETS/kube-apiserver"
     return 0
   fi
-  if [[ ! -x "$target" ]]; then
+  if ! cached_apiserver_current; then
+    if [[ -x "$target" ]]; then
+      log "the cached kube-apiserver was built by an older recipe; rebuilding it"
+    fi
     mkdir -p "$CACHE_ROOT"
     (
       if ! flock -n 9; then
@@ -850,7 +894,8 @@ main() {
     __watch) cmd_watch "$@" ;;
     __step)
       case "${1:-}" in
-        step_download_source | step_unpack_source | step_generated_files | step_replace_reflect2 | step_go_build) "$@" ;;
+        step_download_source | step_unpack_source | step_generated_files | step_replace_reflect2 | \
+          step_patch_openapi_validation | step_go_build) "$@" ;;
         *) die "unknown build step: ${1:-}" ;;
       esac
       ;;
@@ -859,4 +904,6 @@ main() {
   esac
 }
 
-main "$@"
+# One line: bash reads scripts as it runs them, so a long-running instance (the watcher) must not
+# read past this point if the file is edited meanwhile.
+main "$@"; exit "$?"

@@ -61,8 +61,7 @@ impl OwnedCluster {
     /// Runs `cluster.sh up` in a new temporary directory (blocking).
     fn bring_up() -> anyhow::Result<OwnedCluster> {
         let dir = std::env::temp_dir().join(format!("gastown-test-cluster-{}", unique_suffix()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating cluster directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating cluster directory {}", dir.display()))?;
         // From here on the guard removes the directory even if `up` fails.
         let cluster = OwnedCluster { dir };
         let timeout = up_timeout()?;
@@ -144,10 +143,7 @@ impl TestCluster {
         TestCluster::connect(owned.dir.clone(), Some(owned)).await
     }
 
-    async fn connect(
-        dir: PathBuf,
-        owned: Option<Arc<OwnedCluster>>,
-    ) -> anyhow::Result<TestCluster> {
+    async fn connect(dir: PathBuf, owned: Option<Arc<OwnedCluster>>) -> anyhow::Result<TestCluster> {
         let client = client_from_kubeconfig(&dir.join("kubeconfig")).await?;
         Ok(TestCluster {
             dir,
@@ -207,9 +203,7 @@ impl TestCluster {
                 await_condition(api.clone(), &name, conditions::is_crd_established()),
             )
             .await
-            .with_context(|| {
-                format!("CRD {name} not Established after {CRD_ESTABLISHED_TIMEOUT:?}")
-            })?
+            .with_context(|| format!("CRD {name} not Established after {CRD_ESTABLISHED_TIMEOUT:?}"))?
             .with_context(|| format!("waiting for CRD {name}"))?;
         }
         Ok(())
@@ -255,10 +249,7 @@ impl TestCluster {
         })
         .await
         .context("the restart task panicked")??;
-        ensure!(
-            status.success(),
-            "cluster.sh restart-apiserver failed ({status})"
-        );
+        ensure!(status.success(), "cluster.sh restart-apiserver failed ({status})");
         Ok(())
     }
 }
@@ -285,10 +276,7 @@ impl Drop for TestNamespace {
         let name = std::mem::take(&mut self.name);
         let kubeconfig = self.kubeconfig.clone();
         let deleter = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async {
@@ -308,8 +296,7 @@ impl Drop for TestNamespace {
 
 /// Builds a client from a kubeconfig file (on the current runtime).
 pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("loading kubeconfig {}", path.display()))?;
@@ -348,16 +335,12 @@ fn load_crds() -> anyhow::Result<Vec<CustomResourceDefinition>> {
             "{} is missing (generate it with `make crds`); using the CRD built from the Rust types",
             path.display()
         );
-        return Ok(vec![
-            <gastown_crds::Automaton as kube::CustomResourceExt>::crd(),
-        ]);
+        return Ok(vec![<gastown_crds::Automaton as kube::CustomResourceExt>::crd()]);
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut crds = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(document)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let value = serde_yaml::Value::deserialize(document).with_context(|| format!("parsing {}", path.display()))?;
         if value.is_null() {
             continue;
         }
@@ -370,27 +353,14 @@ fn load_crds() -> anyhow::Result<Vec<CustomResourceDefinition>> {
 }
 
 /// Runs a command with a deadline: SIGTERM at the deadline, SIGKILL 10 s later.
-fn run_with_timeout(
-    mut command: Command,
-    timeout: Duration,
-    show_stderr: bool,
-) -> anyhow::Result<ExitStatus> {
+fn run_with_timeout(mut command: Command, timeout: Duration, show_stderr: bool) -> anyhow::Result<ExitStatus> {
     command.stdin(Stdio::null()).stdout(Stdio::null());
-    command.stderr(if show_stderr {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    });
+    command.stderr(if show_stderr { Stdio::inherit() } else { Stdio::null() });
     let description = format!("{command:?}");
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {description}"))?;
+    let mut child = command.spawn().with_context(|| format!("starting {description}"))?;
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("waiting for {description}"))?
-        {
+        if let Some(status) = child.try_wait().with_context(|| format!("waiting for {description}"))? {
             return Ok(status);
         }
         if Instant::now() >= deadline {
@@ -399,9 +369,7 @@ fn run_with_timeout(
         std::thread::sleep(Duration::from_millis(100));
     }
     // Let the script clean up (it stops its build steps and daemons on SIGTERM).
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let grace = Instant::now() + Duration::from_secs(10);
     while Instant::now() < grace {
         if child.try_wait()?.is_some() {

@@ -15,9 +15,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
 
@@ -92,10 +90,7 @@ async fn crd_is_established_with_status_subresource() -> anyhow::Result<()> {
         .context("no v1alpha1 version")?;
     assert!(version.served && version.storage);
     assert!(
-        version
-            .subresources
-            .as_ref()
-            .is_some_and(|s| s.status.is_some()),
+        version.subresources.as_ref().is_some_and(|s| s.status.is_some()),
         "status subresource missing"
     );
     assert!(
@@ -124,18 +119,11 @@ async fn create_get_list_and_watch_by_claim_label() -> anyhow::Result<()> {
     let mut events = api.watch(&params, &resource_version).await?.boxed();
 
     let pp = PostParams::default();
-    api.create(
-        &pp,
-        &claimed(automaton("mine", "claimed here"), DEFAULT_CLAIMER),
-    )
-    .await?;
-    api.create(
-        &pp,
-        &claimed(automaton("theirs", "claimed elsewhere"), "other-town"),
-    )
-    .await?;
-    api.create(&pp, &automaton("unclaimed", "not claimed"))
+    api.create(&pp, &claimed(automaton("mine", "claimed here"), DEFAULT_CLAIMER))
         .await?;
+    api.create(&pp, &claimed(automaton("theirs", "claimed elsewhere"), "other-town"))
+        .await?;
+    api.create(&pp, &automaton("unclaimed", "not claimed")).await?;
 
     let fetched = api.get("mine").await?;
     assert_eq!(fetched.spec.task.title, "claimed here");
@@ -244,32 +232,19 @@ async fn server_side_apply_records_the_field_manager() -> anyhow::Result<()> {
         "spec": {"task": {"title": "applied title"}, "executionMode": "local"}
     });
     let applied = api
-        .patch(
-            "applied",
-            &PatchParams::apply(manager),
-            &Patch::Apply(&desired),
-        )
+        .patch("applied", &PatchParams::apply(manager), &Patch::Apply(&desired))
         .await?;
     assert_eq!(applied.spec.task.title, "applied title");
     let entry = applied
         .managed_fields()
         .iter()
         .find(|m| m.manager.as_deref() == Some(manager))
-        .with_context(|| {
-            format!(
-                "no managedFields entry for {manager}: {:?}",
-                applied.managed_fields()
-            )
-        })?;
+        .with_context(|| format!("no managedFields entry for {manager}: {:?}", applied.managed_fields()))?;
     assert_eq!(entry.operation.as_deref(), Some("Apply"));
 
     // Applying the same intent again changes nothing.
     let again = api
-        .patch(
-            "applied",
-            &PatchParams::apply(manager),
-            &Patch::Apply(&desired),
-        )
+        .patch("applied", &PatchParams::apply(manager), &Patch::Apply(&desired))
         .await?;
     assert_eq!(again.resource_version(), applied.resource_version());
 
@@ -281,11 +256,7 @@ async fn server_side_apply_records_the_field_manager() -> anyhow::Result<()> {
         "spec": {"task": {"title": "rival title"}}
     });
     let err = api
-        .patch(
-            "applied",
-            &PatchParams::apply("rival"),
-            &Patch::Apply(&rival),
-        )
+        .patch("applied", &PatchParams::apply("rival"), &Patch::Apply(&rival))
         .await
         .err()
         .context("a conflicting apply succeeded")?;
@@ -294,11 +265,7 @@ async fn server_side_apply_records_the_field_manager() -> anyhow::Result<()> {
         "expected 409 Conflict, got {err}"
     );
     let forced = api
-        .patch(
-            "applied",
-            &PatchParams::apply("rival").force(),
-            &Patch::Apply(&rival),
-        )
+        .patch("applied", &PatchParams::apply("rival").force(), &Patch::Apply(&rival))
         .await?;
     assert_eq!(forced.spec.task.title, "rival title");
     Ok(())
@@ -331,9 +298,7 @@ async fn finalizer_blocks_deletion_until_removed() -> anyhow::Result<()> {
     loop {
         match api.get_opt("held").await? {
             None => break,
-            Some(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
+            Some(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
             Some(still) => bail!("still present after the finalizer was removed: {still:?}"),
         }
     }
@@ -350,9 +315,7 @@ async fn stale_update_is_a_conflict() -> anyhow::Result<()> {
     let stale = api.get("contended").await?;
     let mut fresh = stale.clone();
     fresh.spec.task.title = "second".to_string();
-    let replaced = api
-        .replace("contended", &PostParams::default(), &fresh)
-        .await?;
+    let replaced = api.replace("contended", &PostParams::default(), &fresh).await?;
     assert_ne!(replaced.resource_version(), stale.resource_version());
 
     let mut late = stale;
@@ -522,10 +485,7 @@ async fn list_when_allowed(api: &Api<Automaton>) -> anyhow::Result<Vec<String>> 
     loop {
         match api.list(&ListParams::default()).await {
             Ok(list) => return Ok(list.items.iter().map(|a| a.name_any()).collect()),
-            Err(err)
-                if api_status(&err).is_some_and(|s| s.code == 403)
-                    && tokio::time::Instant::now() < deadline =>
-            {
+            Err(err) if api_status(&err).is_some_and(|s| s.code == 403) && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
             Err(err) => return Err(err.into()),
@@ -550,5 +510,28 @@ async fn operator_identity_has_no_rights_by_default() -> anyhow::Result<()> {
         api_status(&err).is_some_and(|s| s.code == 403),
         "expected 403, got {err}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn dedicated_cluster_keeps_data_across_an_apiserver_restart() -> anyhow::Result<()> {
+    // Its own cluster: restarting the shared one would disturb the other tests.
+    let cluster = TestCluster::start_dedicated().await?;
+    let dir = cluster.dir().to_path_buf();
+    cluster.install_crds().await?;
+    let ns = cluster.namespace("restart").await?;
+    let api: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
+    api.create(&PostParams::default(), &automaton("durable", "kept in etcd"))
+        .await?;
+
+    cluster.restart_apiserver().await?;
+
+    let client = gastown_tests::cluster::client_from_kubeconfig(&cluster.kubeconfig()).await?;
+    let api: Api<Automaton> = Api::namespaced(client, ns.name());
+    assert_eq!(api.get("durable").await?.spec.task.title, "kept in etcd");
+
+    drop(ns);
+    drop(cluster);
+    assert!(!dir.exists(), "{} still exists after drop", dir.display());
     Ok(())
 }

@@ -1,0 +1,512 @@
+//! The controller's decisions as pure functions of (Automaton, Gas Town view, now, settings).
+//!
+//! The reconciler (`reconcile.rs`) fetches, calls these, and applies the result; everything
+//! here is tested without I/O.
+
+use std::time::Duration;
+
+use gastown_crds::contract::{
+    CLAIM_REQUEST_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL,
+    RELEASE_FINALIZER, condition,
+};
+use gastown_crds::{
+    Automaton, AutomatonStatus, ClaimStatus, ConditionStatus, GasTownStatus, MergeStrategy, Phase,
+    validate::validate_rig_name,
+};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::conditions;
+use crate::gastown::{Bead, BeadId, BeadStatus};
+
+/// Timing and identity the decisions depend on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Our claimer name (`gastown.io/claimed-by` value).
+    pub claimer: String,
+    /// How long Gas Town has to take a claim before it is released back to Kubernetes.
+    pub claim_timeout: Duration,
+    /// How often Gas Town is read for progress.
+    pub sync_interval: Duration,
+    /// Longest time between status writes when nothing but `lastSyncTime` changes.
+    pub status_heartbeat: Duration,
+    /// How long deletion waits for Gas Town to release the work before it lets go anyway.
+    pub release_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            claimer: gastown_crds::contract::DEFAULT_CLAIMER.to_string(),
+            claim_timeout: Duration::from_secs(600),
+            sync_interval: Duration::from_secs(15),
+            status_heartbeat: Duration::from_secs(300),
+            release_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the controller knows of the bead after reading Gas Town.
+#[derive(Debug, Clone)]
+pub enum GasTownView {
+    /// `bd show` returned the bead.
+    Bead(Bead),
+    /// `bd show` says the bead does not exist.
+    Missing,
+    /// Gas Town could not be asked: (metric label of the error, message).
+    Unreachable(String, String),
+}
+
+/// The first thing to do for an Automaton.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// Not claimed by us: nothing to do.
+    NotOurs,
+    /// Being deleted with our finalizer: release the work, then remove the finalizer.
+    Deleting,
+    /// Status says Released but the claim marks are still there (a crash in between): finish.
+    FinishRelease,
+    /// Terminal: nothing more until it is deleted.
+    Terminal,
+    /// Our finalizer must be added before anything happens in Gas Town.
+    AddFinalizer,
+    /// No bead yet: find one by external ref, or create one, and record it.
+    ObtainBead,
+    /// A bead is recorded: read Gas Town and act on it.
+    Sync(BeadId),
+    /// The spec cannot be acted upon (invalid rig, bead ID); wait for a change.
+    Invalid(String),
+}
+
+/// Whether the object carries our finalizer.
+pub fn has_finalizer(a: &Automaton) -> bool {
+    a.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == RELEASE_FINALIZER))
+}
+
+/// Whether any claim mark is still on the object.
+pub fn has_claim_marks(a: &Automaton) -> bool {
+    a.metadata.labels.as_ref().is_some_and(|l| l.contains_key(CLAIMED_BY_LABEL))
+        || a.metadata.annotations.as_ref().is_some_and(|an| {
+            [CLAIMED_AT_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIM_REQUEST_ANNOTATION]
+                .iter()
+                .any(|k| an.contains_key(*k))
+        })
+}
+
+/// Picks the stage for `a`.
+pub fn stage(a: &Automaton, claimer: &str) -> Stage {
+    if a.metadata.deletion_timestamp.is_some() {
+        return if has_finalizer(a) { Stage::Deleting } else { Stage::NotOurs };
+    }
+    if !a.is_claimed_by(claimer) {
+        return Stage::NotOurs;
+    }
+    if a.phase() == Some(Phase::Released) {
+        return Stage::FinishRelease;
+    }
+    if a.is_terminal() {
+        return Stage::Terminal;
+    }
+    if !has_finalizer(a) {
+        return Stage::AddFinalizer;
+    }
+    match recorded_bead(a) {
+        Some(Ok(id)) => Stage::Sync(id),
+        Some(Err(e)) => Stage::Invalid(e),
+        None => match a.spec.task.bead_id.as_deref().map(BeadId::parse) {
+            Some(Err(e)) => Stage::Invalid(format!("spec.task.beadId: {e}")),
+            _ => match a.spec.rig.as_deref().map(validate_rig_name) {
+                None => Stage::Invalid(
+                    "spec.rig is empty: the claim policy fills it in; set spec.rig or configure the policy's \
+                     forgeRigs/defaultRig"
+                        .to_string(),
+                ),
+                Some(Err(e)) => Stage::Invalid(format!("spec.rig: {e}")),
+                Some(Ok(())) => Stage::ObtainBead,
+            },
+        },
+    }
+}
+
+fn recorded_bead(a: &Automaton) -> Option<Result<BeadId, String>> {
+    let id = a.status.as_ref()?.gastown.as_ref()?.bead_id.as_deref()?;
+    Some(BeadId::parse(id).map_err(|e| format!("status.gastown.beadId: {e}")))
+}
+
+/// When the claim was made (the policy's annotation, else the creation time).
+pub fn claimed_at(a: &Automaton) -> Option<Timestamp> {
+    a.metadata
+        .annotations
+        .as_ref()
+        .and_then(|an| an.get(CLAIMED_AT_ANNOTATION))
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .or_else(|| a.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    let d = now.duration_since(since);
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
+}
+
+/// Whether the claim is older than the claim timeout.
+pub fn claim_expired(a: &Automaton, now: Timestamp, settings: &Settings) -> bool {
+    claimed_at(a).is_some_and(|t| elapsed(t, now) >= settings.claim_timeout)
+}
+
+/// The status to start from: the current one with claim info and generation filled in.
+pub fn base_status(a: &Automaton, settings: &Settings) -> AutomatonStatus {
+    let mut st = a.status.clone().unwrap_or_default();
+    st.observed_generation = a.metadata.generation;
+    st.claim = Some(ClaimStatus {
+        claimed_by: Some(settings.claimer.clone()),
+        claimed_at: claimed_at(a).map(Time),
+        requested_by: a
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|an| an.get(CLAIM_REQUESTED_BY_ANNOTATION))
+            .cloned(),
+    });
+    st
+}
+
+fn gastown_mut(st: &mut AutomatonStatus) -> &mut GasTownStatus {
+    st.gastown.get_or_insert_with(GasTownStatus::default)
+}
+
+/// Status recorded right after the bead is known and before anything is slung.
+pub fn bead_recorded(a: &Automaton, bead: &BeadId, created: bool, now: Timestamp, settings: &Settings) -> AutomatonStatus {
+    let mut st = base_status(a, settings);
+    let generation = a.metadata.generation;
+    st.phase = Some(Phase::Claimed);
+    let source = if created { "created" } else { "adopted" };
+    st.message = Some(format!("claimed by Gas Town {:?}; bead {} {source}", settings.claimer, bead.as_str()));
+    conditions::set(&mut st.conditions, condition::CLAIMED, ConditionStatus::True, "Claimed", st.message.clone().unwrap_or_default(), now, generation);
+    conditions::set(&mut st.conditions, condition::GASTOWN_REACHABLE, ConditionStatus::True, "Reachable", "", now, generation);
+    let g = gastown_mut(&mut st);
+    g.bead_id = Some(bead.as_str().to_string());
+    g.bead_created = Some(created);
+    g.rig = a.spec.rig.clone();
+    g.last_sync_time = Some(Time(now));
+    st
+}
+
+/// Status for a spec the controller cannot act on.
+pub fn invalid(a: &Automaton, message: &str, now: Timestamp, settings: &Settings) -> AutomatonStatus {
+    let mut st = base_status(a, settings);
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    st.message = Some(message.to_string());
+    conditions::set(&mut st.conditions, condition::CLAIMED, ConditionStatus::False, "InvalidSpec", message, now, a.metadata.generation);
+    st
+}
+
+/// Status when Gas Town could not be asked (bead creation or sync).
+pub fn unreachable(a: &Automaton, reason: &str, message: &str, now: Timestamp, settings: &Settings) -> AutomatonStatus {
+    let mut st = base_status(a, settings);
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    st.message = Some(format!("Gas Town unreachable: {message}"));
+    conditions::set(
+        &mut st.conditions,
+        condition::GASTOWN_REACHABLE,
+        ConditionStatus::False,
+        &camel(reason),
+        message,
+        now,
+        a.metadata.generation,
+    );
+    st
+}
+
+/// A Gas Town command the controller must run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `gt sling`.
+    Sling {
+        /// The bead.
+        bead: BeadId,
+        /// The rig.
+        rig: String,
+        /// `--merge`.
+        merge: Option<MergeStrategy>,
+        /// `--agent`.
+        agent: Option<String>,
+    },
+    /// Give hooked or running work back (`gt unsling`, or reopening the bead through the proxy).
+    Unsling {
+        /// The bead.
+        bead: BeadId,
+        /// Its current assignee.
+        holder: Option<String>,
+    },
+    /// `bd close -r`.
+    Close {
+        /// The bead.
+        bead: BeadId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What to do after reading the bead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The status to write (if it differs from the current one beyond `lastSyncTime`).
+    pub status: AutomatonStatus,
+    /// A Gas Town command to run first; `status` is what holds once it succeeded.
+    pub command: Option<Command>,
+    /// Give the claim back to Kubernetes after writing `status`.
+    pub release_claim: bool,
+    /// An Event to record: (warning?, reason, note).
+    pub event: Option<(bool, String, String)>,
+    /// When to look again (`None`: only on change).
+    pub requeue: Option<Duration>,
+}
+
+/// The rule for a closed bead: `Failed` when its close reason starts with one of these words
+/// (case-insensitive), `Succeeded` otherwise.
+pub const FAILURE_CLOSE_WORDS: [&str; 12] = [
+    "fail", "failed", "failure", "error", "abandoned", "abandon", "cancelled", "canceled", "rejected", "wontfix",
+    "won't", "timeout",
+];
+
+/// Whether a close reason means failure (see [`FAILURE_CLOSE_WORDS`]).
+pub fn close_reason_is_failure(reason: &str) -> bool {
+    let first = reason
+        .trim()
+        .split(|c: char| c.is_whitespace() || matches!(c, ':' | ',' | '.' | ';' | '-' | '(' | '['))
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
+    FAILURE_CLOSE_WORDS.contains(&first.as_str())
+}
+
+fn camel(label: &str) -> String {
+    label
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Whether `assignee` (`<rig>/polecats/<Name>` or `<rig>/<Name>`) belongs to `rig`.
+pub fn assignee_in_rig(assignee: Option<&str>, rig: &str) -> bool {
+    assignee.and_then(|a| a.split('/').next()).is_some_and(|r| r == rig)
+}
+
+/// Decides what to do for a claimed Automaton whose bead is `bead`, given what Gas Town says.
+pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestamp, settings: &Settings) -> Plan {
+    let generation = a.metadata.generation;
+    let mut st = base_status(a, settings);
+    let rig = a.spec.rig.clone().unwrap_or_default();
+    let dispatched_at = st.gastown.as_ref().and_then(|g| g.dispatched_at.as_ref()).map(|t| t.0);
+    let mut plan = Plan { status: st.clone(), command: None, release_claim: false, event: None, requeue: Some(settings.sync_interval) };
+    let expired = dispatched_at.is_none() && claim_expired(a, now, settings);
+
+    let bead_value = match view {
+        GasTownView::Unreachable(reason, message) => {
+            plan.status = unreachable(a, reason, message, now, settings);
+            if expired {
+                release(&mut plan, a, now, settings, &format!("Gas Town could not take the work within {}s: {message}", settings.claim_timeout.as_secs()), None);
+            }
+            return plan;
+        }
+        GasTownView::Missing => None,
+        GasTownView::Bead(b) if b.status.is_gone() => None,
+        GasTownView::Bead(b) => Some(b),
+    };
+    conditions::set(&mut st.conditions, condition::GASTOWN_REACHABLE, ConditionStatus::True, "Reachable", "", now, generation);
+    {
+        let g = gastown_mut(&mut st);
+        g.last_sync_time = Some(Time(now));
+        g.rig = Some(rig.clone());
+        g.bead_status = bead_value.map(|b| b.status.as_str().to_string());
+    }
+    let Some(b) = bead_value else {
+        let message = format!("bead {} no longer exists in Gas Town", bead.as_str());
+        st.phase = Some(Phase::Failed);
+        st.message = Some(message.clone());
+        conditions::set(&mut st.conditions, condition::COMPLETED, ConditionStatus::False, "BeadMissing", &message, now, generation);
+        plan.status = st;
+        plan.event = Some((true, "BeadMissing".to_string(), message));
+        plan.requeue = None;
+        return plan;
+    };
+
+    match &b.status {
+        BeadStatus::Closed => {
+            let reason = b.close_reason.clone().unwrap_or_default();
+            let failed = close_reason_is_failure(&reason);
+            st.phase = Some(if failed { Phase::Failed } else { Phase::Succeeded });
+            let message = if reason.is_empty() { format!("bead {} closed", b.id) } else { format!("bead {} closed: {reason}", b.id) };
+            st.message = Some(message.clone());
+            if let Some(assignee) = &b.assignee {
+                gastown_mut(&mut st).assignee = Some(assignee.clone());
+            }
+            let (cond_status, cond_reason) = if failed { (ConditionStatus::False, "Failed") } else { (ConditionStatus::True, "Succeeded") };
+            conditions::set(&mut st.conditions, condition::COMPLETED, cond_status, cond_reason, &message, now, generation);
+            conditions::set(&mut st.conditions, condition::RUNNING, ConditionStatus::False, "Completed", "", now, generation);
+            plan.event = Some((failed, cond_reason.to_string(), message));
+            plan.requeue = None;
+        }
+        BeadStatus::Hooked | BeadStatus::InProgress if assignee_in_rig(b.assignee.as_deref(), &rig) => {
+            let running = b.status == BeadStatus::InProgress;
+            let since = dispatched_at.unwrap_or(now);
+            {
+                let g = gastown_mut(&mut st);
+                g.dispatched_at = Some(Time(since));
+                g.assignee = b.assignee.clone();
+            }
+            let worker = b.assignee.clone().unwrap_or_default();
+            if let Some(limit) = a.spec.timeout_seconds.filter(|s| *s > 0) {
+                if elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs()) {
+                    let message = format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
+                    st.phase = Some(Phase::Failed);
+                    st.message = Some(message.clone());
+                    conditions::set(&mut st.conditions, condition::COMPLETED, ConditionStatus::False, "Timeout", &message, now, generation);
+                    conditions::set(&mut st.conditions, condition::RUNNING, ConditionStatus::False, "Timeout", "", now, generation);
+                    plan.command = Some(Command::Unsling { bead: bead.clone(), holder: b.assignee.clone() });
+                    plan.event = Some((true, "Timeout".to_string(), message));
+                    plan.status = st;
+                    plan.requeue = None;
+                    return plan;
+                }
+            }
+            conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::True, "Slung", format!("bead {} hooked by {worker}", b.id), now, generation);
+            if running {
+                st.phase = Some(Phase::Running);
+                st.message = Some(format!("{worker} is working on bead {}", b.id));
+                conditions::set(&mut st.conditions, condition::RUNNING, ConditionStatus::True, "InProgress", format!("worker {worker}"), now, generation);
+            } else {
+                st.phase = Some(Phase::Dispatched);
+                st.message = Some(format!("bead {} hooked by {worker}, waiting for the agent to start", b.id));
+            }
+            if dispatched_at.is_none() {
+                plan.event = Some((false, "Dispatched".to_string(), format!("bead {} already hooked by {worker}", b.id)));
+            }
+        }
+        BeadStatus::Hooked | BeadStatus::InProgress => {
+            let holder = b.assignee.clone().unwrap_or_default();
+            let message = format!("bead {} is already {} by {holder} outside rig {rig:?}; not dispatching it again", b.id, b.status);
+            st.phase = Some(Phase::Claimed);
+            st.message = Some(message.clone());
+            conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::False, "HookedElsewhere", &message, now, generation);
+            plan.status = st;
+            if expired {
+                release(&mut plan, a, now, settings, &message, None);
+            }
+            return plan;
+        }
+        BeadStatus::Open => {
+            let created = st.gastown.as_ref().and_then(|g| g.bead_created).unwrap_or(false);
+            if expired {
+                plan.status = st;
+                let close = created.then(|| Command::Close { bead: bead.clone(), reason: "claim released: Gas Town did not take the work in time".to_string() });
+                release(&mut plan, a, now, settings, &format!("Gas Town did not take the work within {}s", settings.claim_timeout.as_secs()), close);
+                return plan;
+            }
+            plan.command = Some(Command::Sling {
+                bead: bead.clone(),
+                rig: rig.clone(),
+                merge: a.spec.merge_strategy,
+                agent: a.spec.agent.as_ref().and_then(|ag| ag.name.clone()),
+            });
+            st.phase = Some(Phase::Dispatched);
+            st.message = Some(format!("bead {} slung to rig {rig}", b.id));
+            {
+                let g = gastown_mut(&mut st);
+                g.dispatched_at = Some(Time(now));
+                g.bead_status = Some(BeadStatus::Hooked.as_str().to_string());
+            }
+            conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::True, "Slung", format!("gt sling {} {rig}", b.id), now, generation);
+            plan.event = Some((false, "Dispatched".to_string(), format!("bead {} slung to rig {rig}", b.id)));
+            // Look again soon: the sling's result (hooked, assignee) is read on the next sync.
+            plan.requeue = Some(Duration::from_secs(1).min(settings.sync_interval));
+        }
+        other => {
+            // blocked, deferred, pinned or a site-defined status: report it and wait.
+            let message = format!("bead {} is {other} in Gas Town", b.id);
+            st.message = Some(message.clone());
+            st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+            if dispatched_at.is_none() {
+                conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::False, "BeadNotOpen", &message, now, generation);
+                if expired {
+                    plan.status = st;
+                    release(&mut plan, a, now, settings, &message, None);
+                    return plan;
+                }
+            }
+        }
+    }
+    plan.status = st;
+    plan
+}
+
+/// Turns `plan` into a release of the claim back to Kubernetes.
+fn release(plan: &mut Plan, a: &Automaton, now: Timestamp, settings: &Settings, why: &str, command: Option<Command>) {
+    let generation = a.metadata.generation;
+    let st = &mut plan.status;
+    let message = format!("claim released to Kubernetes: {why}");
+    st.phase = Some(Phase::Released);
+    st.message = Some(message.clone());
+    conditions::set(&mut st.conditions, condition::RELEASED, ConditionStatus::True, "ClaimExpired", &message, now, generation);
+    conditions::set(&mut st.conditions, condition::CLAIMED, ConditionStatus::False, "Released", &message, now, generation);
+    let _ = settings;
+    plan.command = command;
+    plan.release_claim = true;
+    plan.event = Some((true, "ClaimReleased".to_string(), message));
+    plan.requeue = None;
+}
+
+/// What deletion must do in Gas Town before the finalizer goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletionPlan {
+    /// Commands to run, in order.
+    pub commands: Vec<Command>,
+    /// Let the object go even though Gas Town could not be cleaned up (bound reached).
+    pub give_up: bool,
+}
+
+/// Decides the Gas Town clean-up for a deleted Automaton.
+pub fn plan_deletion(a: &Automaton, bead: Option<&BeadId>, view: Option<&GasTownView>, now: Timestamp, settings: &Settings) -> DeletionPlan {
+    let deleted_at = a.metadata.deletion_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let give_up = elapsed(deleted_at, now) >= settings.release_timeout;
+    let (Some(bead), Some(view)) = (bead, view) else {
+        return DeletionPlan { commands: Vec::new(), give_up: false };
+    };
+    let created = a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.bead_created).unwrap_or(false);
+    let name = format!("{}/{}", a.metadata.namespace.as_deref().unwrap_or(""), a.metadata.name.as_deref().unwrap_or(""));
+    match view {
+        GasTownView::Unreachable(..) => DeletionPlan { commands: Vec::new(), give_up },
+        GasTownView::Missing => DeletionPlan { commands: Vec::new(), give_up: false },
+        GasTownView::Bead(b) => {
+            let mut commands = Vec::new();
+            if b.status.is_dispatched() {
+                commands.push(Command::Unsling { bead: bead.clone(), holder: b.assignee.clone() });
+            }
+            if created && !matches!(b.status, BeadStatus::Closed | BeadStatus::Tombstone) {
+                commands.push(Command::Close { bead: bead.clone(), reason: format!("cancelled: Automaton {name} was deleted") });
+            }
+            DeletionPlan { commands, give_up }
+        }
+    }
+}
+
+/// Whether the new status differs from the old one in more than `lastSyncTime`, or the last
+/// write is older than the heartbeat.
+pub fn status_needs_write(old: Option<&AutomatonStatus>, new: &AutomatonStatus, now: Timestamp, settings: &Settings) -> bool {
+    let Some(old) = old else { return true };
+    let strip = |s: &AutomatonStatus| {
+        let mut s = s.clone();
+        if let Some(g) = s.gastown.as_mut() {
+            g.last_sync_time = None;
+        }
+        s
+    };
+    if strip(old) != strip(new) {
+        return true;
+    }
+    let last = old.gastown.as_ref().and_then(|g| g.last_sync_time.as_ref()).map(|t| t.0);
+    last.is_none_or(|t| elapsed(t, now) >= settings.status_heartbeat)
+}

@@ -1,0 +1,430 @@
+//! Reconcile = fetch → pure decision (`decision.rs`) → apply. Only the ends touch the API and
+//! Gas Town.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gastown_crds::contract::{
+    CLAIM_REQUEST_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, FIELD_MANAGER,
+    RELEASE_FINALIZER, condition,
+};
+use gastown_crds::{Automaton, AutomatonStatus, ConditionStatus};
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::conditions;
+use crate::decision::{self, Command, GasTownView, Settings, Stage};
+use crate::gastown::{self, BeadId, ExternalRef, GasTown};
+use crate::metrics::Metrics;
+
+/// Reconcile errors; each has a metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Gas Town command failed.
+    #[error("Gas Town: {0}")]
+    GasTown(#[from] gastown::Error),
+    /// Gas Town could not be reached; the status condition says why.
+    #[error("Gas Town unreachable: {0}")]
+    Unreachable(String),
+    /// This replica is not the leader (any more).
+    #[error("not the leader")]
+    NotLeader,
+    /// The object lacks a namespace or name.
+    #[error("object without namespace or name")]
+    Unnamed,
+}
+
+impl Error {
+    /// Short label for metrics.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict".to_string(),
+            Error::Kube(_) => "kube".to_string(),
+            Error::GasTown(e) => format!("gastown_{}", e.metric_label()),
+            Error::Unreachable(_) => "gastown_unreachable".to_string(),
+            Error::NotLeader => "not_leader".to_string(),
+            Error::Unnamed => "unnamed".to_string(),
+        }
+    }
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// Gas Town client.
+    pub gastown: GasTown,
+    /// Decision settings.
+    pub settings: Settings,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// `true` while this replica may act.
+    pub leader: watch::Receiver<bool>,
+    /// Consecutive failures per object, for exponential backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    fn ensure_leader(&self) -> Result<(), Error> {
+        if *self.leader.borrow() { Ok(()) } else { Err(Error::NotLeader) }
+    }
+
+    fn reset_failures(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+
+    /// Backoff for the `n`th consecutive failure of `key`: 1 s doubling to 5 min, ±25 % jitter.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let e = f.entry(key.to_string()).or_insert(0);
+                *e = e.saturating_add(1);
+                *e
+            })
+            .unwrap_or(1);
+        backoff_delay(n, jitter_seed(key, n))
+    }
+
+    async fn publish(&self, a: &Automaton, warning: bool, reason: &str, note: &str) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &a.object_ref(&())).await {
+            warn!(error = %e, "could not publish event");
+        }
+    }
+}
+
+/// Exponential backoff: 1 s × 2^(n-1), at most 300 s, with ±25 % jitter from `seed` (0..1).
+pub fn backoff_delay(n: u32, seed: f64) -> Duration {
+    let base = 2f64.powi(i32::try_from(n.saturating_sub(1).min(16)).unwrap_or(16)).min(300.0);
+    Duration::from_secs_f64((base * (0.75 + 0.5 * seed.clamp(0.0, 1.0))).min(300.0))
+}
+
+fn jitter_seed(key: &str, n: u32) -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut h: u64 = 1469598103934665603;
+    for b in key.bytes().chain(n.to_le_bytes()).chain(nanos.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
+    }
+    (h % 10_000) as f64 / 10_000.0
+}
+
+fn key(a: &Automaton) -> String {
+    format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any())
+}
+
+/// The reconcile entry point.
+pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.inc();
+    ctx.ensure_leader()?;
+    let ns = a.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<Automaton> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = Timestamp::now();
+    let k = key(&a);
+    let action = match decision::stage(&a, &ctx.settings.claimer) {
+        Stage::NotOurs | Stage::Terminal => Action::await_change(),
+        Stage::Deleting => delete(&api, &a, &ctx, now).await?,
+        Stage::FinishRelease => {
+            release_claim(&api, &a, &ctx).await?;
+            Action::await_change()
+        }
+        Stage::AddFinalizer => {
+            add_finalizer(&api, &a, &ctx).await?;
+            // The update's watch event triggers the next step.
+            Action::requeue(ctx.settings.sync_interval)
+        }
+        Stage::Invalid(message) => {
+            let st = decision::invalid(&a, &message, now, &ctx.settings);
+            if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
+                write_status(&api, &a, &st, &ctx).await?;
+                ctx.publish(&a, true, "InvalidSpec", &message).await;
+            }
+            claim_expiry_check(&api, &a, &ctx, now).await?
+        }
+        Stage::ObtainBead => obtain_bead(&api, &a, &ctx, now).await?,
+        Stage::Sync(bead) => sync(&api, &a, &bead, &ctx, now).await?,
+    };
+    ctx.reset_failures(&k);
+    Ok(action)
+}
+
+/// Error policy: count, report and back off exponentially per object.
+pub fn error_policy(a: Arc<Automaton>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(&error.metric_label());
+    if matches!(error, Error::NotLeader) {
+        return Action::requeue(Duration::from_secs(5));
+    }
+    let delay = ctx.backoff(&key(&a));
+    warn!(object = %key(&a), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn claim_expiry_check(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    if decision::claim_expired(a, now, &ctx.settings) {
+        let mut st = decision::base_status(a, &ctx.settings);
+        let message = format!(
+            "claim released to Kubernetes: the spec could not be dispatched within {}s",
+            ctx.settings.claim_timeout.as_secs()
+        );
+        st.phase = Some(gastown_crds::Phase::Released);
+        st.message = Some(message.clone());
+        conditions::set(&mut st.conditions, condition::RELEASED, ConditionStatus::True, "ClaimExpired", &message, now, a.metadata.generation);
+        let updated = write_status(api, a, &st, ctx).await?;
+        ctx.publish(a, true, "ClaimReleased", &message).await;
+        release_claim(api, &updated, ctx).await?;
+        return Ok(Action::await_change());
+    }
+    Ok(Action::requeue(ctx.settings.sync_interval))
+}
+
+async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let (bead, created) = match find_or_create_bead(a, ctx).await {
+        Ok(found) => found,
+        Err(Error::GasTown(e)) if e.is_unreachable() => {
+            let st = decision::unreachable(a, e.metric_label(), &e.to_string(), now, &ctx.settings);
+            if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
+                write_status(api, a, &st, ctx).await?;
+            }
+            if decision::claim_expired(a, now, &ctx.settings) {
+                return claim_expiry_check(api, a, ctx, now).await;
+            }
+            return Err(Error::GasTown(e));
+        }
+        Err(e) => return Err(e),
+    };
+    // Recorded before anything is slung, so a crash or another replica never creates twice.
+    let st = decision::bead_recorded(a, &bead, created, now, &ctx.settings);
+    let updated = write_status(api, a, &st, ctx).await?;
+    info!(object = %key(a), bead = %bead.as_str(), created, "bead recorded");
+    sync(api, &updated, &bead, ctx, now).await
+}
+
+async fn find_or_create_bead(a: &Automaton, ctx: &Context) -> Result<(BeadId, bool), Error> {
+    if let Some(id) = a.spec.task.bead_id.as_deref() {
+        return Ok((BeadId::parse(id)?, false));
+    }
+    let external = ExternalRef::for_automaton(
+        a.namespace().as_deref().unwrap_or_default(),
+        &a.name_any(),
+        a.uid().as_deref().unwrap_or_default(),
+    )?;
+    ctx.ensure_leader()?;
+    if let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
+        return Ok((existing.bead_id()?, true));
+    }
+    ctx.ensure_leader()?;
+    let description = a.spec.task.description.clone().unwrap_or_default();
+    let id = ctx.gastown.create_bead(&a.spec.task.title, &description, &external).await?;
+    Ok((id, true))
+}
+
+async fn read_bead(ctx: &Context, bead: &BeadId) -> GasTownView {
+    match ctx.gastown.show_bead(bead).await {
+        Ok(Some(b)) => GasTownView::Bead(b),
+        Ok(None) => GasTownView::Missing,
+        Err(e) => GasTownView::Unreachable(e.metric_label().to_string(), e.to_string()),
+    }
+}
+
+async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let view = read_bead(ctx, bead).await;
+    let unreachable = matches!(view, GasTownView::Unreachable(..));
+    let plan = decision::plan_sync(a, bead, &view, now, &ctx.settings);
+    let mut status = plan.status.clone();
+    let mut event = plan.event.clone();
+    if let Some(command) = &plan.command {
+        ctx.ensure_leader()?;
+        if let Err(e) = run_command(ctx, command).await {
+            // The command did not happen: report why and retry later; nothing else changes.
+            let mut st = decision::base_status(a, &ctx.settings);
+            st.phase = Some(st.phase.unwrap_or(gastown_crds::Phase::Claimed));
+            if e.is_unreachable() {
+                st = decision::unreachable(a, e.metric_label(), &e.to_string(), now, &ctx.settings);
+            } else {
+                let (cond, reason) = match command {
+                    Command::Sling { .. } => (condition::DISPATCHED, "SlingFailed"),
+                    Command::Unsling { .. } => (condition::COMPLETED, "UnslingFailed"),
+                    Command::Close { .. } => (condition::RELEASED, "CloseFailed"),
+                };
+                st.message = Some(e.to_string());
+                conditions::set(&mut st.conditions, cond, ConditionStatus::False, reason, e.to_string(), now, a.metadata.generation);
+            }
+            if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
+                write_status(api, a, &st, ctx).await?;
+            }
+            if !plan.release_claim {
+                return Err(Error::GasTown(e));
+            }
+            // A failed close must not keep the claim from going back to Kubernetes.
+            warn!(object = %key(a), error = %e, "could not close the bead while releasing the claim");
+            status = plan.status.clone();
+            event = plan.event.clone();
+        } else if let Command::Sling { .. } = command {
+            if let Some(at) = decision::claimed_at(a) {
+                let secs = now.duration_since(at).as_secs_f64().max(0.0);
+                ctx.metrics.claim_to_dispatch.observe(secs);
+            }
+        }
+    }
+    let mut current = a.clone();
+    if decision::status_needs_write(a.status.as_ref(), &status, now, &ctx.settings) {
+        current = write_status(api, a, &status, ctx).await?;
+    }
+    if let Some((warning, reason, note)) = &event {
+        ctx.publish(a, *warning, reason, note).await;
+    }
+    if plan.release_claim {
+        release_claim(api, &current, ctx).await?;
+        return Ok(Action::await_change());
+    }
+    if unreachable {
+        // Keep retrying with backoff; the condition says why.
+        return Err(Error::Unreachable(format!(
+            "reading bead {}: {}",
+            bead.as_str(),
+            status.message.clone().unwrap_or_default()
+        )));
+    }
+    Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Error> {
+    match command {
+        Command::Sling { bead, rig, merge, agent } => ctx.gastown.sling(bead, rig, *merge, agent.as_deref()).await,
+        Command::Unsling { bead, holder } => {
+            if ctx.gastown.transport_kind() == "proxy" {
+                // gt-proxy-server does not allow `gt unsling`; reopening the bead is allowed.
+                ctx.gastown.reopen_bead(bead).await
+            } else {
+                ctx.gastown.unsling(bead, holder.as_deref(), true).await
+            }
+        }
+        Command::Close { bead, reason } => ctx.gastown.close_bead(bead, reason).await,
+    }
+}
+
+async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let bead = a
+        .status
+        .as_ref()
+        .and_then(|s| s.gastown.as_ref())
+        .and_then(|g| g.bead_id.as_deref())
+        .and_then(|id| BeadId::parse(id).ok());
+    let view = match &bead {
+        Some(b) => Some(read_bead(ctx, b).await),
+        None => None,
+    };
+    let plan = decision::plan_deletion(a, bead.as_ref(), view.as_ref(), now, &ctx.settings);
+    if let Some(GasTownView::Unreachable(_, message)) = &view {
+        if !plan.give_up {
+            return Err(Error::Unreachable(format!("cannot release the bead before deletion: {message}")));
+        }
+        let note = format!(
+            "Gas Town unreachable for {}s after deletion; letting the Automaton go without releasing its bead: {message}",
+            ctx.settings.release_timeout.as_secs()
+        );
+        ctx.publish(a, true, "ReleaseAbandoned", &note).await;
+    }
+    for command in &plan.commands {
+        ctx.ensure_leader()?;
+        if let Err(e) = run_command(ctx, command).await {
+            if !plan.give_up {
+                return Err(Error::GasTown(e));
+            }
+            warn!(object = %key(a), error = %e, "release failed; deletion bound reached, letting go");
+        }
+    }
+    if !plan.commands.is_empty() {
+        ctx.publish(a, false, "Released", "work released in Gas Town").await;
+    }
+    remove_finalizer(api, a, ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// Writes the whole status with server-side apply under our field manager; returns the object.
+pub async fn write_status(api: &Api<Automaton>, a: &Automaton, status: &AutomatonStatus, ctx: &Context) -> Result<Automaton, Error> {
+    ctx.ensure_leader()?;
+    let patch = json!({
+        "apiVersion": "olympus.io/v1alpha1",
+        "kind": "Automaton",
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let updated = api.patch_status(&a.name_any(), &params, &Patch::Apply(&patch)).await?;
+    ctx.metrics.api_write("status");
+    Ok(updated)
+}
+
+fn finalizers_without_ours(a: &Automaton) -> Vec<String> {
+    a.finalizers().iter().filter(|f| *f != RELEASE_FINALIZER).cloned().collect()
+}
+
+async fn add_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
+    ctx.ensure_leader()?;
+    let mut finalizers = a.finalizers().to_vec();
+    finalizers.push(RELEASE_FINALIZER.to_string());
+    // resourceVersion makes the merge patch conditional: no lost finalizers from others.
+    let patch = json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": finalizers}});
+    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.metrics.api_write("finalizer");
+    Ok(())
+}
+
+async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
+    ctx.ensure_leader()?;
+    let patch = json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": finalizers_without_ours(a)}});
+    match api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.metrics.api_write("finalizer");
+    Ok(())
+}
+
+/// Gives the claim back to Kubernetes: removes the claim marks, the claim request and our
+/// finalizer, and sets `spec.executionMode: kubernetes` (status already says Released).
+async fn release_claim(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
+    ctx.ensure_leader()?;
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": a.resource_version(),
+            "labels": {CLAIMED_BY_LABEL: null},
+            "annotations": {
+                CLAIMED_AT_ANNOTATION: null,
+                CLAIM_REQUESTED_BY_ANNOTATION: null,
+                CLAIM_REQUEST_ANNOTATION: null,
+            },
+            "finalizers": finalizers_without_ours(a),
+        },
+        "spec": {"executionMode": "kubernetes"},
+    });
+    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.metrics.api_write("release");
+    info!(object = %key(a), "claim released to Kubernetes");
+    Ok(())
+}
