@@ -204,7 +204,9 @@ async fn claim_expiry_check(api: &Api<Automaton>, a: &Automaton, ctx: &Context, 
 async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let (bead, created) = match find_or_create_bead(a, ctx).await {
         Ok(found) => found,
-        Err(Error::GasTown(e)) if e.is_unreachable() => {
+        // Any failure to read or create (Dolt down, binary missing, proxy unreachable): report
+        // it on the condition, back off, and give the claim back once it is too old.
+        Err(Error::GasTown(e)) => {
             let st = decision::unreachable(a, e.metric_label(), &e.to_string(), now, &ctx.settings);
             if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
                 write_status(api, a, &st, ctx).await?;

@@ -1,6 +1,658 @@
+//! Packaging checks: `metadata.yml`, `README.md`, `questions-ui.yml`, the ClusterAdmissionPolicy
+//! in `manifests/` and the Artifact Hub files under `../artifacthub/` agree with each other, with
+//! the crate version and with what the policy code accepts. kwctl is not available here, so
+//! these files are written by hand; this test is what keeps them honest.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use gastown_crds::contract::{
+    CLAIM_REQUEST_ANNOTATION, CLAIM_REQUEST_VALUE, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION,
+    CLAIMED_BY_LABEL, DEFAULT_CLAIMER, DEFAULT_CONTROLLER_USER,
+};
+use gastown_policy::ledger::{API_VERSION, KIND};
+use serde_json::{Value, json};
+
+/// The policy's name (`io.kubewarden.policy.title`, Artifact Hub package name).
+const TITLE: &str = "gastown-claim";
+/// Where the annotated module is pushed, without the tag.
+const OCI_URL: &str = "ghcr.io/gastown-operator/policies/gastown-claim";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn policy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn repo_root() -> PathBuf {
+    policy_dir()
+        .parent()
+        .expect("the policy crate lives inside the workspace")
+        .to_path_buf()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn parse_yaml(what: &str, text: &str) -> Value {
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{what} is not valid YAML: {e}"))
+}
+
+fn yaml_file(path: &Path) -> Value {
+    parse_yaml(&path.display().to_string(), &read(path))
+}
+
+fn metadata() -> Value {
+    yaml_file(&policy_dir().join("metadata.yml"))
+}
+
+fn manifest() -> Value {
+    yaml_file(&policy_dir().join("manifests/cluster-admission-policy.yaml"))
+}
+
+fn questions() -> Value {
+    yaml_file(&policy_dir().join("questions-ui.yml"))
+}
+
+fn artifacthub_pkg() -> Value {
+    yaml_file(&repo_root().join("artifacthub/artifacthub-pkg.yml"))
+}
+
+/// A metadata.yml annotation; kwctl requires every annotation to be a string.
+fn annotation(meta: &Value, key: &str) -> String {
+    meta["annotations"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("metadata.yml: annotation {key} is missing or not a string"))
+        .to_string()
+}
+
+fn str_at<'v>(value: &'v Value, pointer: &str, file: &str) -> &'v str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{file}: {pointer} is missing or not a string"))
+}
+
+/// Semantic Versioning 2.0.0: MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD].
+fn is_semver(version: &str) -> bool {
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let identifier = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let core: Vec<&str> = core.split('.').collect();
+    core.len() == 3
+        && core.iter().all(|part| numeric(part))
+        && pre.is_none_or(|pre| {
+            pre.split('.')
+                .all(|id| identifier(id) && (!id.bytes().all(|b| b.is_ascii_digit()) || numeric(id)))
+        })
+        && build.is_none_or(|build| build.split('.').all(identifier))
+}
+
+fn validate_settings(settings: &Value) -> Value {
+    let out = gastown_policy::validate_settings_payload(settings.to_string().as_bytes());
+    serde_json::from_slice(&out).expect("validate_settings answers JSON")
+}
+
+/// The settings fields the policy accepts, read from the policy itself: settings reject unknown
+/// fields, and the rejection lists the accepted ones ("expected one of `a`, `b`, ...").
+fn accepted_settings_fields() -> Vec<String> {
+    let answer = validate_settings(&json!({"__not_a_setting__": 1}));
+    assert_eq!(
+        answer["valid"],
+        json!(false),
+        "unknown settings fields must be rejected: {answer}"
+    );
+    let message = answer["message"].as_str().unwrap_or_default();
+    let (_, expected) = message
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("cannot read the accepted settings fields from {message:?}"));
+    let fields: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    assert!(!fields.is_empty(), "no settings fields in {message:?}");
+    fields
+}
+
+/// A valid value for every settings field; a new field needs an entry here (and in the README,
+/// questions-ui.yml and, where useful, the manifest).
+fn sample_settings() -> Value {
+    json!({
+        "claimer": DEFAULT_CLAIMER,
+        "allowedUsers": ["alice"],
+        "allowedGroups": ["gastown-claimers"],
+        "controllerUsers": [DEFAULT_CONTROLLER_USER],
+        "forgeRigs": {"web-forge": "webrig"},
+        "defaultRig": "gastown",
+        "maxActiveClaimsPerNamespace": 5
+    })
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether admission `rules` send (group, version, resource[/subresource], operation) to the policy.
+fn rules_route(rules: &Value, group: &str, version: &str, resource: &str, operation: &str) -> bool {
+    rules.as_array().into_iter().flatten().any(|rule| {
+        let has = |field: &str, value: &str| strings(&rule[field]).iter().any(|v| *v == value || *v == "*");
+        has("apiGroups", group)
+            && has("apiVersions", version)
+            && has("resources", resource)
+            && has("operations", operation)
+    })
+}
+
+fn fixture_cases() -> Vec<(String, Value)> {
+    let dir = policy_dir().join("test_data/cases");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no fixtures in {}", dir.display());
+    paths
+        .into_iter()
+        .map(|p| {
+            let case = serde_json::from_str(&read(&p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.file_name().unwrap_or_default().to_string_lossy().to_string(), case)
+        })
+        .collect()
+}
+
 #[test]
-fn dump() {
-    for s in [r#"{"allowedUsers":"alice"}"#, r#"{"allowedUsers":[" "]}"#, r#"{"controllerUsers":[]}"#, r#"{"forgeRigs":{"Web Forge":"webrig"}}"#, r#"{"forgeRigs":{"web-forge":"web.rig"}}"#, r#"{"defaultRig":"hq"}"#, r#"{"defaultRig":""}"#, r#"{"claimer":"Gas_Town"}"#, r#"{"maxActiveClaimsPerNamespace":0}"#, r#"{}"#, "null"] {
-        println!("{s} => {}", String::from_utf8_lossy(&gastown_policy::validate_settings_payload(s.as_bytes())));
+fn semver_check_works() {
+    for good in [
+        "0.1.0",
+        "1.2.3",
+        "10.20.30",
+        "1.0.0-rc.1",
+        "1.0.0-alpha-1.0",
+        "1.0.0+build.5",
+        "1.0.0-0.3.7+x",
+    ] {
+        assert!(is_semver(good), "{good} is semver");
+    }
+    for bad in [
+        "0.1",
+        "v0.1.0",
+        "01.1.0",
+        "1.2.3.4",
+        "1.0.0-",
+        "1.0.0-01",
+        "1.0.0+",
+        "1.0.0-a..b",
+        "0.1.0-unreleased!",
+    ] {
+        assert!(!is_semver(bad), "{bad} is not semver");
+    }
+}
+
+#[test]
+fn metadata_version_is_semver_and_the_crate_version() {
+    let meta = metadata();
+    let version = annotation(&meta, "io.kubewarden.policy.version");
+    assert!(
+        is_semver(&version),
+        "io.kubewarden.policy.version {version:?} is not semver"
+    );
+    assert_eq!(
+        version, VERSION,
+        "io.kubewarden.policy.version must equal the crate version ([workspace.package].version in Cargo.toml)"
+    );
+    // The Makefile reads the version with `sed -n 's/^ *io.kubewarden.policy.version: *//p' | tr -d '"'`
+    // to tag the pushed module; the line must survive that.
+    let text = read(&policy_dir().join("metadata.yml"));
+    let extracted: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            line.trim_start_matches(' ')
+                .strip_prefix("io.kubewarden.policy.version:")
+        })
+        .map(|rest| rest.trim_start_matches(' ').replace('"', ""))
+        .collect();
+    assert_eq!(
+        extracted,
+        vec![VERSION.to_string()],
+        "the version line as the Makefile reads it"
+    );
+}
+
+#[test]
+fn metadata_declares_a_mutating_context_aware_wapc_policy() {
+    let meta = metadata();
+    assert_eq!(meta["mutating"], json!(true), "the policy returns mutated objects");
+    assert_eq!(meta["executionMode"], json!("kubewarden-wapc"));
+    assert_eq!(
+        meta["backgroundAudit"],
+        json!(false),
+        "audit replays cannot evaluate a claim policy"
+    );
+    assert_eq!(
+        meta["contextAwareResources"],
+        json!([{"apiVersion": API_VERSION, "kind": KIND}]),
+        "metadata.yml must declare exactly what the ledger lists"
+    );
+
+    let annotations = meta["annotations"].as_object().expect("metadata.yml: annotations map");
+    for (key, value) in annotations {
+        assert!(
+            value.is_string(),
+            "metadata.yml: annotation {key} must be a string, got {value}"
+        );
+    }
+    for key in [
+        "io.kubewarden.policy.title",
+        "io.kubewarden.policy.version",
+        "io.kubewarden.policy.description",
+        "io.kubewarden.policy.author",
+        "io.kubewarden.policy.url",
+        "io.kubewarden.policy.source",
+        "io.kubewarden.policy.license",
+        "io.kubewarden.policy.severity",
+        "io.kubewarden.policy.category",
+        "io.kubewarden.policy.ociUrl",
+        "io.kubewarden.policy.usage",
+        "io.artifacthub.displayName",
+        "io.artifacthub.resources",
+        "io.artifacthub.keywords",
+    ] {
+        assert!(
+            !annotation(&meta, key).trim().is_empty(),
+            "metadata.yml: annotation {key} is empty"
+        );
+    }
+    assert_eq!(annotation(&meta, "io.kubewarden.policy.title"), TITLE);
+    assert_eq!(annotation(&meta, "io.kubewarden.policy.ociUrl"), OCI_URL);
+    assert_eq!(
+        annotation(&meta, "io.kubewarden.policy.license"),
+        env!("CARGO_PKG_LICENSE")
+    );
+    assert_eq!(
+        annotation(&meta, "io.kubewarden.policy.url"),
+        env!("CARGO_PKG_REPOSITORY")
+    );
+    assert_eq!(
+        annotation(&meta, "io.kubewarden.policy.source"),
+        env!("CARGO_PKG_REPOSITORY")
+    );
+    assert_eq!(annotation(&meta, "io.artifacthub.resources"), KIND);
+    let severity = annotation(&meta, "io.kubewarden.policy.severity");
+    assert!(
+        ["info", "low", "medium", "high", "critical"].contains(&severity.as_str()),
+        "severity {severity:?}"
+    );
+    assert!(
+        annotation(&meta, "io.kubewarden.policy.usage").trim().lines().count() > 1,
+        "usage is multi-line"
+    );
+    // kwctl scaffold artifacthub reads the author as "name <email>".
+    let author = annotation(&meta, "io.kubewarden.policy.author");
+    assert!(
+        author.contains(" <") && author.ends_with('>') && author.contains('@'),
+        "author {author:?} must be \"name <email>\""
+    );
+    for keyword in annotation(&meta, "io.artifacthub.keywords").split(',') {
+        assert!(!keyword.trim().is_empty(), "io.artifacthub.keywords has an empty entry");
+    }
+}
+
+#[test]
+fn metadata_rules_route_every_request_the_policy_acts_on() {
+    let rules = metadata()["rules"].clone();
+    let expected = json!([
+        {"apiGroups": ["olympus.io"], "apiVersions": ["v1alpha1"], "resources": ["automatons"], "operations": ["CREATE", "UPDATE"]},
+        {"apiGroups": ["olympus.io"], "apiVersions": ["v1alpha1"], "resources": ["automatons/status"], "operations": ["UPDATE"]}
+    ]);
+    assert_eq!(rules, expected, "metadata.yml rules");
+    assert!(
+        rules_route(&rules, "olympus.io", "v1alpha1", "automatons/status", "UPDATE"),
+        "the rules must cover automatons/status UPDATE (only the controller writes a claimed status)"
+    );
+    assert_eq!(
+        API_VERSION, "olympus.io/v1alpha1",
+        "the rules' group and version follow the ledger's"
+    );
+
+    // Every fixture in which the policy rejects or mutates must reach it through these rules.
+    let mut unrouted = Vec::new();
+    for (name, case) in fixture_cases() {
+        let request = &case["request"];
+        let acts = case["expect"]["accepted"] == json!(false) || !case["expect"]["mutatedObject"].is_null();
+        let (Some(group), Some(version), Some(resource), Some(operation)) = (
+            request.pointer("/resource/group").and_then(Value::as_str),
+            request.pointer("/resource/version").and_then(Value::as_str),
+            request.pointer("/resource/resource").and_then(Value::as_str),
+            request["operation"].as_str(),
+        ) else {
+            continue;
+        };
+        if !acts || group != "olympus.io" || resource != "automatons" {
+            continue;
+        }
+        let path = match request["subResource"].as_str() {
+            Some(sub) if !sub.is_empty() => format!("{resource}/{sub}"),
+            _ => resource.to_string(),
+        };
+        if !rules_route(&rules, group, version, &path, operation) {
+            unrouted.push(format!("{name}: {operation} {group}/{version} {path}"));
+        }
+    }
+    assert!(
+        unrouted.is_empty(),
+        "requests the policy acts on that the rules do not route:\n{}",
+        unrouted.join("\n")
+    );
+}
+
+#[test]
+fn manifest_matches_metadata() {
+    let meta = metadata();
+    let cap = manifest();
+    let file = "manifests/cluster-admission-policy.yaml";
+    assert_eq!(str_at(&cap, "/apiVersion", file), "policies.kubewarden.io/v1");
+    assert_eq!(str_at(&cap, "/kind", file), "ClusterAdmissionPolicy");
+    let spec = &cap["spec"];
+    assert_eq!(
+        spec["rules"], meta["rules"],
+        "{file}: spec.rules must equal metadata.yml rules"
+    );
+    assert_eq!(
+        spec["contextAwareResources"], meta["contextAwareResources"],
+        "{file}: spec.contextAwareResources must equal metadata.yml contextAwareResources"
+    );
+    assert_eq!(spec["mutating"], json!(true), "{file}: spec.mutating");
+    let module = str_at(&cap, "/spec/module", file);
+    assert!(
+        module.ends_with(&format!(":v{VERSION}")),
+        "{file}: module {module} must be tagged v{VERSION}"
+    );
+    assert_eq!(
+        module,
+        format!(
+            "registry://{}:v{VERSION}",
+            annotation(&meta, "io.kubewarden.policy.ociUrl")
+        ),
+        "{file}: spec.module"
+    );
+    assert_eq!(spec["mode"], json!("protect"));
+    assert_eq!(spec["failurePolicy"], json!("Fail"));
+    assert_eq!(spec["backgroundAudit"], meta["backgroundAudit"]);
+    let timeout = spec["timeoutSeconds"].as_u64().expect("spec.timeoutSeconds");
+    assert!((2..=30).contains(&timeout), "timeoutSeconds {timeout} must be 2-30");
+}
+
+#[test]
+fn manifest_settings_are_accepted_by_the_policy() {
+    let settings = manifest()["spec"]["settings"].clone();
+    let fields: BTreeSet<String> = accepted_settings_fields().into_iter().collect();
+    let unknown: Vec<String> = keys(&settings).difference(&fields).cloned().collect();
+    assert!(
+        unknown.is_empty(),
+        "manifest settings the policy does not know: {unknown:?}"
+    );
+    let answer = validate_settings(&settings);
+    assert_eq!(
+        answer["valid"],
+        json!(true),
+        "the manifest's settings are refused: {answer}"
+    );
+    assert!(
+        strings(&settings["controllerUsers"]).contains(&DEFAULT_CONTROLLER_USER),
+        "the manifest must let the chart's controller ServiceAccount release claims"
+    );
+}
+
+#[test]
+fn settings_fields_are_the_ones_the_policy_accepts() {
+    let fields = accepted_settings_fields();
+    let sample = sample_settings();
+    assert_eq!(
+        fields.iter().cloned().collect::<BTreeSet<_>>(),
+        keys(&sample),
+        "sample_settings() must set every field the policy accepts (and only those)"
+    );
+    let answer = validate_settings(&sample);
+    assert_eq!(answer["valid"], json!(true), "all settings set: {answer}");
+    // And each name really is a field: the same value under a misspelt name is refused.
+    for field in &fields {
+        let mut misspelt = sample.clone();
+        let object = misspelt.as_object_mut().expect("object");
+        let value = object.remove(field).expect("field in the sample");
+        object.insert(format!("{field}X"), value);
+        let answer = validate_settings(&misspelt);
+        assert_eq!(answer["valid"], json!(false), "{field}X must be refused: {answer}");
+    }
+}
+
+#[test]
+fn readme_documents_every_setting_behaviour_row_and_contract_key() {
+    let readme = read(&policy_dir().join("README.md"));
+    for field in accepted_settings_fields() {
+        assert!(
+            readme.contains(&format!("`{field}`")),
+            "README.md does not document the setting `{field}`"
+        );
+    }
+    for key in [
+        CLAIM_REQUEST_ANNOTATION,
+        CLAIMED_BY_LABEL,
+        CLAIMED_AT_ANNOTATION,
+        CLAIM_REQUESTED_BY_ANNOTATION,
+    ] {
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README.md does not document the claim key `{key}`"
+        );
+    }
+    for default in [DEFAULT_CLAIMER, DEFAULT_CONTROLLER_USER] {
+        assert!(
+            readme.contains(default),
+            "README.md does not give the default {default:?}"
+        );
+    }
+    assert!(
+        readme.contains(&format!("`{CLAIM_REQUEST_ANNOTATION}: {CLAIM_REQUEST_VALUE}`")),
+        "README.md must show how to request a claim"
+    );
+    assert!(readme.contains("Module size:"), "README.md: module size line");
+    assert!(
+        readme.contains(&format!("{OCI_URL}:v{VERSION}")),
+        "README.md names the module of this version"
+    );
+
+    let mut rows = BTreeSet::new();
+    for (name, case) in fixture_cases() {
+        let description = case["description"].as_str().unwrap_or_default();
+        let row = description
+            .strip_prefix("row ")
+            .and_then(|rest| rest.split_once(':'))
+            .and_then(|(n, _)| n.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("{name}: description {description:?} does not start with \"row N:\""));
+        rows.insert(row);
+    }
+    for row in rows {
+        assert!(
+            readme.contains(&format!("### Row {row}:")),
+            "README.md has no section \"### Row {row}:\""
+        );
+    }
+}
+
+#[test]
+fn questions_ui_asks_for_every_setting() {
+    let questions = questions();
+    let list = questions["questions"]
+        .as_array()
+        .expect("questions-ui.yml: questions list");
+    let variables: BTreeSet<String> = list
+        .iter()
+        .map(|q| str_at(q, "/variable", "questions-ui.yml").to_string())
+        .collect();
+    assert_eq!(
+        variables.len(),
+        list.len(),
+        "questions-ui.yml: a variable is asked twice"
+    );
+    let fields: BTreeSet<String> = accepted_settings_fields().into_iter().collect();
+    assert_eq!(
+        variables, fields,
+        "questions-ui.yml variables must be exactly the policy's settings"
+    );
+    let defaults: serde_json::Map<String, Value> = list
+        .iter()
+        .map(|q| {
+            (
+                str_at(q, "/variable", "questions-ui.yml").to_string(),
+                q["default"].clone(),
+            )
+        })
+        .collect();
+    let answer = validate_settings(&Value::Object(defaults));
+    assert_eq!(
+        answer["valid"],
+        json!(true),
+        "questions-ui.yml defaults must be valid settings: {answer}"
+    );
+}
+
+#[test]
+fn artifacthub_pkg_matches_metadata() {
+    let meta = metadata();
+    let pkg = artifacthub_pkg();
+    let file = "artifacthub/artifacthub-pkg.yml";
+    let version = annotation(&meta, "io.kubewarden.policy.version");
+    let source = annotation(&meta, "io.kubewarden.policy.source");
+    let oci = annotation(&meta, "io.kubewarden.policy.ociUrl");
+
+    assert_eq!(
+        str_at(&pkg, "/name", file),
+        annotation(&meta, "io.kubewarden.policy.title")
+    );
+    assert_eq!(str_at(&pkg, "/version", file), version);
+    assert_eq!(
+        str_at(&pkg, "/displayName", file),
+        annotation(&meta, "io.artifacthub.displayName")
+    );
+    assert_eq!(
+        str_at(&pkg, "/description", file),
+        annotation(&meta, "io.kubewarden.policy.description")
+    );
+    assert_eq!(
+        str_at(&pkg, "/license", file),
+        annotation(&meta, "io.kubewarden.policy.license")
+    );
+    assert_eq!(
+        str_at(&pkg, "/homeURL", file),
+        annotation(&meta, "io.kubewarden.policy.url")
+    );
+    let created = str_at(&pkg, "/createdAt", file);
+    assert!(
+        created.parse::<jiff::Timestamp>().is_ok(),
+        "{file}: createdAt {created:?} is not RFC 3339"
+    );
+
+    let keywords: BTreeSet<&str> = strings(&pkg["keywords"]).into_iter().collect();
+    let meta_keywords_csv = annotation(&meta, "io.artifacthub.keywords");
+    let meta_keywords: BTreeSet<&str> = meta_keywords_csv.split(',').map(str::trim).collect();
+    assert_eq!(
+        keywords, meta_keywords,
+        "{file}: keywords must be io.artifacthub.keywords"
+    );
+
+    assert_eq!(
+        pkg["containersImages"],
+        json!([{"name": "policy", "image": format!("{oci}:v{version}")}]),
+        "{file}: containersImages"
+    );
+    assert_eq!(
+        pkg["links"],
+        json!([
+            {"name": "policy", "url": format!("{source}/releases/download/v{version}/policy.wasm")},
+            {"name": "source", "url": source}
+        ]),
+        "{file}: links"
+    );
+    let install = str_at(&pkg, "/install", file);
+    assert!(
+        install.contains(&format!("{oci}:v{version}")),
+        "{file}: install must name the module"
+    );
+    assert_eq!(pkg["provider"], json!({"name": "kubewarden"}));
+    let recommendations = pkg["recommendations"].as_array().map(Vec::as_slice).unwrap_or_default();
+    assert!(
+        !recommendations.is_empty() && recommendations.iter().all(|r| r["url"].is_string()),
+        "{file}: recommendations"
+    );
+
+    let author = annotation(&meta, "io.kubewarden.policy.author");
+    if let Some((name, email)) = author.strip_suffix('>').and_then(|a| a.split_once(" <")) {
+        assert_eq!(
+            pkg["maintainers"],
+            json!([{"name": name, "email": email}]),
+            "{file}: maintainers from the author"
+        );
+    }
+
+    let annotations = &pkg["annotations"];
+    assert_eq!(
+        annotations["kubewarden/mutation"],
+        json!("true"),
+        "{file}: kubewarden/mutation"
+    );
+    assert_eq!(
+        str_at(annotations, "/kubewarden~1resources", file),
+        annotation(&meta, "io.artifacthub.resources"),
+        "{file}: kubewarden/resources"
+    );
+    let embedded = |key: &str| {
+        parse_yaml(
+            &format!("{file}: annotation {key}"),
+            str_at(annotations, &format!("/{}", key.replace('/', "~1")), file),
+        )
+    };
+    assert_eq!(embedded("kubewarden/rules"), meta["rules"], "{file}: kubewarden/rules");
+    assert_eq!(
+        embedded("kubewarden/contextAwareResources"),
+        meta["contextAwareResources"],
+        "{file}: kubewarden/contextAwareResources"
+    );
+    assert_eq!(
+        embedded("kubewarden/questions-ui"),
+        questions(),
+        "{file}: kubewarden/questions-ui must be questions-ui.yml"
+    );
+}
+
+#[test]
+fn artifacthub_repo_has_id_and_owners() {
+    let repo = yaml_file(&repo_root().join("artifacthub/artifacthub-repo.yml"));
+    let file = "artifacthub/artifacthub-repo.yml";
+    let id = str_at(&repo, "/repositoryID", file);
+    let groups: Vec<usize> = id.split('-').map(str::len).collect();
+    assert!(
+        groups == [8, 4, 4, 4, 12] && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+        "{file}: repositoryID {id:?} is not a UUID"
+    );
+    let owners = repo["owners"].as_array().expect("artifacthub-repo.yml: owners list");
+    assert!(!owners.is_empty(), "{file}: at least one owner");
+    for owner in owners {
+        assert!(!str_at(owner, "/name", file).trim().is_empty(), "{file}: owner name");
+        assert!(str_at(owner, "/email", file).contains('@'), "{file}: owner email");
     }
 }

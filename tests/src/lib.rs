@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod fake_gastown;
 pub mod policy_host;
+pub mod controller_process;

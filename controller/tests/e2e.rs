@@ -1,0 +1,318 @@
+//! The controller binary against a real kube-apiserver (tests/cluster) and the fake Gas Town
+//! (exec transport): claim → bead → one sling → Dispatched → Running → Succeeded; deletion
+//! releases; claim expiry releases; Gas Town outages and recovery; restarts and leader
+//! election never dispatch twice.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gastown_crds::contract::{CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, CLAIM_REQUESTED_BY_ANNOTATION, RELEASE_FINALIZER};
+use gastown_crds::{Automaton, ConditionStatus, Phase};
+use gastown_tests::cluster::TestCluster;
+use gastown_tests::controller_process::ControllerProcess;
+use gastown_tests::fake_gastown::{FakeGasTown, Faults};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+struct Env {
+    cluster: TestCluster,
+    ns: gastown_tests::cluster::TestNamespace,
+    town: FakeGasTown,
+    logs: PathBuf,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Env {
+        let cluster = TestCluster::start().await.unwrap();
+        cluster.install_crds().await.unwrap();
+        let ns = cluster.namespace(prefix).await.unwrap();
+        let town = FakeGasTown::new().unwrap();
+        let logs = town.state_dir();
+        Env { cluster, ns, town, logs }
+    }
+
+    fn api(&self) -> Api<Automaton> {
+        Api::namespaced(self.cluster.client(), self.ns.name())
+    }
+
+    fn controller(&self, name: &str, extra: &[&str]) -> ControllerProcess {
+        let mut args: Vec<String> = vec![
+            "--namespaces".into(),
+            self.ns.name().into(),
+            "--town-root".into(),
+            self.town.town_root().display().to_string(),
+            "--gt-path".into(),
+            self.town.gt_path().display().to_string(),
+            "--bd-path".into(),
+            self.town.bd_path().display().to_string(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+            "--sync-interval".into(),
+            "1s".into(),
+            "--command-timeout".into(),
+            "5s".into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        ControllerProcess::spawn(
+            std::path::Path::new(env!("CARGO_BIN_EXE_gastown-controller")),
+            &self.cluster.kubeconfig(),
+            &args,
+            &self.logs.join(format!("{name}.log")),
+        )
+        .unwrap()
+    }
+
+    /// Creates an Automaton the way the claim policy leaves it: claimed, local, rig set.
+    async fn create_claimed(&self, name: &str, extra_spec: serde_json::Value) -> Automaton {
+        let mut spec = json!({"task": {"title": format!("Task {name}"), "description": "do it"}, "executionMode": "local", "rig": "gastown"});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra_spec.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let obj: Automaton = serde_json::from_value(json!({
+            "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+            "metadata": {"name": name, "labels": {CLAIMED_BY_LABEL: "gastown-local"},
+                         "annotations": {CLAIMED_AT_ANNOTATION: jiff::Timestamp::now().to_string(),
+                                         CLAIM_REQUESTED_BY_ANNOTATION: "alice"}},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.api().create(&PostParams::default(), &obj).await.unwrap()
+    }
+
+    async fn wait_for(&self, name: &str, what: &str, timeout: Duration, pred: impl Fn(&Automaton) -> bool) -> Automaton {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(a)) = self.api().get_opt(name).await {
+                if pred(&a) {
+                    return a;
+                }
+                if Instant::now() > deadline {
+                    panic!("{name}: timed out waiting for {what}; status: {}", serde_json::to_string_pretty(&a.status).unwrap());
+                }
+            } else if Instant::now() > deadline {
+                panic!("{name}: timed out waiting for {what}; object missing");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_phase(&self, name: &str, phase: Phase, timeout: Duration) -> Automaton {
+        self.wait_for(name, phase.as_str(), timeout, |a| a.phase() == Some(phase)).await
+    }
+
+    async fn wait_gone(&self, name: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.api().get_opt(name).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "{name} was not deleted within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn bead_of(a: &Automaton) -> String {
+    a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.bead_id.clone()).expect("bead recorded")
+}
+
+fn condition(a: &Automaton, type_: &str) -> Option<ConditionStatus> {
+    a.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status)
+}
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn claim_is_dispatched_once_and_followed_to_success() {
+    let env = Env::new("flow").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("fix-login", json!({"mergeStrategy": "mr", "agent": {"name": "claude"}})).await;
+    let a = env.wait_phase("fix-login", Phase::Dispatched, T).await;
+    assert!(a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
+    let bead = bead_of(&a);
+    let g = a.status.as_ref().unwrap().gastown.as_ref().unwrap();
+    assert_eq!(g.bead_created, Some(true));
+    assert!(g.dispatched_at.is_some());
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["title"], "Task fix-login");
+    let uid = a.uid().unwrap();
+    assert_eq!(stored["external_ref"], json!(format!("automaton:{}/fix-login/{uid}", env.ns.name())));
+    // The sling carried the spec's merge strategy and agent, options before operands.
+    let slings: Vec<_> = env.town.calls().unwrap().into_iter().filter(|c| c.is_sling_of(&bead)).collect();
+    assert_eq!(slings.len(), 1, "exactly one gt sling: {slings:?}");
+    let argv = slings[0].argv.join(" ");
+    assert!(argv.contains("--merge=mr") && argv.contains("--agent claude") && argv.ends_with(&format!("-- {bead} gastown")), "{argv}");
+    env.town.start_work(&bead).unwrap();
+    let a = env.wait_phase("fix-login", Phase::Running, T).await;
+    let assignee = a.status.as_ref().unwrap().gastown.as_ref().unwrap().assignee.clone().unwrap();
+    assert!(assignee.starts_with("gastown/polecats/"), "{assignee}");
+    assert_eq!(condition(&a, "Running"), Some(ConditionStatus::True));
+    env.town.close(&bead, "merged to main").unwrap();
+    let a = env.wait_phase("fix-login", Phase::Succeeded, T).await;
+    assert_eq!(condition(&a, "Completed"), Some(ConditionStatus::True));
+    assert_eq!(a.status.as_ref().unwrap().observed_generation, a.metadata.generation);
+    assert_eq!(env.town.dispatch_count(&bead), 1);
+    env.api().delete("fix-login", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("fix-login", T).await;
+    assert_eq!(env.town.beads().unwrap().len(), 1, "no extra beads");
+}
+
+#[tokio::test]
+async fn closed_with_a_failure_reason_is_failed() {
+    let env = Env::new("failed").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("doomed", json!({})).await;
+    let bead = bead_of(&env.wait_phase("doomed", Phase::Dispatched, T).await);
+    env.town.close(&bead, "failed: tests do not pass").unwrap();
+    let a = env.wait_phase("doomed", Phase::Failed, T).await;
+    assert_eq!(condition(&a, "Completed"), Some(ConditionStatus::False));
+}
+
+#[tokio::test]
+async fn existing_bead_is_dispatched_not_created() {
+    let env = Env::new("existing").await;
+    let bead = env.town.create_bead("made by hand").unwrap();
+    let _c = env.controller("c", &[]);
+    env.create_claimed("reuse", json!({"task": {"title": "reuse it", "beadId": bead}})).await;
+    let a = env.wait_phase("reuse", Phase::Dispatched, T).await;
+    assert_eq!(bead_of(&a), bead);
+    assert_eq!(a.status.as_ref().unwrap().gastown.as_ref().unwrap().bead_created, Some(false));
+    assert_eq!(env.town.beads().unwrap().len(), 1);
+    // Deleting does not close a bead the controller did not create, but gives the work back.
+    env.api().delete("reuse", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("reuse", T).await;
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "open");
+}
+
+#[tokio::test]
+async fn deletion_releases_the_work_in_gastown() {
+    let env = Env::new("delete").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("stop-me", json!({})).await;
+    let bead = bead_of(&env.wait_phase("stop-me", Phase::Dispatched, T).await);
+    env.town.start_work(&bead).unwrap();
+    env.wait_phase("stop-me", Phase::Running, T).await;
+    env.api().delete("stop-me", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("stop-me", T).await;
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "closed", "{stored}");
+    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"));
+    let unslings = env.town.calls().unwrap().into_iter().filter(|c| c.tool == "gt" && c.verb() == Some("unsling")).count();
+    assert_eq!(unslings, 1);
+}
+
+#[tokio::test]
+async fn claim_expires_when_gastown_never_takes_it() {
+    let env = Env::new("expiry").await;
+    env.town.set_faults(&Faults::down()).unwrap();
+    let _c = env.controller("c", &["--claim-timeout", "3s"]);
+    env.create_claimed("orphan", json!({})).await;
+    let a = env
+        .wait_for("orphan", "release", T, |a| a.phase() == Some(Phase::Released) && a.claimed_by().is_none())
+        .await;
+    assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Kubernetes);
+    assert!(!a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
+    let annotations = a.metadata.annotations.clone().unwrap_or_default();
+    assert!(!annotations.contains_key(CLAIMED_AT_ANNOTATION));
+    assert_eq!(condition(&a, "Released"), Some(ConditionStatus::True));
+    assert_eq!(a.spec.task.title, "Task orphan", "nothing of the work is lost");
+}
+
+#[tokio::test]
+async fn gastown_outage_is_reported_and_recovers_without_restart() {
+    let env = Env::new("outage").await;
+    env.town.set_faults(&Faults::down()).unwrap();
+    let _c = env.controller("c", &[]);
+    env.create_claimed("patient", json!({})).await;
+    let a = env
+        .wait_for("patient", "GasTownReachable=False", T, |a| condition(a, "GasTownReachable") == Some(ConditionStatus::False))
+        .await;
+    assert_ne!(a.phase(), Some(Phase::Dispatched));
+    env.town.clear_faults();
+    let a = env.wait_phase("patient", Phase::Dispatched, Duration::from_secs(60)).await;
+    assert_eq!(condition(&a, "GasTownReachable"), Some(ConditionStatus::True));
+    assert_eq!(env.town.beads().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn restart_in_the_middle_does_not_dispatch_twice() {
+    let env = Env::new("restart").await;
+    // Slow slings so the kill lands while one is in flight.
+    env.town.set_faults(&Faults::default().delay_ms(1500).verbs(["sling"])).unwrap();
+    let mut c = env.controller("c1", &[]);
+    for i in 0..5 {
+        env.create_claimed(&format!("job-{i}"), json!({})).await;
+    }
+    env.wait_for("job-0", "bead recorded", T, |a| a.status.as_ref().and_then(|s| s.gastown.as_ref()).is_some_and(|g| g.bead_id.is_some()))
+        .await;
+    c.kill();
+    let _c2 = env.controller("c2", &[]);
+    for i in 0..5 {
+        let a = env.wait_phase(&format!("job-{i}"), Phase::Dispatched, Duration::from_secs(60)).await;
+        assert_eq!(env.town.dispatch_count(&bead_of(&a)), 1, "job-{i} dispatched more than once");
+    }
+    assert_eq!(env.town.beads().unwrap().len(), 5, "one bead per Automaton");
+}
+
+#[tokio::test]
+async fn two_replicas_with_leader_election_dispatch_once() {
+    let env = Env::new("leader").await;
+    let lease = ["--leader-election", "--lease-namespace", env.ns.name(), "--lease-duration", "3s"];
+    let mut a = env.controller("a", &[&lease[..], &["--identity", "replica-a"]].concat());
+    let _b = env.controller("b", &[&lease[..], &["--identity", "replica-b"]].concat());
+    for i in 0..4 {
+        env.create_claimed(&format!("job-{i}"), json!({})).await;
+    }
+    for i in 0..4 {
+        let o = env.wait_phase(&format!("job-{i}"), Phase::Dispatched, T).await;
+        assert_eq!(env.town.dispatch_count(&bead_of(&o)), 1);
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(env.cluster.client(), env.ns.name());
+    let holder = leases.get("gastown-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    // Kill whichever replica leads; the other takes over and dispatches new work once.
+    if holder == "replica-a" {
+        a.kill();
+    } else {
+        drop(_b);
+    }
+    for i in 4..6 {
+        env.create_claimed(&format!("job-{i}"), json!({})).await;
+    }
+    for i in 4..6 {
+        let o = env.wait_phase(&format!("job-{i}"), Phase::Dispatched, Duration::from_secs(60)).await;
+        assert_eq!(env.town.dispatch_count(&bead_of(&o)), 1);
+    }
+    let new_holder = leases.get("gastown-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    assert_ne!(new_holder, holder);
+    assert_eq!(env.town.beads().unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly() {
+    let env = Env::new("sigterm").await;
+    let mut c = env.controller("c", &[]);
+    env.create_claimed("one", json!({})).await;
+    env.wait_phase("one", Phase::Dispatched, T).await;
+    let status = c.terminate(Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "exit status {status}; log:\n{}", c.log());
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported() {
+    let env = Env::new("invalid").await;
+    let _c = env.controller("c", &[]);
+    // No rig: the policy would have filled it in; the controller says what is missing.
+    let obj: Automaton = serde_json::from_value(json!({
+        "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+        "metadata": {"name": "norig", "labels": {CLAIMED_BY_LABEL: "gastown-local"}},
+        "spec": {"task": {"title": "x"}, "executionMode": "local"},
+    }))
+    .unwrap();
+    env.api().create(&PostParams::default(), &obj).await.unwrap();
+    let a = env.wait_for("norig", "InvalidSpec", T, |a| condition(a, "Claimed") == Some(ConditionStatus::False)).await;
+    assert!(a.status.unwrap().message.unwrap().contains("spec.rig"));
+    assert!(env.town.calls().unwrap().is_empty(), "nothing reaches Gas Town");
+}
