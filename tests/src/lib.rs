@@ -5,3 +5,4 @@ pub mod cluster;
 pub mod fake_gastown;
 pub mod policy_host;
 pub mod controller_process;
+pub mod webhook;
