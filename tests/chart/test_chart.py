@@ -6,7 +6,6 @@ Run: pip install -r tests/chart/requirements.txt && pytest -q tests/chart
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -936,7 +935,8 @@ def test_schema_carries_the_crate_patterns() -> None:
 def test_crate_patterns_match_the_schema() -> None:
     """The Rust crate is the source of truth for the naming rules."""
     source = (REPO / "crds" / "src" / "validate.rs").read_text()
-    rust = dict(re.findall(r'pub const (\w+_PATTERN): &str = "((?:[^"\\]|\\.)*)";', source))
+    # rustfmt may break a long constant after the `=`.
+    rust = dict(re.findall(r'pub const (\w+_PATTERN): &str =\s*"((?:[^"\\]|\\.)*)";', source))
     assert rust["RIG_NAME_PATTERN"] == RIG_PATTERN
     assert rust["DNS_LABEL_PATTERN"] == DNS_LABEL_PATTERN
 
@@ -1093,32 +1093,5 @@ def test_values_merge_like_repeated_helm_f() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Against a real API server (opt-in)
-
-CLUSTER_KUBECONFIG = os.environ.get("GASTOWN_CHART_KUBECONFIG")
-
-
-@pytest.mark.skipif(
-    not CLUSTER_KUBECONFIG,
-    reason="set GASTOWN_CHART_KUBECONFIG to a cluster's kubeconfig (e.g. tests/cluster/cluster.sh"
-    " up DIR; the namespaces gastown-system, team-a and team-b must exist) to dry-run the chart",
-)
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        pytest.param({}, id="defaults"),
-        pytest.param({"replicas": 2, "networkPolicy": {"enabled": True}}, id="ha-networkpolicy"),
-        pytest.param({"watchNamespaces": ["team-a", "team-b"]}, id="namespaced"),
-        pytest.param({"gastown": {"transport": "exec"}, "metrics": {"enabled": False}}, id="exec"),
-    ],
-)
-def test_server_dry_run_install(overrides: dict[str, Any]) -> None:
-    """Helm's install with dry_run="server": the cluster's capabilities pick the API versions and
-    every object is validated against the API server's OpenAPI schema."""
-    with helm.Config(kubeconfig_path=CLUSTER_KUBECONFIG, namespace=NAMESPACE) as config:
-        release = config.install(
-            str(CHART), RELEASE, values(overrides), namespace=NAMESPACE, dry_run="server"
-        )
-    assert release["status"] == "pending-install"
-    docs = [d for d in yaml.safe_load_all(release["manifest"]) if d]
-    assert one(docs, "Deployment")["metadata"]["name"] == RELEASE
+# Against a real API server: test_cluster.py (server-side dry runs of every value set above, and
+# the RBAC checked for real).

@@ -12,7 +12,7 @@
 # Binaries come from $KUBEBUILDER_ASSETS (kube-apiserver, etcd) when it is set. Otherwise
 # kube-apiserver v1.20.2 is built once from Debian's `kubernetes` source package and cached in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/gastown-operator/, and etcd comes from Debian's etcd-server
-# package (unpacked, so no service is started). See docs: /work/shared/docs/k8s-test-apiserver.md.
+# package (unpacked, so no service is started). Each build step below says why it is needed.
 #
 # --watch-pid PID starts a detached watcher that runs `down DIR` when PID exits, so a test
 # process that dies never leaks a cluster; with --remove-dir the watcher also deletes DIR.
@@ -75,7 +75,7 @@ die_with_log() {
 }
 
 usage() {
-  sed -n '2,9p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,10p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -256,6 +256,7 @@ step_unpack_source() {
   mv "$tree" "$work/gopath/src/k8s.io/kubernetes"
 }
 
+# pkg/generated/openapi is not in the tarball; the generators run in Go's default module mode.
 step_generated_files() {
   local work="$1"
   cd "$work/gopath/src/k8s.io/kubernetes"
@@ -266,6 +267,8 @@ step_generated_files() {
   make generated_files
 }
 
+# The vendored modern-go/reflect2 1.0.1 crashes under Go >= 1.18 on the first custom-resource
+# create; Debian's 1.0.2 works.
 step_replace_reflect2() {
   local work="$1" src=/usr/share/gocode/src/github.com/modern-go/reflect2
   [[ -d "$src" ]] || { echo "$src missing (golang-github-modern-go-reflect2-dev)"; return 1; }
@@ -296,6 +299,8 @@ step_patch_openapi_validation() {
   ((count > 0)) || { echo "no OpenAPI type validator found to patch"; return 1; }
 }
 
+# GOPATH mode (module mode fails with "updates to go.mod needed"), static, and stamped with
+# the real version so that clients do not see v0.0.0.
 step_go_build() {
   local work="$1" v=k8s.io/kubernetes/vendor/k8s.io ldflags="" pkg
   cd "$work/gopath/src/k8s.io/kubernetes"

@@ -68,8 +68,8 @@ impl OwnedCluster {
         // Straight to stderr (not captured by the test harness): the first run is slow.
         let _ = writeln!(
             std::io::stderr(),
-            "gastown-tests: starting a kube-apiserver in {} (the first run on a machine builds \
-             it: about 6-10 minutes)",
+            "gastown-tests: starting a kube-apiserver in {} (if it is not cached yet, it is \
+             built first: about 6-10 minutes)",
             cluster.dir.display()
         );
         let pid = std::process::id().to_string();

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# `make run`: the main job.
+#
+# With a reachable cluster in the kubeconfig: installs/updates the Automaton CRD and runs the
+# controller locally with the exec transport against the local Gas Town (`gt`/`bd`).
+#
+# With no cluster: brings up the local test cluster (tests/cluster/cluster.sh), installs the
+# CRD and the chart's RBAC, serves the compiled policy as the admission webhook, and runs the
+# controller as the chart's ServiceAccount. Without a Gas Town installation it uses the
+# simulated one (tests' fake gt/bd) and says so. Ctrl-C stops everything it started.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+dev_dir="${GASTOWN_DEV_DIR:-$root/.cluster/dev}"
+bin_dir="$root/target/debug"
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+loud() { printf '\n\033[1;33m*** %s ***\033[0m\n\n' "$*"; }
+
+echo "==> building the controller and the dev tools"
+cargo build -q -p gastown-controller -p gastown-tests --bins
+
+pids=()
+own_cluster=0
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  say "stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if ((own_cluster)); then bash tests/cluster/cluster.sh down "$dev_dir" || true; fi
+}
+trap cleanup INT TERM EXIT
+
+reachable() {
+  command -v kubectl >/dev/null 2>&1 || return 1
+  timeout 10 kubectl get --raw=/readyz >/dev/null 2>&1
+}
+
+controller_args=(--sync-interval "${GASTOWN_SYNC_INTERVAL:-5s}" --metrics-addr "${GASTOWN_METRICS_ADDR:-127.0.0.1:8080}")
+
+# Gas Town: the real one when installed, else the simulated one.
+town_root="${GASTOWN_TOWN_ROOT:-$HOME/gt}"
+if command -v gt >/dev/null 2>&1 && command -v bd >/dev/null 2>&1 && [[ -f "$town_root/mayor/town.json" ]]; then
+  say "using the local Gas Town at $town_root"
+  controller_args+=(--town-root "$town_root")
+else
+  town_root="$dev_dir/town"
+  mkdir -p "$dev_dir"
+  fake_bin="$("$bin_dir/fake-gastown" init "$town_root" --rigs gastown,demo --auto-progress 5000,20000,merged)"
+  loud "Gas Town (gt/bd) is not installed here: using the SIMULATED Gas Town in $town_root (beads start after 5 s and close after 20 s)"
+  controller_args+=(--town-root "$town_root" --gt-path "$fake_bin/gt" --bd-path "$fake_bin/bd")
+fi
+
+if [[ -z "${GASTOWN_FORCE_LOCAL_CLUSTER:-}" ]] && reachable; then
+  say "cluster reachable ($(kubectl config current-context 2>/dev/null || echo in-cluster)): installing the CRD"
+  kubectl apply --server-side --field-manager=gastown-operator -f crds/automaton.yaml
+  kubectl wait --for=condition=Established --timeout=60s crd/automatons.olympus.io
+  kubeconfig="${KUBECONFIG:-$HOME/.kube/config}"
+  controller_kubeconfig="$kubeconfig"
+  echo "(the claim policy is not served here: install it with Kubewarden, see README 'Production install')"
+else
+  say "no reachable cluster: starting the local API server in $dev_dir"
+  own_cluster=1
+  bash tests/cluster/cluster.sh down "$dev_dir" >/dev/null 2>&1 || true
+  bash tests/cluster/cluster.sh up "$dev_dir"
+  kubeconfig="$dev_dir/kubeconfig"
+  export KUBECONFIG="$kubeconfig"
+  kubectl apply --server-side --field-manager=gastown-operator -f crds/automaton.yaml >/dev/null
+  kubectl wait --for=condition=Established --timeout=60s crd/automatons.olympus.io >/dev/null
+  say "rendering the chart (real Helm) for its RBAC and ClusterAdmissionPolicy"
+  python3 tests/chart/render.py --out "$dev_dir/chart" --release-name gastown-operator --namespace gastown-system \
+    --kube-version v1.20.2 --no-crds --values - >/dev/null <<'VALUES'
+gastown:
+  proxy: {url: "https://gt-proxy.invalid:9876", existingSecret: unused-in-make-run}
+policy:
+  enabled: true
+  settings:
+    defaultRig: gastown
+VALUES
+  kubectl create namespace gastown-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  python3 - "$dev_dir/chart/manifests.yaml" "$dev_dir/rbac.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+yaml.safe_dump_all([d for d in docs if d.get("kind") in keep], open(sys.argv[2], "w"))
+PY
+  kubectl apply --server-side --field-manager=gastown-operator -f "$dev_dir/rbac.yaml" >/dev/null
+  "$bin_dir/gastown-dev" webhook --kubeconfig "$kubeconfig" --manifests "$dev_dir/chart/manifests.yaml" \
+    --policy policy/policy.wasm &
+  pids+=($!)
+  # The controller runs as the chart's ServiceAccount, with exactly the chart's RBAC.
+  controller_kubeconfig="$dev_dir/users/gastown-operator.kubeconfig"
+  sleep 2
+fi
+
+say "starting gastown-controller"
+KUBECONFIG="$controller_kubeconfig" "$bin_dir/gastown-controller" "${controller_args[@]}" &
+pids+=($!)
+
+cat <<HELP
+
+Try it (in another terminal):
+
+  export KUBECONFIG=$kubeconfig
+  kubectl apply -f crds/examples/local.yaml            # a local Automaton: claimed, then slung
+  kubectl apply -f crds/examples/kubernetes-mode.yaml  # left to the Kubernetes executor
+  kubectl get automatons -w                            # watch Claimed -> Dispatched -> Running -> Succeeded
+  kubectl describe automaton fix-login                 # conditions and events
+  kubectl delete automaton fix-login                   # releases the work in Gas Town
+  curl -s ${GASTOWN_METRICS_ADDR:-127.0.0.1:8080}/metrics | grep ^gastown_
+
+Press Ctrl-C to stop everything.
+HELP
+wait -n "${pids[@]}" || true

@@ -1,0 +1,194 @@
+"""A thin kubectl wrapper for the chart tests that talk to a real API server.
+
+Every call is a real `kubectl` process (the binary the project's docs and CI use), against one
+kubeconfig, with its own discovery cache directory so that CRDs registered by the tests are
+seen at once and runs never share stale discovery data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import render
+
+KUBECTL_TIMEOUT_SECS = 60
+
+
+class KubectlError(RuntimeError):
+    """kubectl failed; the message carries the command line, exit code and stderr."""
+
+    def __init__(self, args: Sequence[str], result: subprocess.CompletedProcess[str]) -> None:
+        self.args_ = list(args)
+        self.returncode = result.returncode
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        super().__init__(
+            f"kubectl {' '.join(args)} exited with {result.returncode}:\n"
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+
+
+def find_kubectl() -> str | None:
+    """The kubectl binary: on PATH, else /usr/bin/kubectl."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    return "/usr/bin/kubectl" if Path("/usr/bin/kubectl").exists() else None
+
+
+class Kubectl:
+    """kubectl bound to one kubeconfig (and so to one user)."""
+
+    def __init__(self, binary: str, kubeconfig: Path, cache_dir: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = Path(kubeconfig)
+        self.cache_dir = Path(cache_dir)
+
+    def as_kubeconfig(self, kubeconfig: Path) -> Kubectl:
+        """The same kubectl for another user's kubeconfig (same cluster, same cache)."""
+        return Kubectl(self.binary, kubeconfig, self.cache_dir)
+
+    def run(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        timeout: float = KUBECTL_TIMEOUT_SECS,
+    ) -> subprocess.CompletedProcess[str]:
+        command = [
+            self.binary,
+            f"--kubeconfig={self.kubeconfig}",
+            f"--cache-dir={self.cache_dir}",
+            *args,
+        ]
+        result = subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(args, result)
+        return result
+
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        return json.loads(self.run(*args, "-o", "json", stdin=stdin).stdout)
+
+    # -----------------------------------------------------------------------------------------
+    # Objects
+
+    def apply(
+        self,
+        objects: Iterable[Mapping[str, Any]],
+        *,
+        dry_run_server: bool = False,
+        server_side: bool = False,
+    ) -> list[dict[str, Any]]:
+        """`kubectl apply -f -` with strict validation; returns the objects the server returned
+        (for a server dry run: the objects as the server would have stored them)."""
+        args = ["apply", "--validate=strict", "-f", "-"]
+        if dry_run_server:
+            args.append("--dry-run=server")
+        if server_side:
+            args += ["--server-side", "--field-manager=gastown-chart-tests", "--force-conflicts"]
+        returned = self.json(*args, stdin=render.to_yaml(objects))
+        if returned.get("kind", "").endswith("List"):
+            items: list[dict[str, Any]] = returned.get("items", [])
+            return items
+        return [returned]
+
+    def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
+        """Creates ``obj`` unless an object of that name exists; True when this call created it."""
+        result = self.run("create", "-f", "-", stdin=render.to_yaml([obj]), check=False)
+        if result.returncode == 0:
+            return True
+        if "AlreadyExists" in result.stderr or "already exists" in result.stderr:
+            return False
+        raise KubectlError(["create", "-f", "-"], result)
+
+    def get(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        args = ["get", resource, name, "--ignore-not-found", "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        out = self.run(*args).stdout.strip()
+        return json.loads(out) if out else None
+
+    def delete(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        """Deletes the objects (those already gone are fine), without waiting for finalizers."""
+        objs = list(objects)
+        if objs:
+            self.run(
+                "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=render.to_yaml(objs)
+            )
+
+    def ensure_namespace(self, name: str) -> None:
+        """Creates the namespace unless it exists; fails when it exists but is terminating
+        (namespaces never finish deleting on the test server: it runs no controller-manager)."""
+        self.create_if_absent(render.namespace_object(name))
+        ns = self.get("namespace", name)
+        phase = (ns or {}).get("status", {}).get("phase")
+        if phase != "Active":
+            raise AssertionError(
+                f"namespace {name} is {phase or 'missing'}, not Active: objects cannot be created "
+                "in it. Use a fresh cluster (tests/cluster/cluster.sh up DIR)."
+            )
+
+    def wait_established(self, crd_names: Iterable[str], timeout_secs: int = 30) -> None:
+        names = [f"crd/{n}" for n in crd_names]
+        self.run(
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={timeout_secs}s",
+            *names,
+            timeout=timeout_secs + 30,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # Authorization
+
+    def can_i(
+        self,
+        verb: str,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        as_user: str | None = None,
+    ) -> bool:
+        """`kubectl auth can-i`; ``namespace=None`` asks about all namespaces (``-A``).
+
+        ``resource`` is fully qualified (``automatons.olympus.io``, ``leases.coordination.k8s.io/
+        NAME``); core resources are bare (``secrets``). Raises when kubectl does not know the
+        resource: then the answer would be a meaningless "no".
+        """
+        args = ["auth", "can-i", verb, resource]
+        args += ["-A"] if namespace is None else ["-n", namespace]
+        if subresource:
+            args.append(f"--subresource={subresource}")
+        if as_user:
+            args.append(f"--as={as_user}")
+        result = self.run(*args, check=False)
+        answer = result.stdout.strip()
+        if "doesn't have a resource type" in result.stderr or answer not in ("yes", "no"):
+            raise KubectlError(args, result)
+        return answer == "yes"
+
+
+def wait_for(predicate: Any, *, timeout_secs: float, interval_secs: float = 0.2) -> bool:
+    """Polls ``predicate()`` until it is true or the time is up; returns its last value."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_secs)
