@@ -47,6 +47,8 @@ impl Default for Settings {
 }
 
 /// What the controller knows of the bead after reading Gas Town.
+// Short-lived (one per reconcile); boxing the bead would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum GasTownView {
     /// `bd show` returned the bead.
@@ -272,7 +274,7 @@ pub const FAILURE_CLOSE_WORDS: [&str; 12] = [
 /// Whether a close reason means failure (see [`FAILURE_CLOSE_WORDS`]).
 pub fn close_reason_is_failure(reason: &str) -> bool {
     let first = reason
-        .trim()
+        .trim_start_matches(|c: char| !c.is_alphanumeric())
         .split(|c: char| c.is_whitespace() || matches!(c, ':' | ',' | '.' | ';' | '-' | '(' | '['))
         .next()
         .unwrap_or("")
@@ -299,7 +301,13 @@ pub fn assignee_in_rig(assignee: Option<&str>, rig: &str) -> bool {
 pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestamp, settings: &Settings) -> Plan {
     let generation = a.metadata.generation;
     let mut st = base_status(a, settings);
-    let rig = a.spec.rig.clone().unwrap_or_default();
+    // The spec's rig (immutable once claimed, by the policy); the recorded one if it is gone.
+    let rig = a
+        .spec
+        .rig
+        .clone()
+        .or_else(|| st.gastown.as_ref().and_then(|g| g.rig.clone()))
+        .unwrap_or_default();
     let dispatched_at = st.gastown.as_ref().and_then(|g| g.dispatched_at.as_ref()).map(|t| t.0);
     let mut plan = Plan { status: st.clone(), command: None, release_claim: false, event: None, requeue: Some(settings.sync_interval) };
     let expired = dispatched_at.is_none() && claim_expired(a, now, settings);
@@ -321,7 +329,10 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
         let g = gastown_mut(&mut st);
         g.last_sync_time = Some(Time(now));
         g.rig = Some(rig.clone());
-        g.bead_status = bead_value.map(|b| b.status.as_str().to_string());
+        g.bead_status = match view {
+            GasTownView::Bead(b) => Some(b.status.as_str().to_string()),
+            _ => None,
+        };
     }
     let Some(b) = bead_value else {
         let message = format!("bead {} no longer exists in Gas Town", bead.as_str());
@@ -359,8 +370,10 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
                 g.assignee = b.assignee.clone();
             }
             let worker = b.assignee.clone().unwrap_or_default();
-            if let Some(limit) = a.spec.timeout_seconds.filter(|s| *s > 0) {
-                if elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs()) {
+            if let Some(limit) = a.spec.timeout_seconds.filter(|s| *s > 0)
+                && elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs())
+            {
+                {
                     let message = format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
                     st.phase = Some(Phase::Failed);
                     st.message = Some(message.clone());
@@ -482,6 +495,17 @@ pub fn plan_deletion(a: &Automaton, bead: Option<&BeadId>, view: Option<&GasTown
         GasTownView::Missing => DeletionPlan { commands: Vec::new(), give_up: false },
         GasTownView::Bead(b) => {
             let mut commands = Vec::new();
+            let rig = a
+                .spec
+                .rig
+                .clone()
+                .or_else(|| a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.rig.clone()))
+                .unwrap_or_default();
+            if !created && b.status.is_dispatched() && b.assignee.is_some() && !assignee_in_rig(b.assignee.as_deref(), &rig)
+            {
+                // An adopted bead another rig's worker holds: not ours to take away.
+                return DeletionPlan { commands, give_up };
+            }
             if b.status.is_dispatched() {
                 commands.push(Command::Unsling { bead: bead.clone(), holder: b.assignee.clone() });
             }
@@ -495,7 +519,7 @@ pub fn plan_deletion(a: &Automaton, bead: Option<&BeadId>, view: Option<&GasTown
 
 /// Whether the new status differs from the old one in more than `lastSyncTime`, or the last
 /// write is older than the heartbeat.
-pub fn status_needs_write(old: Option<&AutomatonStatus>, new: &AutomatonStatus, now: Timestamp, settings: &Settings) -> bool {
+pub fn status_needs_write(old: Option<&AutomatonStatus>, new: &AutomatonStatus, settings: &Settings) -> bool {
     let Some(old) = old else { return true };
     let strip = |s: &AutomatonStatus| {
         let mut s = s.clone();
@@ -507,6 +531,11 @@ pub fn status_needs_write(old: Option<&AutomatonStatus>, new: &AutomatonStatus, 
     if strip(old) != strip(new) {
         return true;
     }
-    let last = old.gastown.as_ref().and_then(|g| g.last_sync_time.as_ref()).map(|t| t.0);
-    last.is_none_or(|t| elapsed(t, now) >= settings.status_heartbeat)
+    // Only lastSyncTime differs: write it at most once per heartbeat.
+    let last = |s: &AutomatonStatus| s.gastown.as_ref().and_then(|g| g.last_sync_time.as_ref()).map(|t| t.0);
+    match (last(old), last(new)) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(o), Some(n)) => n > o && elapsed(o, n) >= settings.status_heartbeat,
+    }
 }

@@ -159,7 +159,7 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
         }
         Stage::Invalid(message) => {
             let st = decision::invalid(&a, &message, now, &ctx.settings);
-            if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
+            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
                 write_status(&api, &a, &st, &ctx).await?;
                 ctx.publish(&a, true, "InvalidSpec", &message).await;
             }
@@ -208,7 +208,7 @@ async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Ti
         // it on the condition, back off, and give the claim back once it is too old.
         Err(Error::GasTown(e)) => {
             let st = decision::unreachable(a, e.metric_label(), &e.to_string(), now, &ctx.settings);
-            if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
+            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
                 write_status(api, a, &st, ctx).await?;
             }
             if decision::claim_expired(a, now, &ctx.settings) {
@@ -275,7 +275,7 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
                 st.message = Some(e.to_string());
                 conditions::set(&mut st.conditions, cond, ConditionStatus::False, reason, e.to_string(), now, a.metadata.generation);
             }
-            if decision::status_needs_write(a.status.as_ref(), &st, now, &ctx.settings) {
+            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
                 write_status(api, a, &st, ctx).await?;
             }
             if !plan.release_claim {
@@ -285,15 +285,15 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
             warn!(object = %key(a), error = %e, "could not close the bead while releasing the claim");
             status = plan.status.clone();
             event = plan.event.clone();
-        } else if let Command::Sling { .. } = command {
-            if let Some(at) = decision::claimed_at(a) {
-                let secs = now.duration_since(at).as_secs_f64().max(0.0);
-                ctx.metrics.claim_to_dispatch.observe(secs);
-            }
+        } else if let Command::Sling { .. } = command
+            && let Some(at) = decision::claimed_at(a)
+        {
+            let secs = now.duration_since(at).as_secs_f64().max(0.0);
+            ctx.metrics.claim_to_dispatch.observe(secs);
         }
     }
     let mut current = a.clone();
-    if decision::status_needs_write(a.status.as_ref(), &status, now, &ctx.settings) {
+    if decision::status_needs_write(a.status.as_ref(), &status, &ctx.settings) {
         current = write_status(api, a, &status, ctx).await?;
     }
     if let Some((warning, reason, note)) = &event {

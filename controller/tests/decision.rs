@@ -775,7 +775,8 @@ fn sync_bead_missing_or_tombstone_fails() {
             assert_eq!(plan.requeue, None, "{name}");
             let g = gastown(&plan.status);
             assert_eq!(g.last_sync_time, time(now), "{name}");
-            assert_eq!(g.bead_status, None, "{name}");
+            let expected_status = name.starts_with("tombstone").then(|| "tombstone".to_string());
+            assert_eq!(g.bead_status, expected_status, "{name}");
             assert_eq!(g.rig.as_deref(), Some("gastown"), "{name}");
         }
     }
@@ -940,7 +941,6 @@ type OurRigCase = (
 
 #[test]
 fn sync_dispatched_in_our_rig() {
-    // (name, object, bead status, assignee, now, phase, dispatchedAt, adoption event)
     let cases: Vec<OurRigCase> = vec![
         (
             "hooked after our sling",
@@ -1096,7 +1096,6 @@ type ElsewhereCase = (&'static str, Automaton, &'static str, Option<&'static str
 
 #[test]
 fn sync_dispatched_elsewhere_is_not_slung() {
-    // (name, object, bead status, assignee, now, released)
     let cases: Vec<ElsewhereCase> = vec![
         (
             "hooked in another rig",
@@ -1568,7 +1567,7 @@ fn lifecycle_moves_transition_times_only_on_change() {
         Time(at(10))
     );
     assert!(
-        status_needs_write(a.status.as_ref(), &p2.status, at(12), &s),
+        status_needs_write(a.status.as_ref(), &p2.status, &s),
         "message and assignee changed"
     );
     let a = with_status(&a, &p2.status);
@@ -1583,10 +1582,10 @@ fn lifecycle_moves_transition_times_only_on_change() {
     let a = with_status(&a, &p3.status);
     // 35: nothing changed but lastSyncTime: no write.
     let p4 = sync(&a, &view("in_progress", Some(TOAST)), 35);
-    assert!(!status_needs_write(a.status.as_ref(), &p4.status, at(35), &s));
+    assert!(!status_needs_write(a.status.as_ref(), &p4.status, &s));
     // 500: same, but past the heartbeat since the last write (20): write.
     let p5 = sync(&a, &view("in_progress", Some(TOAST)), 500);
-    assert!(status_needs_write(a.status.as_ref(), &p5.status, at(500), &s));
+    assert!(status_needs_write(a.status.as_ref(), &p5.status, &s));
     let a = with_status(&a, &p5.status);
     // 600: Gas Town unreachable: Reachable flips at 600, the rest holds.
     let p6 = sync(&a, &unreachable_view(), 600);
@@ -1700,7 +1699,6 @@ type DeletionCase = (
 fn plan_deletion_table() {
     let not_created = json!({"status": {"gastown": {"beadCreated": false}}});
     let created_unknown = json!({"status": {"gastown": {"beadCreated": null}}});
-    // (name, object, bead known, view, now, commands, give_up)
     let cases: Vec<DeletionCase> = vec![
         (
             "no bead",
@@ -1931,8 +1929,6 @@ fn plan_deletion_close_reason_names_the_object() {
 }
 
 #[test]
-#[ignore = "bug: plan_deletion() unslings a bead it neither created nor dispatched (spec.task.beadId adopted, \
-            hooked by another rig's worker), taking that worker's work away when the Automaton is deleted"]
 fn plan_deletion_leaves_work_it_never_dispatched() {
     // Adopted bead, already hooked in another rig: plan_sync never slung it (HookedElsewhere).
     let a = deleted(json!({"status": {"gastown": {"beadCreated": false}}}));
@@ -2097,14 +2093,12 @@ fn status_needs_write_table() {
             true,
         ),
     ];
-    for (name, old, new, now, want) in &cases {
-        assert_eq!(status_needs_write(old.as_ref(), new, at(*now), &s), *want, "{name}");
+    for (name, old, new, _now, want) in &cases {
+        assert_eq!(status_needs_write(old.as_ref(), new, &s), *want, "{name}");
     }
 }
 
 #[test]
-#[ignore = "bug: status_needs_write() is true for an unchanged status without lastSyncTime (every invalid()), so \
-            Stage::Invalid rewrites the status and re-emits the InvalidSpec Warning event on every reconcile"]
 fn unchanged_status_without_last_sync_time_needs_no_write() {
     let s = settings();
     let a = claimed(json!({"spec": {"rig": "bad-rig"}}));
@@ -2113,17 +2107,15 @@ fn unchanged_status_without_last_sync_time_needs_no_write() {
     };
     // First reconcile: written.
     let first = decision::invalid(&a, &message, at(10), &s);
-    assert!(status_needs_write(a.status.as_ref(), &first, at(10), &s));
+    assert!(status_needs_write(a.status.as_ref(), &first, &s));
     // Next reconcile (15 s later): the same status; nothing to write.
     let a = with_status(&a, &first);
     let second = decision::invalid(&a, &message, at(25), &s);
     assert_eq!(a.status.as_ref(), Some(&second), "the status is unchanged");
-    assert!(!status_needs_write(a.status.as_ref(), &second, at(25), &s));
+    assert!(!status_needs_write(a.status.as_ref(), &second, &s));
 }
 
 #[test]
-#[ignore = "bug: status_needs_write() is true for an identical status whose lastSyncTime is older than the \
-            heartbeat (e.g. Gas Town unreachable for > status_heartbeat), although writing it changes nothing"]
 fn identical_status_past_the_heartbeat_needs_no_write() {
     let s = settings();
     let a = dispatched("Running", 5, json!({}));
@@ -2132,7 +2124,7 @@ fn identical_status_past_the_heartbeat_needs_no_write() {
     // Still unreachable 10 minutes later: lastSyncTime (T0) is not refreshed, the status is identical.
     let later = sync(&a, &unreachable_view(), 610).status;
     assert_eq!(a.status.as_ref(), Some(&later), "the status is unchanged");
-    assert!(!status_needs_write(a.status.as_ref(), &later, at(610), &s));
+    assert!(!status_needs_write(a.status.as_ref(), &later, &s));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 //! releases; claim expiry releases; Gas Town outages and recovery; restarts and leader
 //! election never dispatch twice.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,8 @@
 //! chart's ClusterAdmissionPolicy; the controller running as the chart's ServiceAccount against
 //! the fake Gas Town.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -144,7 +144,7 @@ pub const DESCRIPTION_MAX_CHARS: usize = 20_000;
 /// Validates a task title.
 pub fn validate_title(value: &str) -> Result<(), NameError> {
     let count = value.chars().count();
-    let ok = count >= 1 && count <= TITLE_MAX_CHARS && !value.chars().any(|c| c.is_control());
+    let ok = (1..=TITLE_MAX_CHARS).contains(&count) && !value.chars().any(|c| c.is_control());
     if ok {
         Ok(())
     } else {

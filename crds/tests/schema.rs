@@ -1,6 +1,8 @@
 //! The Automaton API: CRD drift, schema patterns agreeing with the Rust validators, examples,
 //! and the claim helpers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 
 use gastown_crds::validate::*;
@@ -183,7 +185,8 @@ fn probes() -> Vec<String> {
 
 #[test]
 fn schema_patterns_accept_exactly_what_the_validators_accept() {
-    let checks: Vec<(&str, regex::Regex, Box<dyn Fn(&str) -> bool>)> = vec![
+    type Validator = Box<dyn Fn(&str) -> bool>;
+    let checks: Vec<(&str, regex::Regex, Validator)> = vec![
         (
             "rig",
             pattern_at(&["properties", "spec", "properties", "rig"]),

@@ -1,6 +1,8 @@
 //! Every behaviour case under `test_data/cases/` through the native build of the policy's
 //! entry point (the same cases run through the compiled module in `tests/tests/policy_wasm.rs`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use gastown_policy::decision::ClaimLedger;

@@ -3,6 +3,8 @@
 //! the crate version and with what the policy code accepts. kwctl is not available here, so
 //! these files are written by hand; this test is what keeps them honest.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

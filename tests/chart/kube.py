@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import render
+import yaml
 
 KUBECTL_TIMEOUT_SECS = 60
 
@@ -53,6 +54,22 @@ class Kubectl:
     def as_kubeconfig(self, kubeconfig: Path) -> Kubectl:
         """The same kubectl for another user's kubeconfig (same cluster, same cache)."""
         return Kubectl(self.binary, kubeconfig, self.cache_dir)
+
+    def with_token(self, token: str, kubeconfig: Path) -> Kubectl:
+        """The same cluster as another user: a copy of this kubeconfig (written to
+        ``kubeconfig``) whose users authenticate with the bearer ``token``."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        for user in config.get("users", []):
+            user["user"] = {"token": token}
+        kubeconfig.write_text(yaml.safe_dump(config))
+        kubeconfig.chmod(0o600)
+        return self.as_kubeconfig(kubeconfig)
+
+    def create_token(self, service_account: str, namespace: str) -> str:
+        """A token for the ServiceAccount from the TokenRequest API (`kubectl create token`)."""
+        return self.run(
+            "create", "token", service_account, "-n", namespace, "--duration=10m"
+        ).stdout.strip()
 
     def run(
         self,
@@ -105,16 +122,24 @@ class Kubectl:
             return items
         return [returned]
 
-    def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
-        """Creates ``obj`` unless an object of that name exists; True when this call created it."""
-        result = self.run("create", "-f", "-", stdin=render.to_yaml([obj]), check=False)
-        if result.returncode == 0:
-            return True
-        if "AlreadyExists" in result.stderr or "already exists" in result.stderr:
-            return False
-        raise KubectlError(["create", "-f", "-"], result)
+    def create_if_absent(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        """Creates the objects, leaving those that already exist (whoever made them) alone."""
+        objs = list(objects)
+        if not objs:
+            return
+        args = ["create", "--validate=false", "-f", "-"]
+        result = self.run(*args, stdin=render.to_yaml(objs), check=False)
+        errors = [
+            line
+            for line in result.stderr.splitlines()
+            if line.strip() and "AlreadyExists" not in line and "already exists" not in line
+        ]
+        if result.returncode != 0 and errors:
+            raise KubectlError(args, result)
 
-    def get(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(
+        self, resource: str, name: str, *, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         args = ["get", resource, name, "--ignore-not-found", "-o", "json"]
         if namespace:
@@ -127,19 +152,27 @@ class Kubectl:
         objs = list(objects)
         if objs:
             self.run(
-                "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=render.to_yaml(objs)
+                "delete",
+                "--ignore-not-found",
+                "--wait=false",
+                "-f",
+                "-",
+                stdin=render.to_yaml(objs),
             )
 
-    def ensure_namespace(self, name: str) -> None:
-        """Creates the namespace unless it exists; fails when it exists but is terminating
+    def ensure_namespaces(self, names: Iterable[str]) -> None:
+        """Creates the namespaces that do not exist; fails when one exists but is terminating
         (namespaces never finish deleting on the test server: it runs no controller-manager)."""
-        self.create_if_absent(render.namespace_object(name))
-        ns = self.get("namespace", name)
-        phase = (ns or {}).get("status", {}).get("phase")
-        if phase != "Active":
+        names = list(names)
+        self.create_if_absent(render.namespace_object(name) for name in names)
+        found = self.json("get", "namespaces", *names)
+        items = found.get("items", [found])
+        phases = {ns["metadata"]["name"]: ns.get("status", {}).get("phase") for ns in items}
+        unusable = {name: phases.get(name) for name in names if phases.get(name) != "Active"}
+        if unusable:
             raise AssertionError(
-                f"namespace {name} is {phase or 'missing'}, not Active: objects cannot be created "
-                "in it. Use a fresh cluster (tests/cluster/cluster.sh up DIR)."
+                f"namespaces not Active: {unusable}; objects cannot be created in them. Use a "
+                "fresh cluster (tests/cluster/cluster.sh up DIR)."
             )
 
     def wait_established(self, crd_names: Iterable[str], timeout_secs: int = 30) -> None:

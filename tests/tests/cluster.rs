@@ -3,6 +3,8 @@
 //!
 //! Every test uses its own namespace on the cluster shared by this test binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};

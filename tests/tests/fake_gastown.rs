@@ -1,6 +1,8 @@
 //! The fake Gas Town obeys the contract in docs/gastown-contract.md: each test runs the real
 //! `fake-gastown` binary as `gt` or `bd` and checks one rule.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gastown_tests::fake_gastown::{AutoProgress, Config, FakeGasTown, Faults};
 use serde_json::Value;
 use std::collections::HashSet;

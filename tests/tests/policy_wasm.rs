@@ -1,6 +1,8 @@
 //! The compiled policy (`policy/policy.wasm`) in the waPC/wasmtime engine, driven exactly as
 //! policy-server drives it, over every behaviour fixture in `policy/test_data/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -1,0 +1,25 @@
+//! Fuzzes `gastown_policy::validate_payload` (the `validate` waPC function, natively) with a
+//! fixed `now` and a ledger chosen by the input's first byte. See gastown_policy_fuzz for the
+//! input format and the invariants.
+#![no_main]
+
+use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = gastown_policy_fuzz::run_validate(data) {
+        panic!("invariant violated: {violation}");
+    }
+});
+
+// Three mutations in four are JSON-aware (values the policy reads, wrong types, copied
+// subtrees); the rest, and inputs that are not JSON, get libFuzzer's byte mutations.
+fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    if seed % 4 != 0
+        && let Some(out) = gastown_policy_fuzz::mutate_json(&data[..size], seed, true)
+        && out.len() <= max_size
+    {
+        data[..out.len()].copy_from_slice(&out);
+        return out.len();
+    }
+    fuzzer_mutate(data, size, max_size)
+});
