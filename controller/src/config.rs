@@ -154,6 +154,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_flag_is_documented_in_the_readme() {
+        use clap::CommandFactory;
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else { continue };
+            assert!(readme.contains(&format!("`--{long}")) || readme.contains(&format!(" `--{long}`")) || readme.contains(&format!("--{long}`")), "README lacks --{long}");
+            let env = env.to_string_lossy();
+            assert!(readme.contains(env.as_ref()), "README lacks {env}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));

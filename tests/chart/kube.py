@@ -199,9 +199,9 @@ class Kubectl:
     ) -> bool:
         """`kubectl auth can-i`; ``namespace=None`` asks about all namespaces (``-A``).
 
-        ``resource`` is fully qualified (``automatons.olympus.io``, ``leases.coordination.k8s.io/
-        NAME``); core resources are bare (``secrets``). Raises when kubectl does not know the
-        resource: then the answer would be a meaningless "no".
+        ``resource`` is ``resource.version.group`` (``automatons.v1alpha1.olympus.io``, with
+        ``/NAME`` for one object) or a bare core resource (``secrets``). Raises when kubectl does
+        not know the resource: then the answer would be a meaningless "no".
         """
         args = ["auth", "can-i", verb, resource]
         args += ["-A"] if namespace is None else ["-n", namespace]
@@ -214,6 +214,69 @@ class Kubectl:
         if "doesn't have a resource type" in result.stderr or answer not in ("yes", "no"):
             raise KubectlError(args, result)
         return answer == "yes"
+
+    def access_reviews(
+        self,
+        questions: Sequence[tuple[str, str, str | None, str | None]],
+        *,
+        as_user: str,
+    ) -> list[bool]:
+        """Many `kubectl auth can-i --as USER` questions in one kubectl process.
+
+        Each question is ``(verb, resource, namespace, subresource)`` as for :meth:`can_i`. They
+        become the SelfSubjectAccessReviews `kubectl auth can-i` sends, created with
+        ``kubectl create --as USER`` (the same impersonated request), one kubectl process
+        instead of one per question.
+        """
+        reviews = [
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": resource_attributes(*question)},
+            }
+            for question in questions
+        ]
+        if not reviews:
+            return []
+        returned = self.json(
+            "create", "--validate=false", f"--as={as_user}", "-f", "-", stdin=render.to_yaml(reviews)
+        )
+        items = returned["items"] if returned.get("kind") == "List" else [returned]
+        assert len(items) == len(reviews)
+        answers = []
+        for sent, got in zip(reviews, items, strict=True):
+            attrs = got["spec"]["resourceAttributes"]
+            assert attrs == {**attrs, **sent["spec"]["resourceAttributes"]}, (sent, got)
+            status = got.get("status", {})
+            if status.get("evaluationError"):
+                raise AssertionError(f"{attrs}: {status['evaluationError']}")
+            answers.append(bool(status.get("allowed")))
+        return answers
+
+    def api_resources(self) -> set[str]:
+        """`kubectl api-resources -o name`: ``resource.group``, or ``resource`` for core ones."""
+        return set(self.run("api-resources", "-o", "name").stdout.split())
+
+
+def resource_attributes(
+    verb: str, resource: str, namespace: str | None, subresource: str | None
+) -> dict[str, str]:
+    """The SelfSubjectAccessReview attributes `kubectl auth can-i VERB RESOURCE` sends (it does
+    not send the version)."""
+    name = ""
+    if "/" in resource:
+        resource, name = resource.split("/", 1)
+    parts = resource.split(".", 2)
+    if len(parts) == 2:
+        raise ValueError(f"{resource}: write resource.version.group, or a bare core resource")
+    attrs = {"verb": verb, "resource": parts[0], "group": parts[2] if len(parts) == 3 else ""}
+    if namespace:
+        attrs["namespace"] = namespace
+    if subresource:
+        attrs["subresource"] = subresource
+    if name:
+        attrs["name"] = name
+    return attrs
 
 
 def wait_for(predicate: Any, *, timeout_secs: float, interval_secs: float = 0.2) -> bool:
