@@ -137,7 +137,8 @@ fn key(a: &Automaton) -> String {
     format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any())
 }
 
-/// The reconcile entry point.
+/// The reconcile entry point; every log line inside carries the object key.
+#[tracing::instrument(name = "reconcile", skip_all, fields(object = %key(&a), generation = a.metadata.generation))]
 pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
     ctx.ensure_leader()?;

@@ -318,3 +318,49 @@ async fn invalid_spec_is_reported() {
     assert!(a.status.unwrap().message.unwrap().contains("spec.rig"));
     assert!(env.town.calls().unwrap().is_empty(), "nothing reaches Gas Town");
 }
+
+#[tokio::test]
+async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
+    use gastown_controller::gastown::testing::{FakeProxyServer, TestPki, TownExecHandler};
+    let env = Env::new("proxy").await;
+    let pki = TestPki::new("gt-proxy-ca").unwrap();
+    let server = pki.server_cert().unwrap();
+    let client = pki.client_cert("gt-operator-controller").unwrap();
+    let handler = std::sync::Arc::new(TownExecHandler::new(env.town.town_root(), env.town.gt_path(), env.town.bd_path()));
+    let (_addr, proxy) = FakeProxyServer::start(pki.ca_pem(), &server.cert_pem, &server.key_pem, handler).await.unwrap();
+    let dir = env.town.state_dir();
+    for (name, pem) in [("ca.crt", pki.ca_pem()), ("tls.crt", client.cert_pem.as_str()), ("tls.key", client.key_pem.as_str())] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let args: Vec<String> = vec![
+        "--namespaces".into(), env.ns.name().into(), "--transport".into(), "proxy".into(),
+        "--proxy-url".into(), proxy.url(),
+        "--proxy-cert".into(), dir.join("tls.crt").display().to_string(),
+        "--proxy-key".into(), dir.join("tls.key").display().to_string(),
+        "--proxy-ca".into(), dir.join("ca.crt").display().to_string(),
+        "--metrics-addr".into(), "127.0.0.1:0".into(), "--sync-interval".into(), "1s".into(), "--log-format".into(), "json".into(),
+    ];
+    let c = ControllerProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gastown-controller")),
+        &env.cluster.kubeconfig(),
+        &args,
+        &dir.join("proxy-controller.log"),
+    )
+    .unwrap();
+    env.create_claimed("remote", json!({})).await;
+    let bead = bead_of(&env.wait_phase("remote", Phase::Dispatched, T).await);
+    assert_eq!(env.town.dispatch_count(&bead), 1);
+    assert!(proxy.requests().iter().any(|r| r.argv.first().map(String::as_str) == Some("gt") && r.argv.contains(&"sling".to_string())));
+    env.town.start_work(&bead).unwrap();
+    env.wait_phase("remote", Phase::Running, T).await;
+    // Deletion through the proxy: `gt unsling` is not allowed there, so the bead is reopened, then closed.
+    env.api().delete("remote", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("remote", T).await;
+    assert_eq!(env.town.bead(&bead).unwrap().unwrap()["status"], "closed");
+    let log = c.log();
+    for secret in [client.key_pem.as_str(), client.cert_pem.as_str()] {
+        let marker = secret.lines().nth(1).unwrap();
+        assert!(!log.contains(marker), "key or certificate material in the controller log");
+    }
+    assert!(!log.contains("PRIVATE KEY"));
+}

@@ -138,6 +138,27 @@ policy:
         "controller identity derived from the release's ServiceAccount: {settings}"
     );
 
+    // The Deployment's arguments are flags this binary accepts.
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment rendered");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["gastown-controller".to_string()];
+    for part in ["command", "args"] {
+        for a in container[part].as_array().into_iter().flatten() {
+            let a = a.as_str().unwrap().to_string();
+            if a != "gastown-controller" && !a.ends_with("/gastown-controller") {
+                argv.push(a);
+            }
+        }
+    }
+    use clap::Parser;
+    let parsed = gastown_controller::config::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("chart args {argv:?}: {e}"));
+    assert_eq!(parsed.run.transport, gastown_controller::config::TransportKind::Proxy);
+    let probe_paths: Vec<&str> = ["livenessProbe", "readinessProbe"]
+        .iter()
+        .map(|p| container[p]["httpGet"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(probe_paths, ["/livez", "/readyz"]);
+
     // 2. The chart's RBAC, for real; the controller will run with exactly these permissions.
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let _ = namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": RELEASE_NS}})).unwrap()).await;

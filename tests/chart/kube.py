@@ -238,10 +238,17 @@ class Kubectl:
         ]
         if not reviews:
             return []
-        returned = self.json(
-            "create", "--validate=false", f"--as={as_user}", "-f", "-", stdin=render.to_yaml(reviews)
-        )
-        items = returned["items"] if returned.get("kind") == "List" else [returned]
+        out = self.run(
+            "create",
+            "--validate=false",
+            f"--as={as_user}",
+            "-f",
+            "-",
+            "-o",
+            "json",
+            stdin=render.to_yaml(reviews),
+        ).stdout
+        items = [i for doc in json_documents(out) for i in doc.get("items", [doc])]
         assert len(items) == len(reviews)
         answers = []
         for sent, got in zip(reviews, items, strict=True):
@@ -258,6 +265,19 @@ class Kubectl:
         return set(self.run("api-resources", "-o", "name").stdout.split())
 
 
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents of kubectl's output (`create -o json` prints one after another)."""
+    decoder = json.JSONDecoder()
+    docs, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return docs
+        doc, pos = decoder.raw_decode(text, pos)
+        docs.append(doc)
+
+
 def resource_attributes(
     verb: str, resource: str, namespace: str | None, subresource: str | None
 ) -> dict[str, str]:
@@ -269,7 +289,9 @@ def resource_attributes(
     parts = resource.split(".", 2)
     if len(parts) == 2:
         raise ValueError(f"{resource}: write resource.version.group, or a bare core resource")
-    attrs = {"verb": verb, "resource": parts[0], "group": parts[2] if len(parts) == 3 else ""}
+    attrs = {"verb": verb, "resource": parts[0]}
+    if len(parts) == 3:
+        attrs["group"] = parts[2]
     if namespace:
         attrs["namespace"] = namespace
     if subresource:

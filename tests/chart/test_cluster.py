@@ -121,6 +121,8 @@ class Cluster:
     # `.Capabilities.KubeVersion` for rendering: the server's own version (v1.20.2 on the
     # test cluster, so the PodDisruptionBudget is policy/v1beta1).
     kube_version: str
+    # `kubectl api-resources -o name` once the CRDs are registered.
+    api_resources: frozenset[str]
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +162,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     admin.ensure_namespaces(
         [NAMESPACE, "team-a", "team-b", "agents", RBAC_TEAM_A, RBAC_TEAM_B, RBAC_OUTSIDE]
     )
-    return Cluster(admin=admin, operator=operator, kube_version=match.group(0))
+    return Cluster(
+        admin=admin,
+        operator=operator,
+        kube_version=match.group(0),
+        api_resources=frozenset(admin.api_resources()),
+    )
 
 
 def test_stand_in_crds_are_what_the_chart_renders() -> None:
@@ -190,7 +197,7 @@ def test_stand_in_crds_are_what_the_chart_renders() -> None:
 # ---------------------------------------------------------------------------------------------
 # Every rendered manifest, server-side dry run
 
-# Every value set test_chart.py renders (the test each one comes from is named). The namespaces
+# Every value set test_chart.py renders (ids after the tests that render them). The namespaces
 # they use (gastown-system, team-a, team-b, agents) are created by the `cluster` fixture.
 DRY_RUN_CASES = [
     pytest.param({}, {}, id="defaults"),
@@ -494,21 +501,33 @@ LEASE_REFUSALS = [
 
 
 def ask(cluster: Cluster, checks: list[Check], user: str) -> dict[Check, bool]:
-    """`kubectl auth can-i --as <user>` (with the admin kubeconfig) for every check."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = pool.map(
-            lambda c: cluster.admin.can_i(
-                c.verb, c.resource, namespace=c.namespace, subresource=c.subresource, as_user=user
-            ),
-            checks,
-        )
-        return dict(zip(checks, answers, strict=True))
+    """The answers of `kubectl auth can-i --as <user>` (admin kubeconfig) to every check, asked
+    in one kubectl process (see kube.Kubectl.access_reviews)."""
+    questions = [(c.verb, c.resource, c.namespace, c.subresource) for c in checks]
+    answers = cluster.admin.access_reviews(questions, as_user=user)
+    return dict(zip(checks, answers, strict=True))
+
+
+# Pseudo-resources that RBAC knows but discovery does not list.
+NOT_DISCOVERABLE = {"users", "groups"}
+
+
+def assert_resources_exist(cluster: Cluster, checks: list[Check]) -> None:
+    """A misspelt resource would be a meaningless "no": every one must be served."""
+    unknown = set()
+    for check in checks:
+        attrs = kube.resource_attributes(check.verb, check.resource, None, None)
+        name = ".".join(filter(None, (attrs["resource"], attrs.get("group"))))
+        if name not in cluster.api_resources and name not in NOT_DISCOVERABLE:
+            unknown.add(name)
+    assert not unknown, f"not served by the API server: {sorted(unknown)}"
 
 
 def assert_matrix(cluster: Cluster, user: str, allowed: list[Check], denied: list[Check]) -> None:
     assert len(set(allowed)) == len(allowed), "a check is listed twice"
     assert len(set(denied)) == len(denied), "a check is listed twice"
     assert not set(allowed) & set(denied)
+    assert_resources_exist(cluster, allowed + denied)
     # New bindings reach the authorizer's cache within moments: wait until every grant shows,
     # so that no denial below passes only because the RBAC objects are not seen yet.
     pending = list(allowed)
@@ -526,6 +545,23 @@ def assert_matrix(cluster: Cluster, user: str, allowed: list[Check], denied: lis
         f"as {user}: not allowed although the controller needs it: "
         f"{[str(c) for c in pending]}; allowed although it must not be: {wrongly_allowed}"
     )
+    # `kubectl auth can-i --as` itself, one process per question, agrees (on a sample).
+    sample = [allowed[0], allowed[-1], denied[0], denied[-1]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        can_i = list(
+            pool.map(
+                lambda c: cluster.admin.can_i(
+                    c.verb,
+                    c.resource,
+                    namespace=c.namespace,
+                    subresource=c.subresource,
+                    as_user=user,
+                ),
+                sample,
+            )
+        )
+    expected = [c in set(allowed) for c in sample]
+    assert can_i == expected, [(str(c), a) for c, a in zip(sample, can_i, strict=True)]
 
 
 def rbac_objects(overrides: dict[str, Any]) -> list[dict[str, Any]]:
@@ -567,8 +603,9 @@ def ours(cluster: Cluster, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The objects this module may create and delete: all but a ServiceAccount that exists
     without the ``chartrbac`` instance label (someone else's, e.g. gastown-operator from another
     test's install)."""
+    unique = {identity(o): o for o in objs}
     mine = []
-    for obj in objs:
+    for obj in unique.values():
         if obj["kind"] == "ServiceAccount":
             current = cluster.admin.get(
                 "serviceaccount", obj["metadata"]["name"], namespace=NAMESPACE
