@@ -162,9 +162,17 @@ policy:
     // 2. The chart's RBAC, for real; the controller will run with exactly these permissions.
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let _ = namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": RELEASE_NS}})).unwrap()).await;
-    for doc in docs.iter().filter(|d| {
-        matches!(d["kind"].as_str(), Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"))
-    }) {
+    let rbac: Vec<Value> = docs
+        .iter()
+        .filter(|d| {
+            matches!(d["kind"].as_str(), Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"))
+        })
+        .cloned()
+        .collect();
+    // Removed again at the end (also on failure): other tests on this cluster expect the
+    // controller identity to have no rights.
+    let _rbac_cleanup = Cleanup { kubeconfig: cluster.kubeconfig(), docs: rbac.clone() };
+    for doc in &rbac {
         apply(&admin, doc).await;
     }
     // Users may edit Automatons in the test namespace (the platform's own RBAC, not the chart's).
@@ -294,4 +302,42 @@ fn tempdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gastown-flow-{}-{}", std::process::id(), jiff::Timestamp::now().as_millisecond()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Deletes the given objects when dropped (from a thread with its own runtime, so it also
+/// works while the test's runtime is unwinding).
+struct Cleanup {
+    kubeconfig: PathBuf,
+    docs: Vec<Value>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let kubeconfig = self.kubeconfig.clone();
+        let docs = std::mem::take(&mut self.docs);
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let Ok(client) = client_from_kubeconfig(&kubeconfig).await else { return };
+                for doc in docs.iter().rev() {
+                    let (Some(kind), Some(name), Some(api_version)) =
+                        (doc["kind"].as_str(), doc["metadata"]["name"].as_str(), doc["apiVersion"].as_str())
+                    else {
+                        continue;
+                    };
+                    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+                    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+                    let Ok((resource, caps)) = kube::discovery::pinned_kind(&client, &gvk).await else { continue };
+                    let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Cluster {
+                        Api::all_with(client.clone(), &resource)
+                    } else {
+                        let ns = doc["metadata"]["namespace"].as_str().unwrap_or(RELEASE_NS);
+                        Api::namespaced_with(client.clone(), ns, &resource)
+                    };
+                    let _ = api.delete(name, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
+    }
 }
