@@ -74,5 +74,5 @@ push: annotate ## Push the annotated policy to registry://$(POLICY_OCI) (needs k
 	$(KWCTL) push policy/annotated-policy.wasm registry://$(POLICY_OCI)
 
 artifacthub: annotate ## Regenerate artifacthub/artifacthub-pkg.yml from the annotated module (needs kwctl)
-	$(KWCTL) scaffold artifacthub --metadata-path policy/metadata.yml --version $(POLICY_VERSION) \
+	$(KWCTL) scaffold artifacthub --metadata-path policy/metadata.yml \
 		--questions-path policy/questions-ui.yml > artifacthub/artifacthub-pkg.yml
