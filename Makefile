@@ -18,6 +18,9 @@ KWCTL ?= kwctl
 TEST_CLUSTER_DIR ?= $(CURDIR)/.cluster/test
 
 include tests/cluster/cluster.mk
+include bench/bench.mk
+include fuzz/fuzz.mk
+include tests/chaos.mk
 
 .PHONY: help setup build policy test test-unit test-chart lint crds run clean annotate push artifacthub
 
@@ -42,10 +45,11 @@ policy: ## Build the wasm policy and copy it to policy/policy.wasm
 test: setup policy ## Run every test: unit, compiled policy in waPC, real API server, Helm chart
 	@scripts/test.sh
 
-lint: setup ## cargo fmt --check and clippy -D warnings (native and wasm)
+lint: setup ## cargo fmt --check, clippy -D warnings (native and wasm), cargo deny (licenses, bans, sources)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p gastown-policy -p gastown-crds --target $(WASM_TARGET) -- -D warnings
+	@scripts/deny.sh
 
 crds: ## Regenerate crds/automaton.yaml from the Rust types (and the chart's copy)
 	$(CARGO) run -q -p gastown-crds --bin crdgen > crds/automaton.yaml

@@ -2,7 +2,8 @@
 """Builds the fuzz seed corpora from the behaviour fixtures (run by `make fuzz-corpus`).
 
 corpus/validate/<case>-<n>: one ledger byte (see gastown_policy_fuzz::ledger_from_byte) and the
-    `validate` payload {"settings", "request"} of policy/test_data/cases/<case>.json;
+    `validate` payload {"settings", "request"} of policy/test_data/cases/<case>.json and of the
+    open-bug reproducers in fuzz/regressions/;
 corpus/settings/<name>: the settings of every case and of policy/test_data/settings/*.json.
 
 Strings longer than 4 KiB are cut so that every seed stays under the fuzzers' -max_len.
@@ -48,8 +49,13 @@ def main():
     validate.mkdir(parents=True, exist_ok=True)
     settings.mkdir(parents=True, exist_ok=True)
     counts = [0, 0]
-    for path in sorted((data / "cases").glob("*.json")):
+    # The behaviour fixtures, and the reproducers of open bugs in fuzz/regressions/.
+    for path in sorted((data / "cases").glob("*.json")) + sorted((root / "regressions").glob("*.json")):
         case = json.loads(path.read_text())
+        blob = json.dumps(case.get("settings"), separators=(",", ":")).encode()
+        (settings / hashlib.sha1(blob).hexdigest()).write_bytes(blob)
+        if "request" not in case:
+            continue
         payload = json.dumps(
             cut({"settings": case.get("settings"), "request": case.get("request")}),
             separators=(",", ":"),
@@ -58,8 +64,6 @@ def main():
         for i, b in enumerate(ledger_bytes(case)):
             (validate / f"{path.stem}-{i}").write_bytes(bytes([b]) + payload)
             counts[0] += 1
-        blob = json.dumps(case.get("settings"), separators=(",", ":")).encode()
-        (settings / hashlib.sha1(blob).hexdigest()).write_bytes(blob)
     for path in sorted((data / "settings").glob("*.json")):
         blob = json.dumps(json.loads(path.read_text()).get("settings"), separators=(",", ":")).encode()
         (settings / f"{path.stem}").write_bytes(blob)

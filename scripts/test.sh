@@ -20,6 +20,9 @@ export GASTOWN_TEST_CLUSTER_DIR="$cluster_dir"
 echo "==> cargo test (workspace)"
 cargo test --workspace --no-fail-fast
 
+echo "==> benchmark smoke run (checks the benchmark code; asserts nothing about speed)"
+make -s bench-smoke
+
 echo "==> chart tests (real Helm through helm-python-sdk)"
 GASTOWN_CHART_KUBECONFIG="$cluster_dir/kubeconfig" python3 -m pytest -q tests/chart
 

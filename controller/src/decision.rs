@@ -481,10 +481,16 @@ pub struct DeletionPlan {
     pub give_up: bool,
 }
 
+/// Whether deletion has waited `release_timeout` for Gas Town (the bound after which the
+/// object is let go without clean-up).
+pub fn release_bound_reached(a: &Automaton, now: Timestamp, settings: &Settings) -> bool {
+    let deleted_at = a.metadata.deletion_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    elapsed(deleted_at, now) >= settings.release_timeout
+}
+
 /// Decides the Gas Town clean-up for a deleted Automaton.
 pub fn plan_deletion(a: &Automaton, bead: Option<&BeadId>, view: Option<&GasTownView>, now: Timestamp, settings: &Settings) -> DeletionPlan {
-    let deleted_at = a.metadata.deletion_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-    let give_up = elapsed(deleted_at, now) >= settings.release_timeout;
+    let give_up = release_bound_reached(a, now, settings);
     let (Some(bead), Some(view)) = (bead, view) else {
         return DeletionPlan { commands: Vec::new(), give_up: false };
     };

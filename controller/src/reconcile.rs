@@ -186,6 +186,20 @@ pub fn error_policy(a: Arc<Automaton>, error: &Error, ctx: Arc<Context>) -> Acti
 
 async fn claim_expiry_check(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     if decision::claim_expired(a, now, &ctx.settings) {
+        // A bead created but never recorded must not stay behind (best effort: Gas Town may be
+        // the reason the claim expired).
+        if let Ok(Some(found)) = unrecorded_bead(a, ctx).await
+            && !matches!(found.status, crate::gastown::BeadStatus::Closed | crate::gastown::BeadStatus::Tombstone)
+            && let Ok(id) = found.bead_id()
+        {
+            if found.status.is_dispatched() {
+                let _ = run_command(ctx, &Command::Unsling { bead: id.clone(), holder: found.assignee.clone() }).await;
+            }
+            let reason = "claim released: Gas Town did not take the work in time".to_string();
+            if let Err(e) = run_command(ctx, &Command::Close { bead: id, reason }).await {
+                warn!(object = %key(a), error = %e, "could not close the unrecorded bead while releasing the claim");
+            }
+        }
         let mut st = decision::base_status(a, &ctx.settings);
         let message = format!(
             "claim released to Kubernetes: the spec could not be dispatched within {}s",
@@ -330,20 +344,51 @@ async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Er
     }
 }
 
+/// A bead created for `a` whose ID never reached the status (a crash or a failed write between
+/// `bd create` and the status write): found by its external ref so it is not left behind.
+async fn unrecorded_bead(a: &Automaton, ctx: &Context) -> Result<Option<crate::gastown::Bead>, gastown::Error> {
+    if a.spec.task.bead_id.is_some() {
+        return Ok(None);
+    }
+    let external = ExternalRef::for_automaton(
+        a.namespace().as_deref().unwrap_or_default(),
+        &a.name_any(),
+        a.uid().as_deref().unwrap_or_default(),
+    )?;
+    ctx.gastown.find_bead_by_external_ref(&external).await
+}
+
 async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
-    let bead = a
+    let mut a = a.clone();
+    let mut bead = a
         .status
         .as_ref()
         .and_then(|s| s.gastown.as_ref())
         .and_then(|g| g.bead_id.as_deref())
         .and_then(|id| BeadId::parse(id).ok());
-    let view = match &bead {
+    let mut view = match &bead {
         Some(b) => Some(read_bead(ctx, b).await),
         None => None,
     };
+    if bead.is_none() {
+        match unrecorded_bead(&a, ctx).await {
+            Ok(Some(found)) => {
+                if let Ok(id) = found.bead_id() {
+                    let g = a.status.get_or_insert_with(Default::default).gastown.get_or_insert_with(Default::default);
+                    g.bead_id = Some(id.as_str().to_string());
+                    g.bead_created = Some(true);
+                    bead = Some(id);
+                    view = Some(GasTownView::Bead(found));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => view = Some(GasTownView::Unreachable(e.metric_label().to_string(), e.to_string())),
+        }
+    }
+    let a = &a;
     let plan = decision::plan_deletion(a, bead.as_ref(), view.as_ref(), now, &ctx.settings);
     if let Some(GasTownView::Unreachable(_, message)) = &view {
-        if !plan.give_up {
+        if !decision::release_bound_reached(a, now, &ctx.settings) {
             return Err(Error::Unreachable(format!("cannot release the bead before deletion: {message}")));
         }
         let note = format!(

@@ -23,6 +23,7 @@
 //!
 //! Size: `GASTOWN_CHAOS_CLAIMS` (default 30; `make chaos` uses 200). Random points:
 //! `GASTOWN_CHAOS_SEED` (default: from the clock; printed, to replay a failure).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -129,7 +130,7 @@ enum Event {
     KillLeader,
 }
 
-/// When each fault fires, as a fraction of the run's progress (see `Tracker::progress`), plus
+/// When each fault fires, as a fraction of the run's progress (see `progress`), plus
 /// a random delay so kills land at arbitrary points of a reconcile.
 fn chaos_schedule(rng: &mut Rng) -> Vec<(f64, Duration, Event)> {
     let mut events = vec![
@@ -153,7 +154,6 @@ struct Replica {
     identity: &'static str,
     process: Option<ControllerProcess>,
     start_at: Option<Instant>,
-    starts: u32,
     exits: u32,
     kills: u32,
 }
@@ -236,10 +236,24 @@ impl Run {
         let api = Api::namespaced(cluster.client(), ns.name());
         let replicas = REPLICAS
             .iter()
-            .map(|identity| Replica { identity, process: None, start_at: Some(Instant::now()), starts: 0, exits: 0, kills: 0 })
+            .map(|identity| Replica {
+                identity,
+                process: None,
+                start_at: Some(Instant::now()),
+                exits: 0,
+                kills: 0,
+            })
             .collect();
         let rng = Rng(opts.seed ^ if opts.chaos { 0xC4A0_5000 } else { 0 });
-        Run { opts, cluster, ns, town, api, replicas, rng }
+        Run {
+            opts,
+            cluster,
+            ns,
+            town,
+            api,
+            replicas,
+            rng,
+        }
     }
 
     fn log_path(&self, identity: &str) -> PathBuf {
@@ -304,7 +318,6 @@ impl Run {
                 let r = &mut self.replicas[i];
                 r.process = Some(process);
                 r.start_at = None;
-                r.starts += 1;
             }
         }
     }
@@ -319,11 +332,17 @@ impl Run {
     }
 
     async fn kill(&mut self, event: Event) -> String {
-        let running: Vec<usize> = (0..self.replicas.len()).filter(|i| self.replicas[*i].process.is_some()).collect();
+        let running: Vec<usize> = (0..self.replicas.len())
+            .filter(|i| self.replicas[*i].process.is_some())
+            .collect();
         if running.is_empty() {
             return "no replica running".to_string();
         }
-        let holder = if event == Event::KillLeader { self.lease_holder().await } else { None };
+        let holder = if event == Event::KillLeader {
+            self.lease_holder().await
+        } else {
+            None
+        };
         let target = holder
             .as_deref()
             .and_then(|h| running.iter().copied().find(|i| self.replicas[*i].identity == h))
@@ -336,7 +355,10 @@ impl Run {
         r.kills += 1;
         r.start_at = Some(Instant::now() + restart_in);
         let leader = holder.map(|h| format!(", lease holder {h}")).unwrap_or_default();
-        format!("SIGKILL {}{leader} ({event:?}), restarted in {restart_in:?}", r.identity)
+        format!(
+            "SIGKILL {}{leader} ({event:?}), restarted in {restart_in:?}",
+            r.identity
+        )
     }
 
     fn report_stuck(&self, claims: &BTreeMap<String, Claim>, seen: &HashMap<String, Automaton>) -> String {
@@ -345,7 +367,10 @@ impl Run {
             if c.finished.is_some() {
                 continue;
             }
-            let status = seen.get(name).map(|a| serde_json::to_string(&a.status).unwrap_or_default()).unwrap_or_else(|| "(not seen)".into());
+            let status = seen
+                .get(name)
+                .map(|a| serde_json::to_string(&a.status).unwrap_or_default())
+                .unwrap_or_else(|| "(not seen)".into());
             out.push_str(&format!("\n  {name} ({:?}, uid {}): {status}", c.kind, c.uid));
         }
         out
@@ -360,10 +385,19 @@ impl Run {
             logs: self.town.state_dir(),
             ..Report::default()
         };
-        let mut schedule = if self.opts.chaos { chaos_schedule(&mut self.rng) } else { Vec::new() };
+        let mut schedule = if self.opts.chaos {
+            chaos_schedule(&mut self.rng)
+        } else {
+            Vec::new()
+        };
         if self.opts.chaos {
-            let faults = Faults { fail_rate: FAIL_RATE, hang_rate: HANG_RATE, hang_seconds: Some(HANG_SECONDS), ..Faults::default() }
-                .seed(self.opts.seed);
+            let faults = Faults {
+                fail_rate: FAIL_RATE,
+                hang_rate: HANG_RATE,
+                hang_seconds: Some(HANG_SECONDS),
+                ..Faults::default()
+            }
+            .seed(self.opts.seed);
             self.town.set_faults(&faults).unwrap();
             println!("[{}] schedule (progress, delay, event): {schedule:?}", self.opts.label);
         }
@@ -395,7 +429,14 @@ impl Run {
             for (name, (uid, at)) in created.lock().unwrap().iter() {
                 claims.entry(name.clone()).or_insert_with(|| {
                     let index: usize = name.trim_start_matches("claim-").parse().unwrap();
-                    Claim { kind: Kind::of(index), uid: uid.clone(), created: *at, finished: None, last: None, acted: false }
+                    Claim {
+                        kind: Kind::of(index),
+                        uid: uid.clone(),
+                        created: *at,
+                        finished: None,
+                        last: None,
+                        acted: false,
+                    }
                 });
             }
 
@@ -415,7 +456,9 @@ impl Run {
                                 }
                             }
                         }
-                        None if c.kind == Kind::Cancel && c.acted && c.finished.is_none() => c.finished = Some(Instant::now()),
+                        None if c.kind == Kind::Cancel && c.acted && c.finished.is_none() => {
+                            c.finished = Some(Instant::now())
+                        }
                         None => {}
                     }
                 }
@@ -423,19 +466,27 @@ impl Run {
 
             // Gas Town's side: reject and cancel once the work is with an agent.
             let beads = self.town.beads().unwrap_or_default();
-            let by_ref: HashMap<&str, &Value> = beads.iter().filter_map(|b| Some((b["external_ref"].as_str()?, b))).collect();
+            let by_ref: HashMap<&str, &Value> = beads
+                .iter()
+                .filter_map(|b| Some((b["external_ref"].as_str()?, b)))
+                .collect();
             for (name, c) in claims.iter_mut() {
                 if c.acted || !matches!(c.kind, Kind::Reject | Kind::Cancel) {
                     continue;
                 }
-                let Some(bead) = by_ref.get(external_ref(self.ns.name(), name, &c.uid).as_str()) else { continue };
+                let Some(bead) = by_ref.get(external_ref(self.ns.name(), name, &c.uid).as_str()) else {
+                    continue;
+                };
                 let status = bead["status"].as_str().unwrap_or_default();
                 match c.kind {
                     Kind::Reject if status == "in_progress" => {
-                        c.acted = self.town.close(bead["id"].as_str().unwrap_or_default(), REJECT_REASON).is_ok();
+                        c.acted = self
+                            .town
+                            .close(bead["id"].as_str().unwrap_or_default(), REJECT_REASON)
+                            .is_ok();
                     }
                     Kind::Cancel if matches!(status, "hooked" | "in_progress") => {
-                        c.acted = within("deleting", self.api.delete(name, &DeleteParams::default())).await.is_ok();
+                        c.acted = delete(&self.api, name).await.is_ok();
                     }
                     _ => {}
                 }
@@ -462,7 +513,12 @@ impl Run {
                     }
                     kill => self.kill(kill).await,
                 };
-                println!("[{}] {:>6.1}s progress {:.2}: {what}", self.opts.label, started.elapsed().as_secs_f64(), progress);
+                println!(
+                    "[{}] {:>6.1}s progress {:.2}: {what}",
+                    self.opts.label,
+                    started.elapsed().as_secs_f64(),
+                    progress
+                );
             }
             if let Some(handle) = restart.take_if(|h| h.is_finished()) {
                 let (t, result) = handle.await.unwrap();
@@ -470,7 +526,12 @@ impl Run {
                 if let Err(e) = result {
                     panic!("restarting the API server failed: {e}");
                 }
-                println!("[{}] {:>6.1}s API server back after {:?}", self.opts.label, started.elapsed().as_secs_f64(), report.api_restart_time);
+                println!(
+                    "[{}] {:>6.1}s API server back after {:?}",
+                    self.opts.label,
+                    started.elapsed().as_secs_f64(),
+                    report.api_restart_time
+                );
             }
 
             let all_done = claims.len() == opts_claims && claims.values().all(|c| c.finished.is_some());
@@ -497,9 +558,8 @@ impl Run {
         let deleting = Instant::now();
         for name in claims.keys() {
             loop {
-                match within("deleting", self.api.delete(name, &DeleteParams::default())).await {
-                    Ok(_) => break,
-                    Err(e) if e.contains("NotFound") || e.contains("not found") => break,
+                match delete(&self.api, name).await {
+                    Ok(()) => break,
                     Err(e) => {
                         assert!(deleting.elapsed() < Duration::from_secs(60), "deleting {name}: {e}");
                         tokio::time::sleep(TICK).await;
@@ -515,9 +575,15 @@ impl Run {
                     break;
                 }
                 if deleting.elapsed() > deletion_deadline {
-                    let left: Vec<String> =
-                        list.items.iter().map(|a| format!("{} {:?} finalizers {:?}", a.name_any(), a.phase(), a.finalizers())).collect();
-                    panic!("[{}] seed {}: Automatons still there {deletion_deadline:?} after deletion: {left:?}", self.opts.label, self.opts.seed);
+                    let left: Vec<String> = list
+                        .items
+                        .iter()
+                        .map(|a| format!("{} {:?} finalizers {:?}", a.name_any(), a.phase(), a.finalizers()))
+                        .collect();
+                    panic!(
+                        "[{}] seed {}: Automatons still there {deletion_deadline:?} after deletion: {left:?}",
+                        self.opts.label, self.opts.seed
+                    );
                 }
             }
             tokio::time::sleep(TICK).await;
@@ -527,7 +593,7 @@ impl Run {
         for r in &mut self.replicas {
             report.kills += r.kills;
             report.exits += r.exits;
-                if let Some(mut p) = r.process.take() {
+            if let Some(mut p) = r.process.take() {
                 p.kill();
             }
         }
@@ -546,14 +612,25 @@ impl Run {
         report.calls = calls.len();
         report.injected_failures = calls.iter().filter(|c| c.fault.as_deref() == Some("fail")).count();
         report.injected_hangs = calls.iter().filter(|c| c.hung).count();
-        report.slings = calls.iter().filter(|c| c.tool == "gt" && c.verb() == Some("sling")).count();
+        report.slings = calls
+            .iter()
+            .filter(|c| c.tool == "gt" && c.verb() == Some("sling"))
+            .count();
         report.dispatches = calls.iter().filter(|c| c.dispatched).count();
-        report.releases = claims.values().filter(|c| c.last.as_ref().and_then(Automaton::phase) == Some(Phase::Released)).count();
+        report.releases = claims
+            .values()
+            .filter(|c| c.last.as_ref().and_then(Automaton::phase) == Some(Phase::Released))
+            .count();
         let v = &mut report.violations;
 
+        // `FakeGasTown::dispatch_count` for every bead at once: slings that really hooked it.
         let mut dispatches: HashMap<&str, usize> = HashMap::new();
         for c in calls.iter().filter(|c| c.dispatched) {
-            if let Some(bead) = beads.iter().filter_map(|b| b["id"].as_str()).find(|id| c.is_sling_of(id)) {
+            if let Some(bead) = beads
+                .iter()
+                .filter_map(|b| b["id"].as_str())
+                .find(|id| c.is_sling_of(id))
+            {
                 *dispatches.entry(bead).or_default() += 1;
             }
         }
@@ -573,7 +650,9 @@ impl Run {
         }
         for (bead, n) in &dispatches {
             if *n > 1 {
-                v.push(format!("duplicate dispatch: bead {bead} was hooked by {n} `gt sling` calls"));
+                v.push(format!(
+                    "duplicate dispatch: bead {bead} was hooked by {n} `gt sling` calls"
+                ));
             }
         }
         let mut known_refs = Vec::new();
@@ -593,14 +672,23 @@ impl Run {
             if let (Some(recorded), Some(_)) = (&recorded, bead)
                 && recorded != bead_id
             {
-                v.push(format!("{name}: status records bead {recorded}, but the bead with its external ref is {bead_id}"));
+                v.push(format!(
+                    "{name}: status records bead {recorded}, but the bead with its external ref is {bead_id}"
+                ));
             }
             match c.kind {
                 Kind::Merge | Kind::Reject => {
-                    let want = if c.kind == Kind::Merge { Phase::Succeeded } else { Phase::Failed };
+                    let want = if c.kind == Kind::Merge {
+                        Phase::Succeeded
+                    } else {
+                        Phase::Failed
+                    };
                     let phase = last.and_then(Automaton::phase);
                     if phase != Some(want) {
-                        v.push(format!("{name}: ended {phase:?}, expected {want:?}: {}", status_json(last)));
+                        v.push(format!(
+                            "{name}: ended {phase:?}, expected {want:?}: {}",
+                            status_json(last)
+                        ));
                     }
                     if let Some(a) = last
                         && (!a.is_claimed_by("gastown-local") || !a.finalizers().iter().any(|f| f == RELEASE_FINALIZER))
@@ -617,24 +705,38 @@ impl Run {
                 }
                 Kind::Cancel => {
                     if bead.is_none() || hooked != 1 {
-                        v.push(format!("{name}: bead {bead_id:?} hooked {hooked} times before the deletion, expected once"));
+                        v.push(format!(
+                            "{name}: bead {bead_id:?} hooked {hooked} times before the deletion, expected once"
+                        ));
                     }
                     if let Some(b) = bead
                         && !b["close_reason"].as_str().unwrap_or_default().contains("deleted")
                     {
-                        v.push(format!("{name}: deleted while running, but bead {bead_id} closed with {}", b["close_reason"]));
+                        v.push(format!(
+                            "{name}: deleted while running, but bead {bead_id} closed with {}",
+                            b["close_reason"]
+                        ));
                     }
                 }
                 Kind::Expire => {
                     if hooked != 0 {
-                        v.push(format!("{name}: bead {bead_id} for an unknown rig was hooked {hooked} times"));
+                        v.push(format!(
+                            "{name}: bead {bead_id} for an unknown rig was hooked {hooked} times"
+                        ));
                     }
                     match last {
                         Some(a) if a.phase() == Some(Phase::Released) => {
                             let annotations = a.metadata.annotations.clone().unwrap_or_default();
                             let marks: Vec<&String> = annotations
                                 .keys()
-                                .filter(|k| [CLAIMED_AT_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIM_REQUEST_ANNOTATION].contains(&k.as_str()))
+                                .filter(|k| {
+                                    [
+                                        CLAIMED_AT_ANNOTATION,
+                                        CLAIM_REQUESTED_BY_ANNOTATION,
+                                        CLAIM_REQUEST_ANNOTATION,
+                                    ]
+                                    .contains(&k.as_str())
+                                })
                                 .collect();
                             if a.spec.execution_mode != ExecutionMode::Kubernetes
                                 || a.claimed_by().is_some()
@@ -648,12 +750,21 @@ impl Run {
                                     a.finalizers()
                                 ));
                             }
-                            let released = a.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Released"));
+                            let released = a
+                                .status
+                                .as_ref()
+                                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Released"));
                             if released.map(|c| c.status) != Some(ConditionStatus::True) {
-                                v.push(format!("{name}: Released without condition Released=True: {}", status_json(last)));
+                                v.push(format!(
+                                    "{name}: Released without condition Released=True: {}",
+                                    status_json(last)
+                                ));
                             }
                         }
-                        other => v.push(format!("{name}: ended {:?}, expected Released", other.and_then(Automaton::phase))),
+                        other => v.push(format!(
+                            "{name}: ended {:?}, expected Released",
+                            other.and_then(Automaton::phase)
+                        )),
                     }
                 }
             }
@@ -661,14 +772,27 @@ impl Run {
         for (r, found) in &by_ref {
             if !known_refs.iter().any(|k| k == r) {
                 let ids: Vec<&str> = found.iter().filter_map(|b| b["id"].as_str()).collect();
-                v.push(format!("beads {ids:?} have an external ref of no Automaton of this run: {r}"));
+                v.push(format!(
+                    "beads {ids:?} have an external ref of no Automaton of this run: {r}"
+                ));
             }
         }
     }
 }
 
+/// Deletes an Automaton; already gone counts as done (an earlier answer may have been lost).
+async fn delete(api: &Api<Automaton>, name: &str) -> Result<(), String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, api.delete(name, &DeleteParams::default())).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(()),
+        Ok(Err(e)) => Err(format!("deleting {name}: {e}")),
+        Err(_) => Err(format!("deleting {name}: timed out")),
+    }
+}
+
 fn status_json(a: Option<&Automaton>) -> String {
-    a.map(|a| serde_json::to_string(&a.status).unwrap_or_default()).unwrap_or_else(|| "(never seen)".into())
+    a.map(|a| serde_json::to_string(&a.status).unwrap_or_default())
+        .unwrap_or_else(|| "(never seen)".into())
 }
 
 fn external_ref(ns: &str, name: &str, uid: &str) -> String {
@@ -681,8 +805,12 @@ fn progress(claims: &BTreeMap<String, Claim>, seen: &HashMap<String, Automaton>,
     let with_bead = claims
         .keys()
         .filter(|n| {
-            seen.get(*n)
-                .is_some_and(|a| a.status.as_ref().and_then(|s| s.gastown.as_ref()).is_some_and(|g| g.bead_id.is_some()))
+            seen.get(*n).is_some_and(|a| {
+                a.status
+                    .as_ref()
+                    .and_then(|s| s.gastown.as_ref())
+                    .is_some_and(|g| g.bead_id.is_some())
+            })
         })
         .count();
     let finished = claims.values().filter(|c| c.finished.is_some()).count();
@@ -695,7 +823,8 @@ async fn create_claim(api: &Api<Automaton>, index: usize) -> String {
     let name = claim_name(index);
     let kind = Kind::of(index);
     let mut spec = json!({"task": {"title": format!("Task {name}"), "description": "chaos"}, "executionMode": "local", "rig": "gastown"});
-    let mut claimed_at = jiff::Timestamp::now();
+    // Whole seconds, as the claim policy writes it (`now_rfc3339`).
+    let mut claimed_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
     match kind {
         Kind::Merge => {}
         Kind::Reject | Kind::Cancel => spec["mergeStrategy"] = json!("local"),
@@ -740,16 +869,33 @@ fn percentile(latencies: &[Duration], p: f64) -> Duration {
 
 fn print_table(reports: &[&Report], seed: u64) {
     println!();
-    println!("chaos test: {} claims, seed {seed} ({SEED_ENV}={seed} to replay the random points)", reports[0].claims);
     println!(
-        "{:<10} | {:>9} | {:>9} | {:>9} | {:>7} | {:>7} | {:>7} | {:>6} | {:>9} | {:>6} | {:>10} | {:>5} | {:>5} | {:>11}",
-        "run", "terminal", "deletion", "total", "p50", "p95", "max", "calls", "fail/hang", "slings", "dispatches", "kills", "exits", "API restart"
+        "chaos test: {} claims, seed {seed} ({SEED_ENV}={seed} to replay the random points)",
+        reports[0].claims
+    );
+    println!(
+        "{:<10} | {:>9} | {:>9} | {:>9} | {:>7} | {:>7} | {:>7} | {:>6} | {:>9} | {:>6} | {:>10} | {:>8} | {:>5} | {:>5} | {:>11}",
+        "run",
+        "terminal",
+        "deletion",
+        "total",
+        "p50",
+        "p95",
+        "max",
+        "calls",
+        "fail/hang",
+        "slings",
+        "dispatches",
+        "released",
+        "kills",
+        "exits",
+        "API restart"
     );
     let base = reports[0].to_terminal.as_secs_f64() + reports[0].deletion.as_secs_f64();
     for r in reports {
         let total = r.to_terminal + r.deletion;
         println!(
-            "{:<10} | {:>8.1}s | {:>8.1}s | {:>8.1}s | {:>6.1}s | {:>6.1}s | {:>6.1}s | {:>6} | {:>4}/{:<4} | {:>6} | {:>10} | {:>5} | {:>5} | {:>10.1}s",
+            "{:<10} | {:>8.1}s | {:>8.1}s | {:>8.1}s | {:>6.1}s | {:>6.1}s | {:>6.1}s | {:>6} | {:>4}/{:<4} | {:>6} | {:>10} | {:>8} | {:>5} | {:>5} | {:>10.1}s",
             r.label,
             r.to_terminal.as_secs_f64(),
             r.deletion.as_secs_f64(),
@@ -762,6 +908,7 @@ fn print_table(reports: &[&Report], seed: u64) {
             r.injected_hangs,
             r.slings,
             r.dispatches,
+            r.releases,
             r.kills,
             r.exits,
             r.api_restart_time.as_secs_f64(),
@@ -771,29 +918,57 @@ fn print_table(reports: &[&Report], seed: u64) {
         let total = chaos.to_terminal.as_secs_f64() + chaos.deletion.as_secs_f64();
         println!("chaos / fault-free total time: {:.2}x", total / base.max(0.001));
     }
-    println!("(terminal: first claim created → every claim terminal or deleted; p50/p95/max: per claim, created → terminal)");
+    println!(
+        "(terminal: first claim created → every claim terminal or deleted; p50/p95/max: per claim, created → terminal; exits: replicas that stopped by themselves after losing the lease)"
+    );
     println!();
 }
 
 fn env_number(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
-    Some(value.trim().parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
+    Some(
+        value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_survive_api_restart_kills_leader_loss_and_faulty_gastown() {
     let claims = env_number(CLAIMS_ENV).map_or(DEFAULT_CLAIMS, |n| usize::try_from(n).unwrap().max(10));
     let seed = env_number(SEED_ENV).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
     });
     println!("chaos: {claims} claims, seed {seed}");
     // Its own API server: this test restarts it.
     let cluster = Arc::new(TestCluster::start_dedicated().await.unwrap());
     cluster.install_crds().await.unwrap();
 
-    let baseline = Run::new(Arc::clone(&cluster), RunOptions { label: "fault-free", claims, chaos: false, seed }).await;
+    let baseline = Run::new(
+        Arc::clone(&cluster),
+        RunOptions {
+            label: "fault-free",
+            claims,
+            chaos: false,
+            seed,
+        },
+    )
+    .await;
     let baseline = baseline.execute().await;
-    let chaos = Run::new(Arc::clone(&cluster), RunOptions { label: "chaos", claims, chaos: true, seed }).await;
+    let chaos = Run::new(
+        Arc::clone(&cluster),
+        RunOptions {
+            label: "chaos",
+            claims,
+            chaos: true,
+            seed,
+        },
+    )
+    .await;
     let chaos = chaos.execute().await;
     print_table(&[&baseline, &chaos], seed);
 
@@ -805,7 +980,10 @@ async fn claims_survive_api_restart_kills_leader_loss_and_faulty_gastown() {
     }
     assert_eq!(chaos.api_restarts, 1, "the API server was not restarted");
     assert!(chaos.kills >= 4, "expected four SIGKILLs, got {}", chaos.kills);
-    assert!(chaos.injected_failures > 0 && chaos.injected_hangs > 0, "no fault was injected");
+    assert!(
+        chaos.injected_failures > 0 && chaos.injected_hangs > 0,
+        "no fault was injected"
+    );
     assert!(
         failures.is_empty(),
         "seed {seed} ({SEED_ENV}={seed} replays the random points; FAKE_GASTOWN_KEEP=1 keeps the towns and controller logs, {} and {}):\n{}",

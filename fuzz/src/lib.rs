@@ -62,8 +62,7 @@ pub fn run_validate(data: &[u8]) -> Result<(), String> {
 /// carries a non-empty message and a code and no object; a mutation is made only for CREATE or
 /// UPDATE of the main resource and changes nothing but the claim fields.
 pub fn check_validate_answer(payload: &[u8], answer: &[u8]) -> Result<(), String> {
-    let answer: Value =
-        serde_json::from_slice(answer).map_err(|e| format!("answer is not JSON: {e}"))?;
+    let answer: Value = serde_json::from_slice(answer).map_err(|e| format!("answer is not JSON: {e}"))?;
     let accepted = answer
         .get("accepted")
         .and_then(Value::as_bool)
@@ -85,8 +84,8 @@ pub fn check_validate_answer(payload: &[u8], answer: &[u8]) -> Result<(), String
     let Some(mutated) = mutated else {
         return Ok(());
     };
-    let payload: Value = serde_json::from_slice(payload)
-        .map_err(|e| format!("mutation of a payload that is not JSON ({e})"))?;
+    let payload: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("mutation of a payload that is not JSON ({e})"))?;
     let request = &payload["request"];
     let operation = request.get("operation").and_then(Value::as_str);
     if !matches!(operation, Some("CREATE" | "UPDATE")) {
@@ -240,8 +239,7 @@ pub fn probe_request() -> Value {
 /// invalid ones always do.
 pub fn run_settings(data: &[u8]) -> Result<(), String> {
     let answer = gastown_policy::validate_settings_payload(data);
-    let answer: Value = serde_json::from_slice(&answer)
-        .map_err(|e| format!("settings answer is not JSON: {e}"))?;
+    let answer: Value = serde_json::from_slice(&answer).map_err(|e| format!("settings answer is not JSON: {e}"))?;
     let valid = answer
         .get("valid")
         .and_then(Value::as_bool)
@@ -263,10 +261,14 @@ pub fn run_settings(data: &[u8]) -> Result<(), String> {
         let v: Value = serde_json::from_slice(&raw).map_err(|e| e.to_string())?;
         let misconfigured = v.get("code").and_then(Value::as_u64) == Some(500);
         if valid && misconfigured {
-            return Err(format!("settings declared valid but `validate` calls them misconfigured: {v}"));
+            return Err(format!(
+                "settings declared valid but `validate` calls them misconfigured: {v}"
+            ));
         }
         if !valid && !misconfigured {
-            return Err(format!("settings declared invalid ({message}) but `validate` used them: {v}"));
+            return Err(format!(
+                "settings declared invalid ({message}) but `validate` used them: {v}"
+            ));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Test support for gastown-operator's end-to-end tests: the waPC host that runs the compiled
 //! policy, the real test cluster, and the fake Gas Town.
 
+pub mod admission_gen;
 pub mod cluster;
 pub mod fake_gastown;
 pub mod policy_host;

@@ -38,9 +38,7 @@ fn validate(payload: &[u8]) -> CallResult {
     let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return accept_request();
     };
-    let labels = metadata
-        .entry("labels")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Map::new()));
     if let Some(labels) = labels.as_object_mut() {
         labels.insert(LABEL.to_string(), Value::String("true".to_string()));
     }

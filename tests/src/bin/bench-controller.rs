@@ -34,7 +34,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER, FIELD_MANAGER};
+use gastown_crds::contract::{
+    CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER, FIELD_MANAGER,
+};
 use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{TestCluster, TestNamespace};
 use gastown_tests::fake_gastown::{AutoProgress, Config as TownConfig, FakeGasTown};
@@ -45,7 +47,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-controller", about = "Controller latency, API writes, memory and scaling")]
+#[command(
+    name = "bench-controller",
+    about = "Controller latency, API writes, memory and scaling"
+)]
 struct Args {
     /// Burst sizes (claimed Automatons created at once).
     #[arg(long, value_delimiter = ',', default_value = "100,500,2000")]
@@ -80,6 +85,10 @@ struct Args {
     /// Free text recorded in the results (e.g. "other jobs running").
     #[arg(long, default_value = "")]
     note: String,
+    /// Write `gastown.io/claimed-at` with nanoseconds (as `e2e.rs` does) instead of whole
+    /// seconds (as the claim policy does). Reproduces a status-write loop, see bench/README.md.
+    #[arg(long)]
+    subsecond_claimed_at: bool,
     /// The command that produced the results, recorded in them.
     #[arg(long, default_value = "make bench")]
     command: String,
@@ -160,7 +169,8 @@ struct ProcSample {
 }
 
 fn read_proc(pid: u32) -> Result<ProcSample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| -> u64 {
         status
             .lines()
@@ -169,7 +179,8 @@ fn read_proc(pid: u32) -> Result<ProcSample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
     let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
     let get = |i: usize| fields.get(i).copied().unwrap_or(0);
@@ -243,7 +254,14 @@ struct Controller {
 }
 
 impl Controller {
-    async fn spawn(binary: &Path, cluster: &TestCluster, ns: &str, town: &FakeGasTown, args: &Args, log: PathBuf) -> Result<Controller> {
+    async fn spawn(
+        binary: &Path,
+        cluster: &TestCluster,
+        ns: &str,
+        town: &FakeGasTown,
+        args: &Args,
+        log: PathBuf,
+    ) -> Result<Controller> {
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let child = Command::new(binary)
@@ -259,7 +277,14 @@ impl Controller {
             .args(["--concurrency", &args.concurrency.to_string()])
             .args(["--gastown-concurrency", &args.gastown_concurrency.to_string()])
             // Nothing in the bench may be released or killed for being slow.
-            .args(["--claim-timeout", "2h", "--release-timeout", "2h", "--command-timeout", "5m"])
+            .args([
+                "--claim-timeout",
+                "2h",
+                "--release-timeout",
+                "2h",
+                "--command-timeout",
+                "5m",
+            ])
             .env("KUBECONFIG", cluster.kubeconfig())
             // The production default filter (main.rs), so logging costs what it costs there.
             .env("RUST_LOG", "info,kube=warn")
@@ -270,7 +295,11 @@ impl Controller {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut c = Controller { child, log, metrics: String::new() };
+        let mut c = Controller {
+            child,
+            log,
+            metrics: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(addr) = c.metrics_addr() {
@@ -278,16 +307,36 @@ impl Controller {
                 break;
             }
             if let Ok(Some(status)) = c.child.try_wait() {
-                bail!("the controller exited ({status}); log {}:\n{}", c.log.display(), c.log_text());
+                bail!(
+                    "the controller exited ({status}); log {}:\n{}",
+                    c.log.display(),
+                    c.log_text()
+                );
             }
-            ensure!(Instant::now() < deadline, "the controller did not serve /metrics within 60 s; log:\n{}", c.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "the controller did not serve /metrics within 60 s; log:\n{}",
+                c.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Ready once it has reconciled an object (the controller runs reconciles only after its
+        // watch has listed everything). `/readyz` is not used: it never turns ready (the
+        // readiness task's `Store::wait_until_ready` is not woken when the controller's own
+        // applier waits on the same store), see bench/README.md.
         loop {
-            if http_get(&c.metrics, "/readyz").await.is_ok_and(|(code, _)| code == 200) {
+            let reconciles = match c.scrape().await {
+                Ok(m) => m.sum("gastown_reconciles_total", &[]),
+                Err(_) => 0.0,
+            };
+            if reconciles >= 1.0 || http_get(&c.metrics, "/readyz").await.is_ok_and(|(code, _)| code == 200) {
                 return Ok(c);
             }
-            ensure!(Instant::now() < deadline, "the controller was not ready within 60 s; log:\n{}", c.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "the controller reconciled nothing within 60 s; log:\n{}",
+                c.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -351,8 +400,12 @@ impl Metrics {
     fn parse(text: &str) -> Metrics {
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-            let Some((series, value)) = line.rsplit_once(' ') else { continue };
-            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
             let (name, labels) = match series.split_once('{') {
                 Some((name, rest)) => {
                     let mut labels = BTreeMap::new();
@@ -394,14 +447,20 @@ impl Metrics {
     fn commands(&self) -> BTreeMap<String, (f64, f64)> {
         let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for (n, l, v) in &self.0 {
-            let key = format!("{} {}", l.get("tool").map_or("", String::as_str), l.get("verb").map_or("", String::as_str));
+            let key = format!(
+                "{} {}",
+                l.get("tool").map_or("", String::as_str),
+                l.get("verb").map_or("", String::as_str)
+            );
             if n == "gastown_command_duration_seconds_count" {
                 sums.entry(key).or_default().0 += v;
             } else if n == "gastown_command_duration_seconds_sum" {
                 sums.entry(key).or_default().1 += v;
             }
         }
-        sums.into_iter().map(|(k, (c, s))| (k, (c, if c > 0.0 { s / c } else { f64::NAN }))).collect()
+        sums.into_iter()
+            .map(|(k, (c, s))| (k, (c, if c > 0.0 { s / c } else { f64::NAN })))
+            .collect()
     }
 }
 
@@ -419,6 +478,79 @@ struct Seen {
     bead: HashMap<String, String>,
     /// One full Succeeded status, as the controller wrote it.
     succeeded_status: Option<Value>,
+    /// The last version seen of each object (status and finalizers, flattened).
+    last: HashMap<String, BTreeMap<String, String>>,
+    /// What each update of an object changed (one watch event per write), counted.
+    updates: BTreeMap<String, usize>,
+}
+
+/// The parts of an Automaton the controller writes, flattened to `path → value`; conditions
+/// are keyed by type.
+fn flatten_written(a: &Automaton) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    walk(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+            Value::Array(items) if prefix == "status.conditions" => {
+                for c in items {
+                    let t = c.get("type").and_then(Value::as_str).unwrap_or("?");
+                    walk(&format!("{prefix}.{t}"), c, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(
+        "status",
+        &serde_json::to_value(&a.status).unwrap_or(Value::Null),
+        &mut out,
+    );
+    out.insert("metadata.finalizers".to_string(), format!("{:?}", a.finalizers()));
+    out.insert(
+        "metadata.deletionTimestamp".to_string(),
+        format!("{:?}", a.metadata.deletion_timestamp.is_some()),
+    );
+    out
+}
+
+/// A short description of what changed between two versions of an object, e.g.
+/// `Dispatched: status.gastown.lastSyncTime`.
+fn describe_update(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> String {
+    let phase = |m: &BTreeMap<String, String>| {
+        m.get("status.phase")
+            .map_or("-".to_string(), |p| p.trim_matches('"').to_string())
+    };
+    let (from, to) = (phase(before), phase(after));
+    let mut changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        // Timestamps that move with every write say nothing about why it happened.
+        .filter(|k| !k.ends_with(".lastTransitionTime"))
+        .map(|k| {
+            k.rsplit_once('.')
+                .filter(|(head, _)| head.starts_with("status.conditions."))
+                .map_or_else(|| k.clone(), |(head, _)| head.to_string())
+        })
+        .collect();
+    changed.sort();
+    changed.dedup();
+    let what = if changed.is_empty() {
+        "no change".to_string()
+    } else {
+        changed.join(",")
+    };
+    if from == to {
+        format!("{to}: {what}")
+    } else {
+        format!("{from} -> {to}: {what}")
+    }
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -440,7 +572,7 @@ async fn start_floor_watcher(api: Api<Automaton>, seen: Shared) -> Result<tokio:
         let mut stream = watcher(api, selector()).boxed();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Apply(a)) => {
+                Ok(watcher::Event::Apply(a)) if a.name_any() != SENTINEL => {
                     let t = now_ms();
                     lock(&seen).first_event.entry(a.name_any()).or_insert(t);
                 }
@@ -453,7 +585,9 @@ async fn start_floor_watcher(api: Api<Automaton>, seen: Shared) -> Result<tokio:
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), ready_rx).await.context("floor watcher not ready")??;
+    tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .context("floor watcher not ready")??;
     Ok(handle)
 }
 
@@ -466,10 +600,19 @@ async fn start_tracker(api: Api<Automaton>, seen: Shared) -> Result<tokio::task:
         while let Some(event) = stream.next().await {
             let t = now_ms();
             match event {
-                Ok(watcher::Event::Apply(a)) => {
+                Ok(watcher::Event::Apply(a)) if a.name_any() != SENTINEL => {
                     let name = a.name_any();
                     let mut s = lock(&seen);
-                    if let Some(bead) = a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.bead_id.clone()) {
+                    let flat = flatten_written(&a);
+                    if let Some(before) = s.last.insert(name.clone(), flat.clone()) {
+                        *s.updates.entry(describe_update(&before, &flat)).or_default() += 1;
+                    }
+                    if let Some(bead) = a
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.gastown.as_ref())
+                        .and_then(|g| g.bead_id.clone())
+                    {
                         s.bead.entry(name.clone()).or_insert(bead);
                     }
                     match a.phase() {
@@ -487,7 +630,9 @@ async fn start_tracker(api: Api<Automaton>, seen: Shared) -> Result<tokio::task:
                     }
                 }
                 Ok(watcher::Event::Delete(a)) => {
-                    lock(&seen).deleted.entry(a.name_any()).or_insert(t);
+                    let mut s = lock(&seen);
+                    s.last.remove(&a.name_any());
+                    s.deleted.entry(a.name_any()).or_insert(t);
                 }
                 Ok(watcher::Event::InitDone) => {
                     if let Some(tx) = ready.take() {
@@ -498,7 +643,9 @@ async fn start_tracker(api: Api<Automaton>, seen: Shared) -> Result<tokio::task:
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), ready_rx).await.context("tracker not ready")??;
+    tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .context("tracker not ready")??;
     Ok(handle)
 }
 
@@ -526,24 +673,59 @@ async fn wait_count(seen: &Shared, n: usize, timeout: Duration, what: &str, coun
 // ---------------------------------------------------------------------------------------------
 // Automatons
 
-fn claimed(name: &str) -> Result<Automaton> {
+/// An Automaton as the claim policy leaves it (like `e2e.rs` `create_claimed`). The claim
+/// time has whole seconds, as the policy writes it, unless `subsecond`.
+fn claimed(name: &str, subsecond: bool) -> Result<Automaton> {
+    let now = jiff::Timestamp::now();
+    let claimed_at = if subsecond {
+        now
+    } else {
+        jiff::Timestamp::from_second(now.as_second())?
+    };
     Ok(serde_json::from_value(json!({
         "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
         "metadata": {"name": name, "labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER},
-                     "annotations": {CLAIMED_AT_ANNOTATION: jiff::Timestamp::now().to_string(),
+                     "annotations": {CLAIMED_AT_ANNOTATION: claimed_at.to_string(),
                                      CLAIM_REQUESTED_BY_ANNOTATION: "alice"}},
         "spec": {"task": {"title": format!("Task {name}"), "description": "do it"}, "executionMode": "local", "rig": "gastown"},
     }))?)
 }
 
+/// A claimed Automaton in a terminal phase, created before the controller starts: its
+/// reconcile (a no-op) shows that the controller's watch has listed the namespace.
+const SENTINEL: &str = "sentinel";
+
+async fn create_sentinel(api: &Api<Automaton>) -> Result<()> {
+    api.create(&PostParams::default(), &claimed(SENTINEL, false)?)
+        .await
+        .context("creating the sentinel")?;
+    let patch = json!({"apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+                       "status": {"phase": "Succeeded", "message": "bench sentinel"}});
+    api.patch_status(
+        SENTINEL,
+        &PatchParams::apply("gastown-bench").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .context("writing the sentinel's status")?;
+    Ok(())
+}
+
 /// Creates the named Automatons, `in_flight` at a time; returns when each create returned.
-async fn create_all(api: &Api<Automaton>, names: &[String], in_flight: usize) -> Result<HashMap<String, u64>> {
+async fn create_all(
+    api: &Api<Automaton>,
+    names: &[String],
+    in_flight: usize,
+    subsecond: bool,
+) -> Result<HashMap<String, u64>> {
     let results: Vec<(String, u64)> = futures::stream::iter(names.iter().cloned())
         .map(|name| {
             let api = api.clone();
             async move {
-                let obj = claimed(&name)?;
-                api.create(&PostParams::default(), &obj).await.with_context(|| format!("creating {name}"))?;
+                let obj = claimed(&name, subsecond)?;
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .with_context(|| format!("creating {name}"))?;
                 Ok::<_, anyhow::Error>((name, now_ms()))
             }
         })
@@ -579,7 +761,11 @@ async fn count_events(cluster: &TestCluster, ns: &str) -> Result<(usize, u64)> {
     let writes = list
         .items
         .iter()
-        .map(|e| e.series.as_ref().map_or(1, |s| u64::try_from(s.count.max(1)).unwrap_or(1)))
+        .map(|e| {
+            e.series
+                .as_ref()
+                .map_or(1, |s| u64::try_from(s.count.max(1)).unwrap_or(1))
+        })
         .sum();
     Ok((objects, writes))
 }
@@ -608,7 +794,9 @@ fn fake_probe(town: &FakeGasTown, bead: Option<&str>) -> Value {
         c.env("FAKE_GASTOWN_INTERNAL", "1");
         c
     };
-    let state = std::fs::metadata(town.state_dir().join("state.json")).map(|m| m.len()).unwrap_or(0);
+    let state = std::fs::metadata(town.state_dir().join("state.json"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     json!({
         "state_json_bytes": state,
         "spawn_bin_true_ms": time_command(20, || Command::new("true")),
@@ -644,6 +832,7 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
     let seen: Shared = Arc::default();
     let floor = start_floor_watcher(api.clone(), seen.clone()).await?;
     let tracker = start_tracker(api.clone(), seen.clone()).await?;
+    create_sentinel(&api).await?;
     let controller = Controller::spawn(
         &ctx.controller_bin,
         ctx.cluster,
@@ -661,7 +850,7 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
 
     // The burst.
     let t0 = now_ms();
-    let created = create_all(&api, &names, ctx.args.in_flight).await?;
+    let created = create_all(&api, &names, ctx.args.in_flight, ctx.args.subsecond_claimed_at).await?;
     let t_created = now_ms();
     eprintln!("  {n} created in {} ms", t_created - t0);
     let timeout = Duration::from_secs(120) + Duration::from_millis(500 * n as u64);
@@ -670,15 +859,26 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
     let cpu1 = cpu_snapshot(pid, &ctx.pids);
     let m1 = controller.scrape().await?;
     let calls = town.calls()?;
-    let (last_dispatch_ms, beads) = {
+    let (last_dispatch_ms, beads, updates_at_dispatch) = {
         let s = lock(&seen);
-        (s.dispatched.values().copied().max().unwrap_or(t0), s.bead.clone())
+        (
+            s.dispatched.values().copied().max().unwrap_or(t0),
+            s.bead.clone(),
+            s.updates.clone(),
+        )
     };
-    eprintln!("  {}/{n} Dispatched after {} ms", lock(&seen).dispatched.len(), last_dispatch_ms.saturating_sub(t0));
+    eprintln!(
+        "  {}/{n} Dispatched after {} ms",
+        lock(&seen).dispatched.len(),
+        last_dispatch_ms.saturating_sub(t0)
+    );
 
     // Claim-to-dispatch from the fake's call log: first `gt sling` that hooked each bead.
     let mut first_sling: HashMap<String, u64> = HashMap::new();
-    for c in calls.iter().filter(|c| c.tool == "gt" && c.verb() == Some("sling") && c.dispatched) {
+    for c in calls
+        .iter()
+        .filter(|c| c.tool == "gt" && c.verb() == Some("sling") && c.dispatched)
+    {
         if let Some(bead) = c.argv.iter().skip_while(|a| *a != "--").nth(1) {
             first_sling.entry(bead.clone()).or_insert(c.ts_ms);
         }
@@ -694,13 +894,18 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
     let (floor_latency, observed_latency) = {
         let s = lock(&seen);
         let lat = |m: &HashMap<String, u64>| -> Vec<f64> {
-            created.iter().filter_map(|(name, done)| m.get(name).map(|t| *t as f64 - *done as f64)).collect()
+            created
+                .iter()
+                .filter_map(|(name, done)| m.get(name).map(|t| *t as f64 - *done as f64))
+                .collect()
         };
         (lat(&s.first_event), lat(&s.dispatched))
     };
     let mut calls_by_verb: BTreeMap<String, usize> = BTreeMap::new();
     for c in &calls {
-        *calls_by_verb.entry(format!("{} {}", c.tool, c.verb().unwrap_or("?"))).or_default() += 1;
+        *calls_by_verb
+            .entry(format!("{} {}", c.tool, c.verb().unwrap_or("?")))
+            .or_default() += 1;
     }
 
     // Lifecycle: Gas Town closes the work, the controller reports Succeeded, then deletion.
@@ -741,12 +946,28 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
         let (event_objects, event_writes) = count_events(ctx.cluster, ns.name()).await.unwrap_or((0, 0));
         let writes = metrics.by("gastown_api_writes_total", "kind");
         let total: f64 = writes.values().sum();
+        // Writes that changed the object show up as watch events (updates, and the final
+        // finalizer removal as the deletion); the rest of the write requests were no-ops.
+        let (changed, ours) = {
+            let s = lock(&seen);
+            let ours: usize = s
+                .updates
+                .iter()
+                .filter(|(k, _)| k.ends_with(": metadata.deletionTimestamp"))
+                .map(|(_, c)| c)
+                .sum();
+            let all: usize = s.updates.values().sum();
+            (all - ours + s.deleted.len(), ours)
+        };
         lifecycle = json!({
             "completed": all_succeeded && all_deleted,
             "close_to_all_succeeded_ms": t_succeeded.saturating_sub(t_close),
             "delete_to_all_gone_ms": t_deleted.saturating_sub(t_delete),
             "api_writes_total_by_kind": writes,
             "api_writes_per_lifecycle": num(total / n as f64),
+            "effective_writes_per_lifecycle": num(changed as f64 / n as f64),
+            "noop_write_requests_per_lifecycle": num((total - changed as f64) / n as f64),
+            "bench_deletes_seen": ours,
             "event_objects": event_objects,
             "event_writes": event_writes,
             "event_writes_per_lifecycle": num(event_writes as f64 / n as f64),
@@ -757,7 +978,10 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
     let end = read_proc(pid)?;
     let final_metrics = m2.unwrap_or_else(|| m1.clone());
     let probe = fake_probe(&town, beads.values().next().map(String::as_str));
-    let succeeded_status = lock(&seen).succeeded_status.clone();
+    let (succeeded_status, updates_total) = {
+        let s = lock(&seen);
+        (s.succeeded_status.clone(), s.updates.clone())
+    };
     drop(controller);
     floor.abort();
     tracker.abort();
@@ -782,6 +1006,8 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
         "controller_histogram_mean_claim_to_dispatch_ms": num(if c2d_count > 0.0 { c2d_sum / c2d_count * 1000.0 } else { f64::NAN }),
         "api_writes_at_dispatch_by_kind": writes_at_dispatch,
         "api_writes_per_claim_at_dispatch": num(writes_at_dispatch.values().sum::<f64>() / n as f64),
+        "object_updates_seen_at_dispatch": updates_at_dispatch,
+        "object_updates_seen_total": updates_total,
         "lifecycle": lifecycle,
         "gastown_calls_by_verb": calls_by_verb,
         "gastown_calls_per_claim": num(calls.len() as f64 / n as f64),
@@ -819,7 +1045,7 @@ async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Result<Va
                "gastown": {"beadId": "gt-abc12", "beadCreated": true, "rig": "gastown", "beadStatus": "closed"}})
     });
     let t0 = Instant::now();
-    create_all(&api, &names, ctx.args.in_flight).await?;
+    create_all(&api, &names, ctx.args.in_flight, ctx.args.subsecond_claimed_at).await?;
     // Terminal phase, as the controller writes it (server-side apply under its field manager).
     futures::stream::iter(names.iter().cloned())
         .map(|name| {
@@ -835,7 +1061,10 @@ async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Result<Va
         .buffer_unordered(ctx.args.in_flight.max(1))
         .try_collect::<Vec<()>>()
         .await?;
-    eprintln!("  {m} terminal Automatons prepared in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "  {m} terminal Automatons prepared in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     let controller = Controller::spawn(
         &ctx.controller_bin,
@@ -865,7 +1094,10 @@ async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Result<Va
     let calls = town.calls()?.len();
     drop(controller);
     // No finalizers on these objects: one delete-collection removes them.
-    if let Err(e) = api.delete_collection(&DeleteParams::default(), &ListParams::default()).await {
+    if let Err(e) = api
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+    {
         eprintln!("  could not delete the cached Automatons: {e}");
     }
     drop(ns);
@@ -888,20 +1120,33 @@ async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Result<Va
 
 fn load_average() -> Value {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    json!(text.split_whitespace().take(3).filter_map(|p| p.parse::<f64>().ok()).collect::<Vec<_>>())
+    json!(
+        text.split_whitespace()
+            .take(3)
+            .filter_map(|p| p.parse::<f64>().ok())
+            .collect::<Vec<_>>()
+    )
 }
 
 fn next_to_exe(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("executable without a directory")?;
     let path = dir.join(name);
-    ensure!(path.is_file(), "{} not found: build it (`cargo build -p ... --bin {name}`) or pass its path", path.display());
+    ensure!(
+        path.is_file(),
+        "{} not found: build it (`cargo build -p ... --bin {name}`) or pass its path",
+        path.display()
+    );
     Ok(path)
 }
 
 /// Least-squares slope of log(y) against log(x): 1 = linear, 2 = quadratic.
 fn loglog_slope(points: &[(f64, f64)]) -> f64 {
-    let pts: Vec<(f64, f64)> = points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(x, y)| *x > 0.0 && *y > 0.0)
+        .map(|(x, y)| (x.ln(), y.ln()))
+        .collect();
     if pts.len() < 2 {
         return f64::NAN;
     }
@@ -956,15 +1201,28 @@ async fn main() -> Result<()> {
         }
         bursts.push(outcome.result);
     }
-    let cached = if args.cached > 0 { Some(run_cached(&ctx, args.cached, status).await?) } else { None };
+    let cached = if args.cached > 0 {
+        Some(run_cached(&ctx, args.cached, status).await?)
+    } else {
+        None
+    };
 
     // Scaling: the three points and their log-log slopes.
-    let point = |b: &Value, f: &dyn Fn(&Value) -> Option<f64>| (b["n"].as_f64().unwrap_or(0.0), f(b).unwrap_or(f64::NAN));
-    let time_pts: Vec<(f64, f64)> = bursts.iter().map(|b| point(b, &|b| b["time_to_all_dispatched_ms"].as_f64())).collect();
-    let cpu_pts: Vec<(f64, f64)> = bursts.iter().map(|b| point(b, &|b| b["controller"]["cpu_seconds_total"].as_f64())).collect();
+    let point =
+        |b: &Value, f: &dyn Fn(&Value) -> Option<f64>| (b["n"].as_f64().unwrap_or(0.0), f(b).unwrap_or(f64::NAN));
+    let time_pts: Vec<(f64, f64)> = bursts
+        .iter()
+        .map(|b| point(b, &|b| b["time_to_all_dispatched_ms"].as_f64()))
+        .collect();
+    let cpu_pts: Vec<(f64, f64)> = bursts
+        .iter()
+        .map(|b| point(b, &|b| b["controller"]["cpu_seconds_total"].as_f64()))
+        .collect();
     let idle = idle_rss.unwrap_or(0) as f64;
-    let mem_pts: Vec<(f64, f64)> =
-        bursts.iter().map(|b| point(b, &|b| b["controller"]["peak_rss_kib"].as_f64().map(|p| p - idle))).collect();
+    let mem_pts: Vec<(f64, f64)> = bursts
+        .iter()
+        .map(|b| point(b, &|b| b["controller"]["peak_rss_kib"].as_f64().map(|p| p - idle)))
+        .collect();
     let scaling = json!({
         "points": bursts.iter().map(|b| json!({
             "n": b["n"],
@@ -1014,6 +1272,7 @@ async fn main() -> Result<()> {
             "gastown": "fake-gastown (exec transport): one process per call, state.json under an exclusive lock, no injected delay",
             "controller_flags": format!("--concurrency {} --gastown-concurrency {} --sync-interval {}", args.concurrency, args.gastown_concurrency, args.sync_interval),
             "creates_in_flight": args.in_flight,
+            "claimed_at": if args.subsecond_claimed_at { "nanoseconds (--subsecond-claimed-at)" } else { "whole seconds, as the claim policy writes it" },
             "controller_log_filter": "info,kube=warn (JSON)",
         },
         "idle_rss_kib": idle_rss,
@@ -1066,10 +1325,14 @@ fn print_table(r: &Value) {
             f(&c["p99"]),
             f(&fl["p50"]),
             f(&fl["p99"]),
-            f(&json!(b["time_to_all_dispatched_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0)),
+            f(&json!(
+                b["time_to_all_dispatched_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0
+            )),
             f(&b["lifecycle"]["api_writes_per_lifecycle"]),
             f(&b["lifecycle"]["event_writes_per_lifecycle"]),
-            f(&json!(b["controller"]["peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0)),
+            f(&json!(
+                b["controller"]["peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0
+            )),
             f(&b["controller"]["cpu_seconds_total"]),
             f(&json!(sum("fake_gastown"))),
             f(&json!(sum("kube_apiserver") + sum("etcd"))),
@@ -1098,6 +1361,11 @@ fn print_table(r: &Value) {
             Some(false) => "MISSED",
             None => "n/a   ",
         };
-        println!("  {state} {}: {} (limit {})", t["name"].as_str().unwrap_or("?"), t["value"], t["limit"]);
+        println!(
+            "  {state} {}: {} (limit {})",
+            t["name"].as_str().unwrap_or("?"),
+            t["value"],
+            t["limit"]
+        );
     }
 }

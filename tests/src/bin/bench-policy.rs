@@ -32,7 +32,10 @@ use gastown_tests::policy_host::{NoCapabilities, PolicyInstance, PolicyModule, d
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-policy", about = "Policy latency and size against a baseline SDK mutator")]
+#[command(
+    name = "bench-policy",
+    about = "Policy latency and size against a baseline SDK mutator"
+)]
 struct Args {
     /// The gastown-claim module (default: policy/policy.wasm).
     #[arg(long)]
@@ -41,17 +44,20 @@ struct Args {
     #[arg(long)]
     baseline: PathBuf,
     /// Interleaved rounds.
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, default_value_t = 201)]
     rounds: usize,
     /// Warm calls per module, scenario, level and round.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 200)]
     calls: usize,
     /// Fresh-instance calls per module and round.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 30)]
     fresh_calls: usize,
     /// Warm-up calls per instance before the first round.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Times each module is compiled to measure compile time.
+    #[arg(long, default_value_t = 3)]
+    compiles: usize,
     /// Where to write the JSON results.
     #[arg(long)]
     out: PathBuf,
@@ -124,7 +130,9 @@ fn load_fixture(s: &'static Scenario) -> Result<Loaded> {
     ensure!(case.get("ledger").is_none(), "{}: needs host capabilities", s.fixture);
     let settings = case["settings"].clone();
     let request = case["request"].clone();
-    let payload = json!({"settings": settings, "request": request}).to_string().into_bytes();
+    let payload = json!({"settings": settings, "request": request})
+        .to_string()
+        .into_bytes();
     Ok(Loaded {
         scenario: s,
         settings,
@@ -157,6 +165,8 @@ fn summary(values: &[f64]) -> Value {
     v.sort_by(f64::total_cmp);
     json!({
         "median": round3(quantile(&v, 0.5)),
+        "p25": round3(quantile(&v, 0.25)),
+        "p75": round3(quantile(&v, 0.75)),
         "min": round3(v.first().copied().unwrap_or(f64::NAN)),
         "max": round3(v.last().copied().unwrap_or(f64::NAN)),
         "rounds": v.len(),
@@ -197,7 +207,12 @@ impl Samples {
 fn check_answer(which: &str, s: &Scenario, inst: &PolicyInstance, l: &Loaded, baseline: bool) -> Result<()> {
     let answer = inst.validate(&l.settings, &l.request)?;
     if baseline {
-        ensure!(answer.allowed && answer.patch.is_some(), "{which}/{}: the baseline did not mutate: {}", s.name, answer.response);
+        ensure!(
+            answer.allowed && answer.patch.is_some(),
+            "{which}/{}: the baseline did not mutate: {}",
+            s.name,
+            answer.response
+        );
         return Ok(());
     }
     ensure!(
@@ -211,12 +226,12 @@ fn check_answer(which: &str, s: &Scenario, inst: &PolicyInstance, l: &Loaded, ba
     Ok(())
 }
 
-fn module_info(path: &Path) -> Result<(Vec<u8>, Value, PolicyModule)> {
+fn module_info(path: &Path, compiles: usize) -> Result<(Vec<u8>, Value, PolicyModule)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     // Compile a few times: policy-server compiles (or loads from its cache) once per policy.
     let mut compile_ms = Vec::new();
     let mut module = None;
-    for _ in 0..3 {
+    for _ in 0..compiles.max(1) {
         let start = Instant::now();
         module = Some(PolicyModule::from_bytes(&bytes)?);
         compile_ms.push(start.elapsed().as_secs_f64() * 1000.0);
@@ -247,8 +262,8 @@ fn main() -> Result<()> {
     let load_before = load_average();
     let started = jiff::Timestamp::now();
     let module_path = args.module.clone().unwrap_or_else(default_module_path);
-    let (_, ours_info, ours) = module_info(&module_path)?;
-    let (_, base_info, base) = module_info(&args.baseline)?;
+    let (_, ours_info, ours) = module_info(&module_path, args.compiles)?;
+    let (_, base_info, base) = module_info(&args.baseline, args.compiles)?;
     let caps: Arc<NoCapabilities> = Arc::new(NoCapabilities);
     let loaded: Vec<Loaded> = SCENARIOS.iter().map(load_fixture).collect::<Result<_>>()?;
 
@@ -293,7 +308,10 @@ fn main() -> Result<()> {
         for ours_turn in [ours_first, !ours_first] {
             let module = if ours_turn { &ours } else { &base };
             let f = mean_ns(args.fresh_calls, || {
-                module.instance(caps.clone())?.validate(&claim.settings, &claim.request).map(drop)
+                module
+                    .instance(caps.clone())?
+                    .validate(&claim.settings, &claim.request)
+                    .map(drop)
             })? / 1000.0;
             let n = mean_ns(args.fresh_calls, || module.instance(caps.clone()).map(drop))? / 1000.0;
             if ours_turn {
@@ -304,7 +322,9 @@ fn main() -> Result<()> {
                 fresh_instantiate.baseline.push(n);
             }
         }
-        eprint!(".");
+        if round % 10 == 9 {
+            eprint!(".");
+        }
     }
     eprintln!();
 
@@ -348,7 +368,7 @@ fn main() -> Result<()> {
         "load_average_after": load_average(),
         "note": args.note,
         "engine": "waPC 2.1.0 on wasmtime-provider 2.19.0 (as policy-server), WASI, no epoch deadlines",
-        "config": {"rounds": args.rounds, "warm_calls": args.calls, "fresh_calls": args.fresh_calls, "warmup": args.warmup},
+        "config": {"rounds": args.rounds, "warm_calls": args.calls, "fresh_calls": args.fresh_calls, "warmup": args.warmup, "compiles": args.compiles},
         "modules": {"gastown_claim": ours_info, "baseline": base_info,
                     "size_ratio": round3(ours_bytes as f64 / base_info["bytes"].as_f64().unwrap_or(f64::NAN))},
         "scenarios": scenarios,
@@ -384,7 +404,11 @@ fn print_table(r: &Value) {
     println!("| scenario | ours µs | baseline µs | ratio | guest-only ratio |");
     println!("|---|---:|---:|---:|---:|");
     for s in r["scenarios"].as_array().into_iter().flatten() {
-        let guest = if s["guest"].is_null() { "-".to_string() } else { format!("{}×", f(&s["guest"]["ratio"]["median"])) };
+        let guest = if s["guest"].is_null() {
+            "-".to_string()
+        } else {
+            format!("{}×", f(&s["guest"]["ratio"]["median"]))
+        };
         println!(
             "| {} ({}) | {} | {} | {}× | {} |",
             s["name"].as_str().unwrap_or("?"),
@@ -395,7 +419,10 @@ fn print_table(r: &Value) {
             guest
         );
     }
-    if let Some(s) = r["scenarios"].as_array().and_then(|a| a.iter().find(|s| s["mode"] == "fresh")) {
+    if let Some(s) = r["scenarios"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["mode"] == "fresh"))
+    {
         println!(
             "| (instantiate only, no call) | {} | {} | {}× | - |",
             f(&s["instantiate_only"]["ours_us"]["median"]),
@@ -417,7 +444,11 @@ fn print_table(r: &Value) {
     for t in r["targets"].as_array().into_iter().flatten() {
         println!(
             "  {} {}: {} (limit {})",
-            if t["met"].as_bool() == Some(true) { "MET   " } else { "MISSED" },
+            if t["met"].as_bool() == Some(true) {
+                "MET   "
+            } else {
+                "MISSED"
+            },
             t["name"].as_str().unwrap_or("?"),
             t["value"],
             t["limit"]

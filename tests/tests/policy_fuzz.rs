@@ -1,0 +1,480 @@
+//! Generated AdmissionRequests (tests/src/admission_gen.rs) through the compiled policy
+//! (`policy/policy.wasm`) in the waPC/wasmtime engine, the way policy-server runs it.
+//!
+//! Every answer is checked by `admission_gen::check`: no trap, valid JSON with `accepted`, a
+//! message with every rejection, a JSONPatch (`json_patch::diff`, as policy-server computes it)
+//! that touches only the claim fields, and the claim rules (no forged or hijacked claims, no
+//! claims by unauthorized users, no changes to claimed work except by the controller).
+//!
+//! Environment:
+//! - `GASTOWN_FUZZ_REQUESTS`: how many requests (default 10,000; `make fuzz` runs 1,000,000 in
+//!   release mode),
+//! - `GASTOWN_FUZZ_SEED`: the run seed (default fixed, so the suite is reproducible),
+//! - `GASTOWN_FUZZ_THREADS`: worker threads (default: the available parallelism, at most 8),
+//! - `GASTOWN_FUZZ_FRESH_EVERY`: calls per instance before a fresh one is made (default 500),
+//! - `GASTOWN_FUZZ_CASE`: run only this case index (prints the request; for reproducing),
+//! - `GASTOWN_FUZZ_FLOATS=1`: also put floats with arbitrary bit patterns into objects (off by
+//!   default while the open float round-trip bug is not fixed, see
+//!   `float_fields_survive_a_claim`),
+//! - `GASTOWN_POLICY_WASM`: another module than policy/policy.wasm (e.g. to try a fix).
+//!
+//! A failing case is written as a fixture skeleton to target/policy-fuzz-failures/.
+
+// A test crate: panicking on setup failures is the point.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use gastown_tests::admission_gen::{
+    AdmissionGen, Case, LedgerAnswer, Options, Scenario, ScriptedLedger, SettingsModel, check, shorten,
+};
+use gastown_tests::policy_host::{PolicyInstance, PolicyModule, default_module_path};
+use serde_json::Value;
+
+fn module_path() -> PathBuf {
+    std::env::var_os("GASTOWN_POLICY_WASM").map_or_else(default_module_path, PathBuf::from)
+}
+
+fn options() -> Options {
+    Options {
+        arbitrary_floats: std::env::var("GASTOWN_FUZZ_FLOATS").is_ok_and(|v| v == "1"),
+    }
+}
+
+const DEFAULT_SEED: u64 = 0x6761_7374_6f77_6e21; // "gastown!"
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => {
+            let v = v.trim().replace('_', "");
+            let parsed = match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => v.parse(),
+            };
+            parsed.unwrap_or_else(|e| panic!("{name}={v:?}: {e}"))
+        }
+        Err(_) => default,
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    cases: u64,
+    scenarios: BTreeMap<String, u64>,
+    accepted: u64,
+    mutated: u64,
+    codes: BTreeMap<u64, u64>,
+    raw: u64,
+    huge: u64,
+    corrupted: u64,
+    instances: u64,
+    failures: Vec<String>,
+}
+
+impl Stats {
+    fn merge(&mut self, other: Stats) {
+        self.cases += other.cases;
+        for (k, v) in other.scenarios {
+            *self.scenarios.entry(k).or_default() += v;
+        }
+        self.accepted += other.accepted;
+        self.mutated += other.mutated;
+        for (k, v) in other.codes {
+            *self.codes.entry(k).or_default() += v;
+        }
+        self.raw += other.raw;
+        self.huge += other.huge;
+        self.corrupted += other.corrupted;
+        self.instances += other.instances;
+        self.failures.extend(other.failures);
+    }
+}
+
+/// Runs one case; returns the guest's answer and whether a patch resulted.
+fn run_case(instance: &PolicyInstance, ledger: &ScriptedLedger, case: &Case) -> Result<(Value, bool), String> {
+    ledger.set(case.ledger.host_answer());
+    if let Some(raw) = &case.raw {
+        let out = instance
+            .call("validate", raw)
+            .map_err(|e| format!("the guest trapped or failed: {e:#}"))?;
+        let response: Value = serde_json::from_slice(&out)
+            .map_err(|e| format!("the answer is not JSON ({e}): {}", String::from_utf8_lossy(&out)))?;
+        check(case, &response, None)?;
+        let mutated = response.get("mutated_object").is_some_and(|m| !m.is_null());
+        return Ok((response, mutated));
+    }
+    let admission = instance
+        .validate(&case.settings, &case.request)
+        .map_err(|e| format!("the guest trapped or answered badly: {e:#}"))?;
+    check(case, &admission.response, admission.patch.as_ref())?;
+    Ok((admission.response, admission.patch.is_some()))
+}
+
+fn failure_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("policy-fuzz-failures")
+}
+
+fn record_failure(run_seed: u64, index: u64, case: &Case, message: &str) -> String {
+    let dir = failure_dir();
+    let file = dir.join(format!("case-{run_seed:x}-{index}.json"));
+    let fixture = case.to_fixture(&format!(
+        "generated case {index} of seed {run_seed:#x} ({:?}): {}",
+        case.scenario,
+        shorten(message)
+    ));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&file, serde_json::to_vec_pretty(&fixture).unwrap_or_default()));
+    format!(
+        "case {index} (GASTOWN_FUZZ_SEED={run_seed:#x} GASTOWN_FUZZ_CASE={index}, {:?}{}{}): {}\n  request: {}\n  fixture: {}",
+        case.scenario,
+        if case.corrupted { ", corrupted" } else { "" },
+        if case.huge { ", huge" } else { "" },
+        message,
+        shorten(&case.request.to_string()),
+        match written {
+            Ok(()) => file.display().to_string(),
+            Err(e) => format!("not written: {e}"),
+        }
+    )
+}
+
+/// Runs the cases `first, first + step, ...` below `total` on one thread.
+fn worker(
+    module: &PolicyModule,
+    run_seed: u64,
+    first: u64,
+    step: u64,
+    total: u64,
+    fresh_every: u64,
+    done: &AtomicU64,
+) -> Stats {
+    let ledger = Arc::new(ScriptedLedger::new());
+    let mut stats = Stats::default();
+    let mut instance: Option<PolicyInstance> = None;
+    let mut calls = 0u64;
+    let mut index = first;
+    while index < total {
+        if instance.is_none() || calls >= fresh_every {
+            instance = Some(module.instance(ledger.clone()).unwrap());
+            stats.instances += 1;
+            calls = 0;
+        }
+        let Some(current) = instance.as_ref() else {
+            unreachable!()
+        };
+        let case = AdmissionGen::case_with(run_seed, index, options());
+        calls += 1;
+        stats.cases += 1;
+        *stats.scenarios.entry(format!("{:?}", case.scenario)).or_default() += 1;
+        stats.raw += u64::from(case.raw.is_some());
+        stats.huge += u64::from(case.huge);
+        stats.corrupted += u64::from(case.corrupted);
+        match run_case(current, &ledger, &case) {
+            Ok((response, mutated)) => {
+                if response["accepted"] == Value::Bool(true) {
+                    stats.accepted += 1;
+                    stats.mutated += u64::from(mutated);
+                } else if let Some(code) = response["code"].as_u64() {
+                    *stats.codes.entry(code).or_default() += 1;
+                }
+            }
+            Err(message) => {
+                if stats.failures.len() < 50 {
+                    stats.failures.push(record_failure(run_seed, index, &case, &message));
+                }
+                // A trapped instance is not reused.
+                instance = None;
+            }
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(100_000) {
+            eprintln!("  {n} / {total} requests");
+        }
+        index += step;
+    }
+    stats
+}
+
+#[test]
+fn generated_admission_requests_through_the_compiled_module() {
+    let total = env_u64("GASTOWN_FUZZ_REQUESTS", 10_000);
+    let run_seed = env_u64("GASTOWN_FUZZ_SEED", DEFAULT_SEED);
+    let fresh_every = env_u64("GASTOWN_FUZZ_FRESH_EVERY", 500).max(1);
+    let parallelism = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() as u64)
+        .min(8);
+    let threads = env_u64("GASTOWN_FUZZ_THREADS", parallelism).clamp(1, 64);
+    let module = PolicyModule::load(&module_path()).unwrap();
+    let started = Instant::now();
+
+    if let Ok(one) = std::env::var("GASTOWN_FUZZ_CASE") {
+        let index: u64 = one.trim().parse().unwrap();
+        let case = AdmissionGen::case_with(run_seed, index, options());
+        println!(
+            "case {index}: {:?}\nsettings: {}\nrequest: {}",
+            case.scenario, case.settings, case.request
+        );
+        let ledger = Arc::new(ScriptedLedger::new());
+        let instance = module.instance(ledger.clone()).unwrap();
+        match run_case(&instance, &ledger, &case) {
+            Ok((response, _)) => println!("answer: {}", shorten(&response.to_string())),
+            Err(e) => panic!("{}", record_failure(run_seed, index, &case, &e)),
+        }
+        return;
+    }
+
+    let done = AtomicU64::new(0);
+    let mut stats = Stats::default();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (module, done) = (&module, &done);
+                scope.spawn(move || worker(module, run_seed, t, threads, total, fresh_every, done))
+            })
+            .collect();
+        for h in handles {
+            stats.merge(h.join().unwrap());
+        }
+    });
+    let elapsed = started.elapsed();
+    println!(
+        "{} generated requests (seed {run_seed:#x}) in {:.1} s ({:.0}/s) on {threads} threads, {} instances: \
+         {} accepted ({} mutated), rejected by code {:?}; scenarios {:?}; {} raw, {} corrupted, {} with 100 KB+ strings",
+        stats.cases,
+        elapsed.as_secs_f64(),
+        stats.cases as f64 / elapsed.as_secs_f64().max(1e-9),
+        stats.instances,
+        stats.accepted,
+        stats.mutated,
+        stats.codes,
+        stats.scenarios,
+        stats.raw,
+        stats.corrupted,
+        stats.huge
+    );
+    assert!(
+        stats.failures.is_empty(),
+        "{} of {} generated requests broke an invariant (first {} shown):\n{}",
+        stats.failures.len(),
+        stats.cases,
+        stats.failures.len().min(50),
+        stats.failures.join("\n\n")
+    );
+    assert_eq!(stats.cases, total);
+    // The generator reaches every kind of answer (a broken generator would pass vacuously).
+    if total >= 10_000 {
+        assert!(stats.mutated > total / 100, "too few claims: {}", stats.mutated);
+        for code in [400, 403, 409, 429, 500, 503] {
+            assert!(
+                stats.codes.get(&code).is_some_and(|n| *n > 0),
+                "no rejection with code {code}: {:?}",
+                stats.codes
+            );
+        }
+        for scenario in [
+            Scenario::Create,
+            Scenario::UpdateUnclaimed,
+            Scenario::UpdateClaimed,
+            Scenario::Status,
+            Scenario::Delete,
+            Scenario::Other,
+            Scenario::OtherResource,
+            Scenario::Raw,
+        ] {
+            assert!(
+                stats.scenarios.contains_key(&format!("{scenario:?}")),
+                "scenario {scenario:?} never generated"
+            );
+        }
+        assert!(stats.huge > 0 && stats.raw > 0 && stats.corrupted > 0);
+    }
+}
+
+#[test]
+fn the_generator_is_deterministic() {
+    for index in [0, 1, 17, 9_999, 123_456] {
+        let a = AdmissionGen::case(DEFAULT_SEED, index);
+        let b = AdmissionGen::case(DEFAULT_SEED, index);
+        assert_eq!(a.request, b.request);
+        assert_eq!(a.settings, b.settings);
+        assert_eq!(a.raw, b.raw);
+        assert_eq!(a.ledger, b.ledger);
+    }
+    assert_ne!(
+        AdmissionGen::case(DEFAULT_SEED, 1).request,
+        AdmissionGen::case(DEFAULT_SEED + 1, 1).request
+    );
+}
+
+/// The floats of fuzz/regressions/regression-float-roundtrip.json, as written there.
+const FLOATS: [(&str, &str); 3] = [
+    ("ratio", "7.356185117690742e+226"),
+    ("small", "6.663607431596492e+90"),
+    ("half", "0.5"),
+];
+
+fn float_fixture() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/regression-float-roundtrip.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The number text after `"key":` in a JSON answer.
+fn number_after<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[start..];
+    let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
+    Some(rest[..end].trim())
+}
+
+/// OPEN BUG (policy), found by the generator: the policy parses requests with serde_json's
+/// default float parser, which is not exact (it can be one ULP off), and answers with the
+/// whole object, so a claim rewrites float values it does not own. Here the payload's bytes go
+/// to the guest unchanged and the floats of its answer are compared exactly (`f64::from_str`).
+/// Fix: `serde_json = { workspace = true, features = ["float_roundtrip"] }` in
+/// policy/Cargo.toml (checked: a module built with it passes this test).
+#[test]
+
+fn the_policy_returns_float_fields_exactly() {
+    let fixture = float_fixture();
+    let mut request = fixture["request"].clone();
+    for (key, _) in FLOATS {
+        request["object"]["spec"]["futureField"][key] = Value::String(format!("@{key}@"));
+    }
+    let mut payload = serde_json::json!({"settings": fixture["settings"], "request": request}).to_string();
+    for (key, text) in FLOATS {
+        payload = payload.replace(&format!("\"@{key}@\""), text);
+    }
+    let module = PolicyModule::load(&module_path()).unwrap();
+    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let answer = String::from_utf8(instance.call("validate", payload.as_bytes()).unwrap()).unwrap();
+    assert!(answer.contains("\"mutated_object\""), "no claim: {answer}");
+    let mut changed = Vec::new();
+    for (key, text) in FLOATS {
+        let got = number_after(&answer, key).unwrap_or_else(|| panic!("{key} missing: {answer}"));
+        let (want, got_value): (f64, f64) = (text.parse().unwrap(), got.parse().unwrap());
+        if want.to_bits() != got_value.to_bits() {
+            changed.push(format!("{key}: sent {text}, answered {got}"));
+        }
+    }
+    assert!(
+        changed.is_empty(),
+        "the claim rewrote floats it does not own: {changed:?}"
+    );
+}
+
+/// LIMITATION (waPC host): even with an exact guest, a host that parses JSON with serde_json's
+/// default features, as policy-server does, turns some floats into neighbours when it reads
+/// the answer, and its JSONPatch (`json_patch::diff`) then replaces them. This runs the fixture
+/// through the same host path as policy-server (tests/src/policy_host.rs). Not reachable for
+/// Automatons today: the CRD's structural schema has no float fields and the API server prunes
+/// unknown fields before admission.
+#[test]
+
+fn float_fields_survive_a_claim_through_the_host() {
+    let fixture = float_fixture();
+    let module = PolicyModule::load(&module_path()).unwrap();
+    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let admission = instance.validate(&fixture["settings"], &fixture["request"]).unwrap();
+    assert!(admission.allowed, "{}", admission.response);
+    let patch = admission.patch.expect("a claim");
+    let foreign: Vec<String> = patch
+        .0
+        .iter()
+        .map(|op| op.path().to_string())
+        .filter(|p| !gastown_tests::admission_gen::CLAIM_PATHS.contains(&p.as_str()))
+        .collect();
+    assert!(foreign.is_empty(), "the claim's JSONPatch also touches {foreign:?}");
+    let case = Case {
+        seed: 0,
+        scenario: Scenario::Create,
+        settings: fixture["settings"].clone(),
+        model: None,
+        settings_valid: Some(true),
+        request: fixture["request"].clone(),
+        ledger: LedgerAnswer::Error("not used".to_string()),
+        raw: None,
+        corrupted: false,
+        huge: false,
+    };
+    check(&case, &admission.response, Some(&patch)).unwrap();
+}
+
+/// The generator with arbitrary floats finds the two problems above within a few thousand
+/// requests; this keeps that search ready (then make `arbitrary_floats` the default).
+#[test]
+
+fn generated_requests_with_arbitrary_floats() {
+    let module = PolicyModule::load(&module_path()).unwrap();
+    let ledger = Arc::new(ScriptedLedger::new());
+    let instance = module.instance(ledger.clone()).unwrap();
+    let options = Options { arbitrary_floats: true };
+    let mut failures = Vec::new();
+    for index in 0..5_000 {
+        let case = AdmissionGen::case_with(DEFAULT_SEED, index, options);
+        if let Err(e) = run_case(&instance, &ledger, &case) {
+            failures.push(format!("case {index}: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {}",
+        failures.len(),
+        failures[0]
+    );
+}
+
+#[test]
+fn standard_settings_are_valid_in_the_module() {
+    let module = PolicyModule::load(&module_path()).unwrap();
+    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    for settings in [SettingsModel::standard(), SettingsModel::defaults()] {
+        let answer = instance.validate_settings(&settings.to_json()).unwrap();
+        assert_eq!(answer["valid"], Value::Bool(true), "{answer}");
+    }
+}
+
+/// OPEN BUG (policy settings), found while fuzzing them: `Settings::from_json` uses serde's
+/// derived `Deserialize`, which also accepts a JSON array and assigns it to the fields by
+/// position, so `["gastown-local", [], [], ["mallory"]]` is valid and makes `mallory` a
+/// controller identity: `deny_unknown_fields` cannot catch anything in a nameless array.
+/// Reachability is limited: a ClusterAdmissionPolicy's `spec.settings` is an object in
+/// Kubewarden's CRD, so an array most likely cannot come from the cluster; other ways of
+/// passing settings (policy-server's policies file, kwctl) were not checked. Reproducer:
+/// fuzz/regressions/regression-settings-array.json. Fix: refuse anything but an object or
+/// `null` in `Settings::from_json`.
+#[test]
+
+fn settings_must_be_an_object() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/regression-settings-array.json");
+    let fixture: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let module = PolicyModule::load(&module_path()).unwrap();
+    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let answer = instance.validate_settings(&fixture["settings"]).unwrap();
+    // What the array does today: mallory is taken for the controller and may write the status
+    // of a claimed Automaton.
+    let claimed = gastown_tests::admission_gen::claimed(
+        gastown_tests::admission_gen::automaton("fix-login"),
+        "gastown-local",
+        "alice",
+        "gastown",
+    );
+    let status =
+        gastown_tests::admission_gen::admission_request("UPDATE", "status", "mallory", &[], claimed.clone(), claimed);
+    let admission = instance.validate(&fixture["settings"], &status).unwrap();
+    assert_eq!(
+        answer["valid"], fixture["valid"],
+        "settings {} were accepted: {answer}; with them, mallory's status write is allowed={}",
+        fixture["settings"], admission.allowed
+    );
+    assert!(
+        !admission.allowed,
+        "mallory may write the status of a claimed Automaton"
+    );
+}
