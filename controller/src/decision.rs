@@ -155,6 +155,17 @@ pub fn claim_expired(a: &Automaton, now: Timestamp, settings: &Settings) -> bool
     claimed_at(a).is_some_and(|t| elapsed(t, now) >= settings.claim_timeout)
 }
 
+/// The close reason of a bead the controller created and closes when it gives the claim back.
+pub const RELEASE_CLOSE_REASON: &str = "claim released: Gas Town did not take the work in time";
+
+/// Whether a released claim may go back to Kubernetes although the bead the controller created
+/// for it could not be closed: Gas Town had `release_timeout` more to answer. Before that the
+/// claim is kept and the close retried, so that no open bead is left behind for work
+/// Kubernetes then runs too.
+pub fn release_gave_up(a: &Automaton, now: Timestamp, settings: &Settings) -> bool {
+    claimed_at(a).is_some_and(|t| elapsed(t, now) >= settings.claim_timeout + settings.release_timeout)
+}
+
 /// The status to start from: the current one with claim info and generation filled in.
 pub fn base_status(a: &Automaton, settings: &Settings) -> AutomatonStatus {
     let mut st = a.status.clone().unwrap_or_default();
@@ -191,6 +202,22 @@ pub fn bead_recorded(a: &Automaton, bead: &BeadId, created: bool, now: Timestamp
     g.rig = a.spec.rig.clone();
     g.last_sync_time = Some(Time(now));
     st
+}
+
+/// Status written right before `bd create`: `beadCreated: true` without a `beadId` says that a
+/// bead may exist (found again by its external ref) although none is recorded yet, e.g. when the
+/// process dies between `bd create` and recording the ID.
+pub fn creating_bead(a: &Automaton, settings: &Settings) -> AutomatonStatus {
+    let mut st = base_status(a, settings);
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    gastown_mut(&mut st).bead_created = Some(true);
+    st
+}
+
+/// Whether a bead may exist for `a` that its status does not name (see [`creating_bead`]).
+pub fn bead_may_exist_unrecorded(a: &Automaton) -> bool {
+    let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
+    g.is_some_and(|g| g.bead_id.is_none() && g.bead_created == Some(true))
 }
 
 /// Status for a spec the controller cannot act on.
@@ -415,7 +442,7 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
             let created = st.gastown.as_ref().and_then(|g| g.bead_created).unwrap_or(false);
             if expired {
                 plan.status = st;
-                let close = created.then(|| Command::Close { bead: bead.clone(), reason: "claim released: Gas Town did not take the work in time".to_string() });
+                let close = created.then(|| Command::Close { bead: bead.clone(), reason: RELEASE_CLOSE_REASON.to_string() });
                 release(&mut plan, a, now, settings, &format!("Gas Town did not take the work within {}s", settings.claim_timeout.as_secs()), close);
                 return plan;
             }

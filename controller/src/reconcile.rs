@@ -149,10 +149,7 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
     let action = match decision::stage(&a, &ctx.settings.claimer) {
         Stage::NotOurs | Stage::Terminal => Action::await_change(),
         Stage::Deleting => delete(&api, &a, &ctx, now).await?,
-        Stage::FinishRelease => {
-            release_claim(&api, &a, &ctx).await?;
-            Action::await_change()
-        }
+        Stage::FinishRelease => finish_release(&api, &a, &ctx, now).await?,
         Stage::AddFinalizer => {
             add_finalizer(&api, &a, &ctx).await?;
             // The update's watch event triggers the next step.
@@ -210,14 +207,13 @@ async fn claim_expiry_check(api: &Api<Automaton>, a: &Automaton, ctx: &Context, 
         conditions::set(&mut st.conditions, condition::RELEASED, ConditionStatus::True, "ClaimExpired", &message, now, a.metadata.generation);
         let updated = write_status(api, a, &st, ctx).await?;
         ctx.publish(a, true, "ClaimReleased", &message).await;
-        release_claim(api, &updated, ctx).await?;
-        return Ok(Action::await_change());
+        return finish_release(api, &updated, ctx, now).await;
     }
     Ok(Action::requeue(ctx.settings.sync_interval))
 }
 
 async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
-    let (bead, created) = match find_or_create_bead(a, ctx).await {
+    let (bead, created) = match find_or_create_bead(api, a, ctx).await {
         Ok(found) => found,
         // Any failure to read or create (Dolt down, binary missing, proxy unreachable): report
         // it on the condition, back off, and give the claim back once it is too old.
@@ -240,7 +236,7 @@ async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Ti
     sync(api, &updated, &bead, ctx, now).await
 }
 
-async fn find_or_create_bead(a: &Automaton, ctx: &Context) -> Result<(BeadId, bool), Error> {
+async fn find_or_create_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(BeadId, bool), Error> {
     if let Some(id) = a.spec.task.bead_id.as_deref() {
         return Ok((BeadId::parse(id)?, false));
     }
@@ -252,6 +248,11 @@ async fn find_or_create_bead(a: &Automaton, ctx: &Context) -> Result<(BeadId, bo
     ctx.ensure_leader()?;
     if let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
         return Ok((existing.bead_id()?, true));
+    }
+    // Say so before creating: if the ID never gets recorded, releasing the claim must look for
+    // the bead (and close it) instead of leaving it open.
+    if !decision::bead_may_exist_unrecorded(a) {
+        write_status(api, a, &decision::creating_bead(a, &ctx.settings), ctx).await?;
     }
     ctx.ensure_leader()?;
     let description = a.spec.task.description.clone().unwrap_or_default();
@@ -271,8 +272,18 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
     let view = read_bead(ctx, bead).await;
     let unreachable = matches!(view, GasTownView::Unreachable(..));
     let plan = decision::plan_sync(a, bead, &view, now, &ctx.settings);
-    let mut status = plan.status.clone();
-    let mut event = plan.event.clone();
+    if plan.release_claim {
+        // Released is recorded first; `finish_release` then closes the bead we created (the
+        // plan's command) and gives the claim back. The other order can lose the claim: a crash
+        // after the close makes the closed bead read as finished work.
+        let current = write_status(api, a, &plan.status, ctx).await?;
+        if let Some((warning, reason, note)) = &plan.event {
+            ctx.publish(a, *warning, reason, note).await;
+        }
+        return finish_release(api, &current, ctx, now).await;
+    }
+    let status = plan.status.clone();
+    let event = plan.event.clone();
     if let Some(command) = &plan.command {
         ctx.ensure_leader()?;
         if let Err(e) = run_command(ctx, command).await {
@@ -293,13 +304,7 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
             if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
                 write_status(api, a, &st, ctx).await?;
             }
-            if !plan.release_claim {
-                return Err(Error::GasTown(e));
-            }
-            // A failed close must not keep the claim from going back to Kubernetes.
-            warn!(object = %key(a), error = %e, "could not close the bead while releasing the claim");
-            status = plan.status.clone();
-            event = plan.event.clone();
+            return Err(Error::GasTown(e));
         } else if let Command::Sling { .. } = command
             && let Some(at) = decision::claimed_at(a)
         {
@@ -307,16 +312,11 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
             ctx.metrics.claim_to_dispatch.observe(secs);
         }
     }
-    let mut current = a.clone();
     if decision::status_needs_write(a.status.as_ref(), &status, &ctx.settings) {
-        current = write_status(api, a, &status, ctx).await?;
+        write_status(api, a, &status, ctx).await?;
     }
     if let Some((warning, reason, note)) = &event {
         ctx.publish(a, *warning, reason, note).await;
-    }
-    if plan.release_claim {
-        release_claim(api, &current, ctx).await?;
-        return Ok(Action::await_change());
     }
     if unreachable {
         // Keep retrying with backoff; the condition says why.
@@ -452,6 +452,47 @@ async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) ->
     }
     ctx.metrics.api_write("finalizer");
     Ok(())
+}
+
+/// The status says Released: close the bead we created if nobody took it (it was never
+/// dispatched and is neither with an agent nor closed), then give the claim back. While Gas
+/// Town fails, the claim is kept and this is retried with backoff, up to the release timeout.
+/// A bead created but never recorded (see `decision::creating_bead`) is found by its external ref.
+async fn finish_release(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
+    let ours = g.and_then(|g| g.bead_created).unwrap_or(false) && g.and_then(|g| g.dispatched_at.as_ref()).is_none();
+    let recorded = g.and_then(|g| g.bead_id.as_deref()).and_then(|id| BeadId::parse(id).ok());
+    if ours {
+        let close = async {
+            let bead = match &recorded {
+                Some(id) => ctx.gastown.show_bead(id).await?,
+                None => {
+                    let external = ExternalRef::for_automaton(
+                        a.namespace().as_deref().unwrap_or_default(),
+                        &a.name_any(),
+                        a.uid().as_deref().unwrap_or_default(),
+                    )?;
+                    ctx.gastown.find_bead_by_external_ref(&external).await?
+                }
+            };
+            match bead {
+                Some(b) if !b.status.is_dispatched() && !matches!(b.status, gastown::BeadStatus::Closed | gastown::BeadStatus::Tombstone) => {
+                    ctx.ensure_leader()?;
+                    ctx.gastown.close_bead(&b.bead_id()?, decision::RELEASE_CLOSE_REASON).await?;
+                    Ok(())
+                }
+                _ => Ok::<(), Error>(()),
+            }
+        };
+        if let Err(e) = close.await {
+            if matches!(e, Error::NotLeader) || !decision::release_gave_up(a, now, &ctx.settings) {
+                return Err(e);
+            }
+            warn!(object = %key(a), error = %e, "could not close the bead; release timeout reached, giving the claim back anyway");
+        }
+    }
+    release_claim(api, a, ctx).await?;
+    Ok(Action::await_change())
 }
 
 /// Gives the claim back to Kubernetes: removes the claim marks, the claim request and our

@@ -254,6 +254,13 @@ pub fn run_settings(data: &[u8]) -> Result<(), String> {
         }
         return Ok(());
     };
+    // Settings are named fields: anything but an object (or null, the defaults) is refused, or
+    // an array would be read positionally (the bug of fuzz/regressions/regression-settings-array.json).
+    if valid && !(settings.is_object() || settings.is_null()) {
+        return Err(format!(
+            "settings that are not a JSON object were declared valid: {settings}"
+        ));
+    }
     let payload = json!({"settings": settings, "request": probe_request()}).to_string();
     for ledger in [0u8, 0xff, 0x80] {
         let raw = gastown_policy::validate_payload(payload.as_bytes(), NOW, &ledger_from_byte(ledger));

@@ -495,17 +495,24 @@ fn labels_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
     object.get_mut("metadata")?.get_mut("labels")?.as_object_mut()
 }
 
-/// Floats that serde_json parses back exactly (see [`Options::arbitrary_floats`]).
+/// Floats that serde_json parses back exactly even without `float_roundtrip`.
 const SAFE_FLOATS: &[f64] = &[0.5, 1.5, -2.25, 2.71, 1e300, 6.02e23, 1e-7, -0.0, 0.1, 0.0025];
 
 /// Generator options.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Put floats with arbitrary bit patterns into untouched fields. Off by default while the
-    /// policy does not round-trip floats exactly (its serde_json lacks `float_roundtrip`, so a
-    /// claim can rewrite such a float by one ULP and the JSONPatch then touches a field that
-    /// is not a claim field; see `float_fields_survive_a_claim` in tests/tests/policy_fuzz.rs).
+    /// Put floats with arbitrary bit patterns into fields the policy does not own (the default).
+    /// They found the float round-trip bug (a claim rewrote such floats by one ULP, so the
+    /// JSONPatch touched fields that are not claim fields; fixed with serde_json's
+    /// `float_roundtrip`, see policy/test_data/cases/regression-float-roundtrip.json). Off: only
+    /// floats that round-trip under any serde_json configuration.
     pub arbitrary_floats: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { arbitrary_floats: true }
+    }
 }
 
 /// The generator.
@@ -618,14 +625,15 @@ impl AdmissionGen {
                 (bad, None, Some(false))
             }
             18..=19 => {
-                // Odd shapes whose validity the generator does not decide.
-                let odd = match r.below(4) {
+                // Shapes that are not settings objects (an array used to be read positionally).
+                let odd = match r.below(5) {
                     0 => json!([]),
-                    1 => json!("settings"),
-                    2 => json!(7),
+                    1 => json!(["gastown-local", [], [], ["mallory"]]),
+                    2 => json!("settings"),
+                    3 => json!(7),
                     _ => json!({"claimer": null, "allowedUsers": null}),
                 };
-                (odd, None, None)
+                (odd, None, Some(false))
             }
             _ => {
                 let mut m = SettingsModel::standard();
