@@ -135,7 +135,9 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         Some(i) => v.split_at(i),
         None => (v, "s"),
     };
-    let n: f64 = number.parse().map_err(|_| format!("invalid duration {value:?}: use e.g. 500ms, 15s, 10m, 1h"))?;
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {value:?}: use e.g. 500ms, 15s, 10m, 1h"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -144,7 +146,9 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration unit in {value:?}: use ms, s, m or h")),
     };
     if !secs.is_finite() || secs <= 0.0 || secs > 30.0 * 86_400.0 {
-        return Err(format!("duration {value:?} out of range (more than 0, at most 30 days)"));
+        return Err(format!(
+            "duration {value:?} out of range (more than 0, at most 30 days)"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -159,8 +163,15 @@ mod tests {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
         let cmd = Cli::command();
         for arg in cmd.get_arguments() {
-            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else { continue };
-            assert!(readme.contains(&format!("`--{long}")) || readme.contains(&format!(" `--{long}`")) || readme.contains(&format!("--{long}`")), "README lacks --{long}");
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            assert!(
+                readme.contains(&format!("`--{long}"))
+                    || readme.contains(&format!(" `--{long}`"))
+                    || readme.contains(&format!("--{long}`")),
+                "README lacks --{long}"
+            );
             let env = env.to_string_lossy();
             assert!(readme.contains(env.as_ref()), "README lacks {env}");
         }
@@ -186,7 +197,14 @@ mod tests {
         assert_eq!(cli.run.claim_timeout, Duration::from_secs(600));
         assert_eq!(cli.run.transport, TransportKind::Exec);
         let cli = Cli::try_parse_from([
-            "gastown-controller", "--namespaces", "a,b", "--transport", "proxy", "--leader-election", "--log-format", "json",
+            "gastown-controller",
+            "--namespaces",
+            "a,b",
+            "--transport",
+            "proxy",
+            "--leader-election",
+            "--log-format",
+            "json",
         ])
         .unwrap();
         assert_eq!(cli.run.namespaces, ["a", "b"]);

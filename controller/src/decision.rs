@@ -82,23 +82,37 @@ pub enum Stage {
 
 /// Whether the object carries our finalizer.
 pub fn has_finalizer(a: &Automaton) -> bool {
-    a.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == RELEASE_FINALIZER))
+    a.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == RELEASE_FINALIZER))
 }
 
 /// Whether any claim mark is still on the object.
 pub fn has_claim_marks(a: &Automaton) -> bool {
-    a.metadata.labels.as_ref().is_some_and(|l| l.contains_key(CLAIMED_BY_LABEL))
+    a.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(CLAIMED_BY_LABEL))
         || a.metadata.annotations.as_ref().is_some_and(|an| {
-            [CLAIMED_AT_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIM_REQUEST_ANNOTATION]
-                .iter()
-                .any(|k| an.contains_key(*k))
+            [
+                CLAIMED_AT_ANNOTATION,
+                CLAIM_REQUESTED_BY_ANNOTATION,
+                CLAIM_REQUEST_ANNOTATION,
+            ]
+            .iter()
+            .any(|k| an.contains_key(*k))
         })
 }
 
 /// Picks the stage for `a`.
 pub fn stage(a: &Automaton, claimer: &str) -> Stage {
     if a.metadata.deletion_timestamp.is_some() {
-        return if has_finalizer(a) { Stage::Deleting } else { Stage::NotOurs };
+        return if has_finalizer(a) {
+            Stage::Deleting
+        } else {
+            Stage::NotOurs
+        };
     }
     if !a.is_claimed_by(claimer) {
         return Stage::NotOurs;
@@ -188,14 +202,40 @@ fn gastown_mut(st: &mut AutomatonStatus) -> &mut GasTownStatus {
 }
 
 /// Status recorded right after the bead is known and before anything is slung.
-pub fn bead_recorded(a: &Automaton, bead: &BeadId, created: bool, now: Timestamp, settings: &Settings) -> AutomatonStatus {
+pub fn bead_recorded(
+    a: &Automaton,
+    bead: &BeadId,
+    created: bool,
+    now: Timestamp,
+    settings: &Settings,
+) -> AutomatonStatus {
     let mut st = base_status(a, settings);
     let generation = a.metadata.generation;
     st.phase = Some(Phase::Claimed);
     let source = if created { "created" } else { "adopted" };
-    st.message = Some(format!("claimed by Gas Town {:?}; bead {} {source}", settings.claimer, bead.as_str()));
-    conditions::set(&mut st.conditions, condition::CLAIMED, ConditionStatus::True, "Claimed", st.message.clone().unwrap_or_default(), now, generation);
-    conditions::set(&mut st.conditions, condition::GASTOWN_REACHABLE, ConditionStatus::True, "Reachable", "", now, generation);
+    st.message = Some(format!(
+        "claimed by Gas Town {:?}; bead {} {source}",
+        settings.claimer,
+        bead.as_str()
+    ));
+    conditions::set(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::True,
+        "Claimed",
+        st.message.clone().unwrap_or_default(),
+        now,
+        generation,
+    );
+    conditions::set(
+        &mut st.conditions,
+        condition::GASTOWN_REACHABLE,
+        ConditionStatus::True,
+        "Reachable",
+        "",
+        now,
+        generation,
+    );
     let g = gastown_mut(&mut st);
     g.bead_id = Some(bead.as_str().to_string());
     g.bead_created = Some(created);
@@ -225,7 +265,15 @@ pub fn invalid(a: &Automaton, message: &str, now: Timestamp, settings: &Settings
     let mut st = base_status(a, settings);
     st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
     st.message = Some(message.to_string());
-    conditions::set(&mut st.conditions, condition::CLAIMED, ConditionStatus::False, "InvalidSpec", message, now, a.metadata.generation);
+    conditions::set(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::False,
+        "InvalidSpec",
+        message,
+        now,
+        a.metadata.generation,
+    );
     st
 }
 
@@ -294,8 +342,18 @@ pub struct Plan {
 /// The rule for a closed bead: `Failed` when its close reason starts with one of these words
 /// (case-insensitive), `Succeeded` otherwise.
 pub const FAILURE_CLOSE_WORDS: [&str; 12] = [
-    "fail", "failed", "failure", "error", "abandoned", "abandon", "cancelled", "canceled", "rejected", "wontfix",
-    "won't", "timeout",
+    "fail",
+    "failed",
+    "failure",
+    "error",
+    "abandoned",
+    "abandon",
+    "cancelled",
+    "canceled",
+    "rejected",
+    "wontfix",
+    "won't",
+    "timeout",
 ];
 
 /// Whether a close reason means failure (see [`FAILURE_CLOSE_WORDS`]).
@@ -314,7 +372,9 @@ fn camel(label: &str) -> String {
         .split('_')
         .map(|w| {
             let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -336,14 +396,30 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
         .or_else(|| st.gastown.as_ref().and_then(|g| g.rig.clone()))
         .unwrap_or_default();
     let dispatched_at = st.gastown.as_ref().and_then(|g| g.dispatched_at.as_ref()).map(|t| t.0);
-    let mut plan = Plan { status: st.clone(), command: None, release_claim: false, event: None, requeue: Some(settings.sync_interval) };
+    let mut plan = Plan {
+        status: st.clone(),
+        command: None,
+        release_claim: false,
+        event: None,
+        requeue: Some(settings.sync_interval),
+    };
     let expired = dispatched_at.is_none() && claim_expired(a, now, settings);
 
     let bead_value = match view {
         GasTownView::Unreachable(reason, message) => {
             plan.status = unreachable(a, reason, message, now, settings);
             if expired {
-                release(&mut plan, a, now, settings, &format!("Gas Town could not take the work within {}s: {message}", settings.claim_timeout.as_secs()), None);
+                release(
+                    &mut plan,
+                    a,
+                    now,
+                    settings,
+                    &format!(
+                        "Gas Town could not take the work within {}s: {message}",
+                        settings.claim_timeout.as_secs()
+                    ),
+                    None,
+                );
             }
             return plan;
         }
@@ -351,7 +427,15 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
         GasTownView::Bead(b) if b.status.is_gone() => None,
         GasTownView::Bead(b) => Some(b),
     };
-    conditions::set(&mut st.conditions, condition::GASTOWN_REACHABLE, ConditionStatus::True, "Reachable", "", now, generation);
+    conditions::set(
+        &mut st.conditions,
+        condition::GASTOWN_REACHABLE,
+        ConditionStatus::True,
+        "Reachable",
+        "",
+        now,
+        generation,
+    );
     {
         let g = gastown_mut(&mut st);
         g.last_sync_time = Some(Time(now));
@@ -365,7 +449,15 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
         let message = format!("bead {} no longer exists in Gas Town", bead.as_str());
         st.phase = Some(Phase::Failed);
         st.message = Some(message.clone());
-        conditions::set(&mut st.conditions, condition::COMPLETED, ConditionStatus::False, "BeadMissing", &message, now, generation);
+        conditions::set(
+            &mut st.conditions,
+            condition::COMPLETED,
+            ConditionStatus::False,
+            "BeadMissing",
+            &message,
+            now,
+            generation,
+        );
         plan.status = st;
         plan.event = Some((true, "BeadMissing".to_string(), message));
         plan.requeue = None;
@@ -377,14 +469,38 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
             let reason = b.close_reason.clone().unwrap_or_default();
             let failed = close_reason_is_failure(&reason);
             st.phase = Some(if failed { Phase::Failed } else { Phase::Succeeded });
-            let message = if reason.is_empty() { format!("bead {} closed", b.id) } else { format!("bead {} closed: {reason}", b.id) };
+            let message = if reason.is_empty() {
+                format!("bead {} closed", b.id)
+            } else {
+                format!("bead {} closed: {reason}", b.id)
+            };
             st.message = Some(message.clone());
             if let Some(assignee) = &b.assignee {
                 gastown_mut(&mut st).assignee = Some(assignee.clone());
             }
-            let (cond_status, cond_reason) = if failed { (ConditionStatus::False, "Failed") } else { (ConditionStatus::True, "Succeeded") };
-            conditions::set(&mut st.conditions, condition::COMPLETED, cond_status, cond_reason, &message, now, generation);
-            conditions::set(&mut st.conditions, condition::RUNNING, ConditionStatus::False, "Completed", "", now, generation);
+            let (cond_status, cond_reason) = if failed {
+                (ConditionStatus::False, "Failed")
+            } else {
+                (ConditionStatus::True, "Succeeded")
+            };
+            conditions::set(
+                &mut st.conditions,
+                condition::COMPLETED,
+                cond_status,
+                cond_reason,
+                &message,
+                now,
+                generation,
+            );
+            conditions::set(
+                &mut st.conditions,
+                condition::RUNNING,
+                ConditionStatus::False,
+                "Completed",
+                "",
+                now,
+                generation,
+            );
             plan.event = Some((failed, cond_reason.to_string(), message));
             plan.requeue = None;
         }
@@ -401,37 +517,91 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
                 && elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs())
             {
                 {
-                    let message = format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
+                    let message =
+                        format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
                     st.phase = Some(Phase::Failed);
                     st.message = Some(message.clone());
-                    conditions::set(&mut st.conditions, condition::COMPLETED, ConditionStatus::False, "Timeout", &message, now, generation);
-                    conditions::set(&mut st.conditions, condition::RUNNING, ConditionStatus::False, "Timeout", "", now, generation);
-                    plan.command = Some(Command::Unsling { bead: bead.clone(), holder: b.assignee.clone() });
+                    conditions::set(
+                        &mut st.conditions,
+                        condition::COMPLETED,
+                        ConditionStatus::False,
+                        "Timeout",
+                        &message,
+                        now,
+                        generation,
+                    );
+                    conditions::set(
+                        &mut st.conditions,
+                        condition::RUNNING,
+                        ConditionStatus::False,
+                        "Timeout",
+                        "",
+                        now,
+                        generation,
+                    );
+                    plan.command = Some(Command::Unsling {
+                        bead: bead.clone(),
+                        holder: b.assignee.clone(),
+                    });
                     plan.event = Some((true, "Timeout".to_string(), message));
                     plan.status = st;
                     plan.requeue = None;
                     return plan;
                 }
             }
-            conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::True, "Slung", format!("bead {} hooked by {worker}", b.id), now, generation);
+            conditions::set(
+                &mut st.conditions,
+                condition::DISPATCHED,
+                ConditionStatus::True,
+                "Slung",
+                format!("bead {} hooked by {worker}", b.id),
+                now,
+                generation,
+            );
             if running {
                 st.phase = Some(Phase::Running);
                 st.message = Some(format!("{worker} is working on bead {}", b.id));
-                conditions::set(&mut st.conditions, condition::RUNNING, ConditionStatus::True, "InProgress", format!("worker {worker}"), now, generation);
+                conditions::set(
+                    &mut st.conditions,
+                    condition::RUNNING,
+                    ConditionStatus::True,
+                    "InProgress",
+                    format!("worker {worker}"),
+                    now,
+                    generation,
+                );
             } else {
                 st.phase = Some(Phase::Dispatched);
-                st.message = Some(format!("bead {} hooked by {worker}, waiting for the agent to start", b.id));
+                st.message = Some(format!(
+                    "bead {} hooked by {worker}, waiting for the agent to start",
+                    b.id
+                ));
             }
             if dispatched_at.is_none() {
-                plan.event = Some((false, "Dispatched".to_string(), format!("bead {} already hooked by {worker}", b.id)));
+                plan.event = Some((
+                    false,
+                    "Dispatched".to_string(),
+                    format!("bead {} already hooked by {worker}", b.id),
+                ));
             }
         }
         BeadStatus::Hooked | BeadStatus::InProgress => {
             let holder = b.assignee.clone().unwrap_or_default();
-            let message = format!("bead {} is already {} by {holder} outside rig {rig:?}; not dispatching it again", b.id, b.status);
+            let message = format!(
+                "bead {} is already {} by {holder} outside rig {rig:?}; not dispatching it again",
+                b.id, b.status
+            );
             st.phase = Some(Phase::Claimed);
             st.message = Some(message.clone());
-            conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::False, "HookedElsewhere", &message, now, generation);
+            conditions::set(
+                &mut st.conditions,
+                condition::DISPATCHED,
+                ConditionStatus::False,
+                "HookedElsewhere",
+                &message,
+                now,
+                generation,
+            );
             plan.status = st;
             if expired {
                 release(&mut plan, a, now, settings, &message, None);
@@ -442,8 +612,21 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
             let created = st.gastown.as_ref().and_then(|g| g.bead_created).unwrap_or(false);
             if expired {
                 plan.status = st;
-                let close = created.then(|| Command::Close { bead: bead.clone(), reason: RELEASE_CLOSE_REASON.to_string() });
-                release(&mut plan, a, now, settings, &format!("Gas Town did not take the work within {}s", settings.claim_timeout.as_secs()), close);
+                let close = created.then(|| Command::Close {
+                    bead: bead.clone(),
+                    reason: RELEASE_CLOSE_REASON.to_string(),
+                });
+                release(
+                    &mut plan,
+                    a,
+                    now,
+                    settings,
+                    &format!(
+                        "Gas Town did not take the work within {}s",
+                        settings.claim_timeout.as_secs()
+                    ),
+                    close,
+                );
                 return plan;
             }
             plan.command = Some(Command::Sling {
@@ -459,8 +642,20 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
                 g.dispatched_at = Some(Time(now));
                 g.bead_status = Some(BeadStatus::Hooked.as_str().to_string());
             }
-            conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::True, "Slung", format!("gt sling {} {rig}", b.id), now, generation);
-            plan.event = Some((false, "Dispatched".to_string(), format!("bead {} slung to rig {rig}", b.id)));
+            conditions::set(
+                &mut st.conditions,
+                condition::DISPATCHED,
+                ConditionStatus::True,
+                "Slung",
+                format!("gt sling {} {rig}", b.id),
+                now,
+                generation,
+            );
+            plan.event = Some((
+                false,
+                "Dispatched".to_string(),
+                format!("bead {} slung to rig {rig}", b.id),
+            ));
             // Look again soon: the sling's result (hooked, assignee) is read on the next sync.
             plan.requeue = Some(Duration::from_secs(1).min(settings.sync_interval));
         }
@@ -470,7 +665,15 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
             st.message = Some(message.clone());
             st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
             if dispatched_at.is_none() {
-                conditions::set(&mut st.conditions, condition::DISPATCHED, ConditionStatus::False, "BeadNotOpen", &message, now, generation);
+                conditions::set(
+                    &mut st.conditions,
+                    condition::DISPATCHED,
+                    ConditionStatus::False,
+                    "BeadNotOpen",
+                    &message,
+                    now,
+                    generation,
+                );
                 if expired {
                     plan.status = st;
                     release(&mut plan, a, now, settings, &message, None);
@@ -490,8 +693,24 @@ fn release(plan: &mut Plan, a: &Automaton, now: Timestamp, settings: &Settings, 
     let message = format!("claim released to Kubernetes: {why}");
     st.phase = Some(Phase::Released);
     st.message = Some(message.clone());
-    conditions::set(&mut st.conditions, condition::RELEASED, ConditionStatus::True, "ClaimExpired", &message, now, generation);
-    conditions::set(&mut st.conditions, condition::CLAIMED, ConditionStatus::False, "Released", &message, now, generation);
+    conditions::set(
+        &mut st.conditions,
+        condition::RELEASED,
+        ConditionStatus::True,
+        "ClaimExpired",
+        &message,
+        now,
+        generation,
+    );
+    conditions::set(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::False,
+        "Released",
+        &message,
+        now,
+        generation,
+    );
     let _ = settings;
     plan.command = command;
     plan.release_claim = true;
@@ -516,34 +735,72 @@ pub fn release_bound_reached(a: &Automaton, now: Timestamp, settings: &Settings)
 }
 
 /// Decides the Gas Town clean-up for a deleted Automaton.
-pub fn plan_deletion(a: &Automaton, bead: Option<&BeadId>, view: Option<&GasTownView>, now: Timestamp, settings: &Settings) -> DeletionPlan {
+pub fn plan_deletion(
+    a: &Automaton,
+    bead: Option<&BeadId>,
+    view: Option<&GasTownView>,
+    now: Timestamp,
+    settings: &Settings,
+) -> DeletionPlan {
     let give_up = release_bound_reached(a, now, settings);
     let (Some(bead), Some(view)) = (bead, view) else {
-        return DeletionPlan { commands: Vec::new(), give_up: false };
+        return DeletionPlan {
+            commands: Vec::new(),
+            give_up: false,
+        };
     };
-    let created = a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.bead_created).unwrap_or(false);
-    let name = format!("{}/{}", a.metadata.namespace.as_deref().unwrap_or(""), a.metadata.name.as_deref().unwrap_or(""));
+    let created = a
+        .status
+        .as_ref()
+        .and_then(|s| s.gastown.as_ref())
+        .and_then(|g| g.bead_created)
+        .unwrap_or(false);
+    let name = format!(
+        "{}/{}",
+        a.metadata.namespace.as_deref().unwrap_or(""),
+        a.metadata.name.as_deref().unwrap_or("")
+    );
     match view {
-        GasTownView::Unreachable(..) => DeletionPlan { commands: Vec::new(), give_up },
-        GasTownView::Missing => DeletionPlan { commands: Vec::new(), give_up: false },
+        GasTownView::Unreachable(..) => DeletionPlan {
+            commands: Vec::new(),
+            give_up,
+        },
+        GasTownView::Missing => DeletionPlan {
+            commands: Vec::new(),
+            give_up: false,
+        },
         GasTownView::Bead(b) => {
             let mut commands = Vec::new();
             let rig = a
                 .spec
                 .rig
                 .clone()
-                .or_else(|| a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.rig.clone()))
+                .or_else(|| {
+                    a.status
+                        .as_ref()
+                        .and_then(|s| s.gastown.as_ref())
+                        .and_then(|g| g.rig.clone())
+                })
                 .unwrap_or_default();
-            if !created && b.status.is_dispatched() && b.assignee.is_some() && !assignee_in_rig(b.assignee.as_deref(), &rig)
+            if !created
+                && b.status.is_dispatched()
+                && b.assignee.is_some()
+                && !assignee_in_rig(b.assignee.as_deref(), &rig)
             {
                 // An adopted bead another rig's worker holds: not ours to take away.
                 return DeletionPlan { commands, give_up };
             }
             if b.status.is_dispatched() {
-                commands.push(Command::Unsling { bead: bead.clone(), holder: b.assignee.clone() });
+                commands.push(Command::Unsling {
+                    bead: bead.clone(),
+                    holder: b.assignee.clone(),
+                });
             }
             if created && !matches!(b.status, BeadStatus::Closed | BeadStatus::Tombstone) {
-                commands.push(Command::Close { bead: bead.clone(), reason: format!("cancelled: Automaton {name} was deleted") });
+                commands.push(Command::Close {
+                    bead: bead.clone(),
+                    reason: format!("cancelled: Automaton {name} was deleted"),
+                });
             }
             DeletionPlan { commands, give_up }
         }

@@ -42,7 +42,9 @@ pub async fn kube_client(context: Option<&str>) -> anyhow::Result<Client> {
         })
         .await
         .with_context(|| format!("loading kubeconfig context {ctx:?}"))?,
-        None => kube::Config::infer().await.context("no kubeconfig and not in a cluster")?,
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
     };
     Client::try_from(config).context("building the Kubernetes client")
 }
@@ -85,8 +87,14 @@ fn identity(args: &RunArgs) -> String {
         .clone()
         .or_else(|| std::env::var("POD_NAME").ok())
         .unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-            format!("{}-{}", if host.is_empty() { "gastown-controller" } else { &host }, std::process::id())
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            format!(
+                "{}-{}",
+                if host.is_empty() { "gastown-controller" } else { &host },
+                std::process::id()
+            )
         })
 }
 
@@ -166,7 +174,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         status_heartbeat: args.status_heartbeat,
         release_timeout: args.release_timeout,
     };
-    let reporter = Reporter { controller: "gastown-operator".to_string(), instance: Some(identity) };
+    let reporter = Reporter {
+        controller: "gastown-operator".to_string(),
+        instance: Some(identity),
+    };
     let ctx = Arc::new(reconcile::Context {
         client: client.clone(),
         gastown,
@@ -206,7 +217,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let apis: Vec<Api<Automaton>> = if args.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
-        args.namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+        args.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
     };
     let mut stores: Vec<Store<Automaton>> = Vec::new();
     let mut runs = Vec::new();

@@ -77,8 +77,16 @@ impl Metrics {
         let api_writes = Family::<ErrorLabels, Counter>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconcile errors by kind", errors.clone());
-        registry.register("commands", "Gas Town commands by tool, verb and result", commands.clone());
-        registry.register("command_duration_seconds", "Gas Town command duration", command_seconds.clone());
+        registry.register(
+            "commands",
+            "Gas Town commands by tool, verb and result",
+            commands.clone(),
+        );
+        registry.register(
+            "command_duration_seconds",
+            "Gas Town command duration",
+            command_seconds.clone(),
+        );
         registry.register(
             "claim_to_dispatch_seconds",
             "Time from the claim to a successful gt sling",
@@ -86,7 +94,16 @@ impl Metrics {
         );
         registry.register("active_claims", "Claimed Automatons by phase", active_claims.clone());
         registry.register("api_writes", "Kubernetes API writes by kind", api_writes.clone());
-        Metrics { registry, reconciles, errors, commands, command_seconds, claim_to_dispatch, active_claims, api_writes }
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            commands,
+            command_seconds,
+            claim_to_dispatch,
+            active_claims,
+            api_writes,
+        }
     }
 
     /// The metrics in OpenMetrics text format.
@@ -100,7 +117,9 @@ impl Metrics {
 
     /// Counts an API write of `kind`.
     pub fn api_write(&self, kind: &str) {
-        self.api_writes.get_or_create(&ErrorLabels { kind: kind.to_string() }).inc();
+        self.api_writes
+            .get_or_create(&ErrorLabels { kind: kind.to_string() })
+            .inc();
     }
 
     /// Counts a reconcile error of `kind`.
@@ -114,8 +133,15 @@ pub struct MetricsObserver(pub Arc<Metrics>);
 
 impl CommandObserver for MetricsObserver {
     fn observe(&self, tool: &str, verb: &str, result: &str, duration: Duration) {
-        let labels = CommandLabels { tool: tool.to_string(), verb: verb.to_string(), result: result.to_string() };
+        let labels = CommandLabels {
+            tool: tool.to_string(),
+            verb: verb.to_string(),
+            result: result.to_string(),
+        };
         self.0.commands.get_or_create(&labels).inc();
-        self.0.command_seconds.get_or_create(&labels).observe(duration.as_secs_f64());
+        self.0
+            .command_seconds
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
     }
 }

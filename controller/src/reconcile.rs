@@ -78,7 +78,11 @@ pub struct Context {
 
 impl Context {
     fn ensure_leader(&self) -> Result<(), Error> {
-        if *self.leader.borrow() { Ok(()) } else { Err(Error::NotLeader) }
+        if *self.leader.borrow() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
     }
 
     fn reset_failures(&self, key: &str) {
@@ -117,7 +121,9 @@ impl Context {
 
 /// Exponential backoff: 1 s × 2^(n-1), at most 300 s, with ±25 % jitter from `seed` (0..1).
 pub fn backoff_delay(n: u32, seed: f64) -> Duration {
-    let base = 2f64.powi(i32::try_from(n.saturating_sub(1).min(16)).unwrap_or(16)).min(300.0);
+    let base = 2f64
+        .powi(i32::try_from(n.saturating_sub(1).min(16)).unwrap_or(16))
+        .min(300.0);
     Duration::from_secs_f64((base * (0.75 + 0.5 * seed.clamp(0.0, 1.0))).min(300.0))
 }
 
@@ -181,16 +187,31 @@ pub fn error_policy(a: Arc<Automaton>, error: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(delay)
 }
 
-async fn claim_expiry_check(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+async fn claim_expiry_check(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
     if decision::claim_expired(a, now, &ctx.settings) {
         // A bead created but never recorded must not stay behind (best effort: Gas Town may be
         // the reason the claim expired).
         if let Ok(Some(found)) = unrecorded_bead(a, ctx).await
-            && !matches!(found.status, crate::gastown::BeadStatus::Closed | crate::gastown::BeadStatus::Tombstone)
+            && !matches!(
+                found.status,
+                crate::gastown::BeadStatus::Closed | crate::gastown::BeadStatus::Tombstone
+            )
             && let Ok(id) = found.bead_id()
         {
             if found.status.is_dispatched() {
-                let _ = run_command(ctx, &Command::Unsling { bead: id.clone(), holder: found.assignee.clone() }).await;
+                let _ = run_command(
+                    ctx,
+                    &Command::Unsling {
+                        bead: id.clone(),
+                        holder: found.assignee.clone(),
+                    },
+                )
+                .await;
             }
             let reason = "claim released: Gas Town did not take the work in time".to_string();
             if let Err(e) = run_command(ctx, &Command::Close { bead: id, reason }).await {
@@ -204,7 +225,15 @@ async fn claim_expiry_check(api: &Api<Automaton>, a: &Automaton, ctx: &Context, 
         );
         st.phase = Some(gastown_crds::Phase::Released);
         st.message = Some(message.clone());
-        conditions::set(&mut st.conditions, condition::RELEASED, ConditionStatus::True, "ClaimExpired", &message, now, a.metadata.generation);
+        conditions::set(
+            &mut st.conditions,
+            condition::RELEASED,
+            ConditionStatus::True,
+            "ClaimExpired",
+            &message,
+            now,
+            a.metadata.generation,
+        );
         let updated = write_status(api, a, &st, ctx).await?;
         ctx.publish(a, true, "ClaimReleased", &message).await;
         return finish_release(api, &updated, ctx, now).await;
@@ -256,7 +285,10 @@ async fn find_or_create_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context)
     }
     ctx.ensure_leader()?;
     let description = a.spec.task.description.clone().unwrap_or_default();
-    let id = ctx.gastown.create_bead(&a.spec.task.title, &description, &external).await?;
+    let id = ctx
+        .gastown
+        .create_bead(&a.spec.task.title, &description, &external)
+        .await?;
     Ok((id, true))
 }
 
@@ -268,7 +300,13 @@ async fn read_bead(ctx: &Context, bead: &BeadId) -> GasTownView {
     }
 }
 
-async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+async fn sync(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    bead: &BeadId,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
     let view = read_bead(ctx, bead).await;
     let unreachable = matches!(view, GasTownView::Unreachable(..));
     let plan = decision::plan_sync(a, bead, &view, now, &ctx.settings);
@@ -299,7 +337,15 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
                     Command::Close { .. } => (condition::RELEASED, "CloseFailed"),
                 };
                 st.message = Some(e.to_string());
-                conditions::set(&mut st.conditions, cond, ConditionStatus::False, reason, e.to_string(), now, a.metadata.generation);
+                conditions::set(
+                    &mut st.conditions,
+                    cond,
+                    ConditionStatus::False,
+                    reason,
+                    e.to_string(),
+                    now,
+                    a.metadata.generation,
+                );
             }
             if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
                 write_status(api, a, &st, ctx).await?;
@@ -331,7 +377,12 @@ async fn sync(api: &Api<Automaton>, a: &Automaton, bead: &BeadId, ctx: &Context,
 
 async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Error> {
     match command {
-        Command::Sling { bead, rig, merge, agent } => ctx.gastown.sling(bead, rig, *merge, agent.as_deref()).await,
+        Command::Sling {
+            bead,
+            rig,
+            merge,
+            agent,
+        } => ctx.gastown.sling(bead, rig, *merge, agent.as_deref()).await,
         Command::Unsling { bead, holder } => {
             if ctx.gastown.transport_kind() == "proxy" {
                 // gt-proxy-server does not allow `gt unsling`; reopening the bead is allowed.
@@ -374,7 +425,11 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
         match unrecorded_bead(&a, ctx).await {
             Ok(Some(found)) => {
                 if let Ok(id) = found.bead_id() {
-                    let g = a.status.get_or_insert_with(Default::default).gastown.get_or_insert_with(Default::default);
+                    let g = a
+                        .status
+                        .get_or_insert_with(Default::default)
+                        .gastown
+                        .get_or_insert_with(Default::default);
                     g.bead_id = Some(id.as_str().to_string());
                     g.bead_created = Some(true);
                     bead = Some(id);
@@ -389,7 +444,9 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
     let plan = decision::plan_deletion(a, bead.as_ref(), view.as_ref(), now, &ctx.settings);
     if let Some(GasTownView::Unreachable(_, message)) = &view {
         if !decision::release_bound_reached(a, now, &ctx.settings) {
-            return Err(Error::Unreachable(format!("cannot release the bead before deletion: {message}")));
+            return Err(Error::Unreachable(format!(
+                "cannot release the bead before deletion: {message}"
+            )));
         }
         let note = format!(
             "Gas Town unreachable for {}s after deletion; letting the Automaton go without releasing its bead: {message}",
@@ -414,7 +471,12 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
 }
 
 /// Writes the whole status with server-side apply under our field manager; returns the object.
-pub async fn write_status(api: &Api<Automaton>, a: &Automaton, status: &AutomatonStatus, ctx: &Context) -> Result<Automaton, Error> {
+pub async fn write_status(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    status: &AutomatonStatus,
+    ctx: &Context,
+) -> Result<Automaton, Error> {
     ctx.ensure_leader()?;
     let patch = json!({
         "apiVersion": "olympus.io/v1alpha1",
@@ -428,7 +490,11 @@ pub async fn write_status(api: &Api<Automaton>, a: &Automaton, status: &Automato
 }
 
 fn finalizers_without_ours(a: &Automaton) -> Vec<String> {
-    a.finalizers().iter().filter(|f| *f != RELEASE_FINALIZER).cloned().collect()
+    a.finalizers()
+        .iter()
+        .filter(|f| *f != RELEASE_FINALIZER)
+        .cloned()
+        .collect()
 }
 
 async fn add_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
@@ -437,15 +503,20 @@ async fn add_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Re
     finalizers.push(RELEASE_FINALIZER.to_string());
     // resourceVersion makes the merge patch conditional: no lost finalizers from others.
     let patch = json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": finalizers}});
-    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     ctx.metrics.api_write("finalizer");
     Ok(())
 }
 
 async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
     ctx.ensure_leader()?;
-    let patch = json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": finalizers_without_ours(a)}});
-    match api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    let patch =
+        json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": finalizers_without_ours(a)}});
+    match api
+        .patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
@@ -461,7 +532,9 @@ async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) ->
 async fn finish_release(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
     let ours = g.and_then(|g| g.bead_created).unwrap_or(false) && g.and_then(|g| g.dispatched_at.as_ref()).is_none();
-    let recorded = g.and_then(|g| g.bead_id.as_deref()).and_then(|id| BeadId::parse(id).ok());
+    let recorded = g
+        .and_then(|g| g.bead_id.as_deref())
+        .and_then(|id| BeadId::parse(id).ok());
     if ours {
         let close = async {
             let bead = match &recorded {
@@ -476,9 +549,14 @@ async fn finish_release(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now:
                 }
             };
             match bead {
-                Some(b) if !b.status.is_dispatched() && !matches!(b.status, gastown::BeadStatus::Closed | gastown::BeadStatus::Tombstone) => {
+                Some(b)
+                    if !b.status.is_dispatched()
+                        && !matches!(b.status, gastown::BeadStatus::Closed | gastown::BeadStatus::Tombstone) =>
+                {
                     ctx.ensure_leader()?;
-                    ctx.gastown.close_bead(&b.bead_id()?, decision::RELEASE_CLOSE_REASON).await?;
+                    ctx.gastown
+                        .close_bead(&b.bead_id()?, decision::RELEASE_CLOSE_REASON)
+                        .await?;
                     Ok(())
                 }
                 _ => Ok::<(), Error>(()),
@@ -512,7 +590,8 @@ async fn release_claim(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Re
         },
         "spec": {"executionMode": "kubernetes"},
     });
-    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     ctx.metrics.api_write("release");
     info!(object = %key(a), "claim released to Kubernetes");
     Ok(())

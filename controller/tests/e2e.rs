@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gastown_crds::contract::{CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, CLAIM_REQUESTED_BY_ANNOTATION, RELEASE_FINALIZER};
+use gastown_crds::contract::{
+    CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, RELEASE_FINALIZER,
+};
 use gastown_crds::{Automaton, ConditionStatus, Phase};
 use gastown_tests::cluster::TestCluster;
 use gastown_tests::controller_process::ControllerProcess;
@@ -31,7 +33,12 @@ impl Env {
         let ns = cluster.namespace(prefix).await.unwrap();
         let town = FakeGasTown::new().unwrap();
         let logs = town.state_dir();
-        Env { cluster, ns, town, logs }
+        Env {
+            cluster,
+            ns,
+            town,
+            logs,
+        }
     }
 
     fn api(&self) -> Api<Automaton> {
@@ -86,7 +93,13 @@ impl Env {
         self.api().create(&PostParams::default(), &obj).await.unwrap()
     }
 
-    async fn wait_for(&self, name: &str, what: &str, timeout: Duration, pred: impl Fn(&Automaton) -> bool) -> Automaton {
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Automaton) -> bool,
+    ) -> Automaton {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(a)) = self.api().get_opt(name).await {
@@ -94,7 +107,10 @@ impl Env {
                     return a;
                 }
                 if Instant::now() > deadline {
-                    panic!("{name}: timed out waiting for {what}; status: {}", serde_json::to_string_pretty(&a.status).unwrap());
+                    panic!(
+                        "{name}: timed out waiting for {what}; status: {}",
+                        serde_json::to_string_pretty(&a.status).unwrap()
+                    );
                 }
             } else if Instant::now() > deadline {
                 panic!("{name}: timed out waiting for {what}; object missing");
@@ -104,7 +120,8 @@ impl Env {
     }
 
     async fn wait_phase(&self, name: &str, phase: Phase, timeout: Duration) -> Automaton {
-        self.wait_for(name, phase.as_str(), timeout, |a| a.phase() == Some(phase)).await
+        self.wait_for(name, phase.as_str(), timeout, |a| a.phase() == Some(phase))
+            .await
     }
 
     async fn wait_gone(&self, name: &str, timeout: Duration) {
@@ -117,11 +134,20 @@ impl Env {
 }
 
 fn bead_of(a: &Automaton) -> String {
-    a.status.as_ref().and_then(|s| s.gastown.as_ref()).and_then(|g| g.bead_id.clone()).expect("bead recorded")
+    a.status
+        .as_ref()
+        .and_then(|s| s.gastown.as_ref())
+        .and_then(|g| g.bead_id.clone())
+        .expect("bead recorded")
 }
 
 fn condition(a: &Automaton, type_: &str) -> Option<ConditionStatus> {
-    a.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status)
+    a.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status)
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -130,7 +156,8 @@ const T: Duration = Duration::from_secs(30);
 async fn claim_is_dispatched_once_and_followed_to_success() {
     let env = Env::new("flow").await;
     let _c = env.controller("c", &[]);
-    env.create_claimed("fix-login", json!({"mergeStrategy": "mr", "agent": {"name": "claude"}})).await;
+    env.create_claimed("fix-login", json!({"mergeStrategy": "mr", "agent": {"name": "claude"}}))
+        .await;
     let a = env.wait_phase("fix-login", Phase::Dispatched, T).await;
     assert!(a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
     let bead = bead_of(&a);
@@ -140,15 +167,36 @@ async fn claim_is_dispatched_once_and_followed_to_success() {
     let stored = env.town.bead(&bead).unwrap().unwrap();
     assert_eq!(stored["title"], "Task fix-login");
     let uid = a.uid().unwrap();
-    assert_eq!(stored["external_ref"], json!(format!("automaton:{}/fix-login/{uid}", env.ns.name())));
+    assert_eq!(
+        stored["external_ref"],
+        json!(format!("automaton:{}/fix-login/{uid}", env.ns.name()))
+    );
     // The sling carried the spec's merge strategy and agent, options before operands.
-    let slings: Vec<_> = env.town.calls().unwrap().into_iter().filter(|c| c.is_sling_of(&bead)).collect();
+    let slings: Vec<_> = env
+        .town
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.is_sling_of(&bead))
+        .collect();
     assert_eq!(slings.len(), 1, "exactly one gt sling: {slings:?}");
     let argv = slings[0].argv.join(" ");
-    assert!(argv.contains("--merge=mr") && argv.contains("--agent claude") && argv.ends_with(&format!("-- {bead} gastown")), "{argv}");
+    assert!(
+        argv.contains("--merge=mr") && argv.contains("--agent claude") && argv.ends_with(&format!("-- {bead} gastown")),
+        "{argv}"
+    );
     env.town.start_work(&bead).unwrap();
     let a = env.wait_phase("fix-login", Phase::Running, T).await;
-    let assignee = a.status.as_ref().unwrap().gastown.as_ref().unwrap().assignee.clone().unwrap();
+    let assignee = a
+        .status
+        .as_ref()
+        .unwrap()
+        .gastown
+        .as_ref()
+        .unwrap()
+        .assignee
+        .clone()
+        .unwrap();
     assert!(assignee.starts_with("gastown/polecats/"), "{assignee}");
     assert_eq!(condition(&a, "Running"), Some(ConditionStatus::True));
     env.town.close(&bead, "merged to main").unwrap();
@@ -177,10 +225,14 @@ async fn existing_bead_is_dispatched_not_created() {
     let env = Env::new("existing").await;
     let bead = env.town.create_bead("made by hand").unwrap();
     let _c = env.controller("c", &[]);
-    env.create_claimed("reuse", json!({"task": {"title": "reuse it", "beadId": bead}})).await;
+    env.create_claimed("reuse", json!({"task": {"title": "reuse it", "beadId": bead}}))
+        .await;
     let a = env.wait_phase("reuse", Phase::Dispatched, T).await;
     assert_eq!(bead_of(&a), bead);
-    assert_eq!(a.status.as_ref().unwrap().gastown.as_ref().unwrap().bead_created, Some(false));
+    assert_eq!(
+        a.status.as_ref().unwrap().gastown.as_ref().unwrap().bead_created,
+        Some(false)
+    );
     assert_eq!(env.town.beads().unwrap().len(), 1);
     // Deleting does not close a bead the controller did not create, but gives the work back.
     env.api().delete("reuse", &DeleteParams::default()).await.unwrap();
@@ -202,7 +254,13 @@ async fn deletion_releases_the_work_in_gastown() {
     let stored = env.town.bead(&bead).unwrap().unwrap();
     assert_eq!(stored["status"], "closed", "{stored}");
     assert!(stored["close_reason"].as_str().unwrap().contains("deleted"));
-    let unslings = env.town.calls().unwrap().into_iter().filter(|c| c.tool == "gt" && c.verb() == Some("unsling")).count();
+    let unslings = env
+        .town
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.tool == "gt" && c.verb() == Some("unsling"))
+        .count();
     assert_eq!(unslings, 1);
 }
 
@@ -213,7 +271,9 @@ async fn claim_expires_when_gastown_never_takes_it() {
     let _c = env.controller("c", &["--claim-timeout", "3s"]);
     env.create_claimed("orphan", json!({})).await;
     let a = env
-        .wait_for("orphan", "release", T, |a| a.phase() == Some(Phase::Released) && a.claimed_by().is_none())
+        .wait_for("orphan", "release", T, |a| {
+            a.phase() == Some(Phase::Released) && a.claimed_by().is_none()
+        })
         .await;
     assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Kubernetes);
     assert!(!a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
@@ -230,11 +290,15 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
     let _c = env.controller("c", &[]);
     env.create_claimed("patient", json!({})).await;
     let a = env
-        .wait_for("patient", "GasTownReachable=False", T, |a| condition(a, "GasTownReachable") == Some(ConditionStatus::False))
+        .wait_for("patient", "GasTownReachable=False", T, |a| {
+            condition(a, "GasTownReachable") == Some(ConditionStatus::False)
+        })
         .await;
     assert_ne!(a.phase(), Some(Phase::Dispatched));
     env.town.clear_faults();
-    let a = env.wait_phase("patient", Phase::Dispatched, Duration::from_secs(60)).await;
+    let a = env
+        .wait_phase("patient", Phase::Dispatched, Duration::from_secs(60))
+        .await;
     assert_eq!(condition(&a, "GasTownReachable"), Some(ConditionStatus::True));
     assert_eq!(env.town.beads().unwrap().len(), 1);
 }
@@ -243,18 +307,31 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
 async fn restart_in_the_middle_does_not_dispatch_twice() {
     let env = Env::new("restart").await;
     // Slow slings so the kill lands while one is in flight.
-    env.town.set_faults(&Faults::default().delay_ms(1500).verbs(["sling"])).unwrap();
+    env.town
+        .set_faults(&Faults::default().delay_ms(1500).verbs(["sling"]))
+        .unwrap();
     let mut c = env.controller("c1", &[]);
     for i in 0..5 {
         env.create_claimed(&format!("job-{i}"), json!({})).await;
     }
-    env.wait_for("job-0", "bead recorded", T, |a| a.status.as_ref().and_then(|s| s.gastown.as_ref()).is_some_and(|g| g.bead_id.is_some()))
-        .await;
+    env.wait_for("job-0", "bead recorded", T, |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.gastown.as_ref())
+            .is_some_and(|g| g.bead_id.is_some())
+    })
+    .await;
     c.kill();
     let _c2 = env.controller("c2", &[]);
     for i in 0..5 {
-        let a = env.wait_phase(&format!("job-{i}"), Phase::Dispatched, Duration::from_secs(60)).await;
-        assert_eq!(env.town.dispatch_count(&bead_of(&a)), 1, "job-{i} dispatched more than once");
+        let a = env
+            .wait_phase(&format!("job-{i}"), Phase::Dispatched, Duration::from_secs(60))
+            .await;
+        assert_eq!(
+            env.town.dispatch_count(&bead_of(&a)),
+            1,
+            "job-{i} dispatched more than once"
+        );
     }
     assert_eq!(env.town.beads().unwrap().len(), 5, "one bead per Automaton");
 }
@@ -262,7 +339,13 @@ async fn restart_in_the_middle_does_not_dispatch_twice() {
 #[tokio::test]
 async fn two_replicas_with_leader_election_dispatch_once() {
     let env = Env::new("leader").await;
-    let lease = ["--leader-election", "--lease-namespace", env.ns.name(), "--lease-duration", "3s"];
+    let lease = [
+        "--leader-election",
+        "--lease-namespace",
+        env.ns.name(),
+        "--lease-duration",
+        "3s",
+    ];
     let mut a = env.controller("a", &[&lease[..], &["--identity", "replica-a"]].concat());
     let _b = env.controller("b", &[&lease[..], &["--identity", "replica-b"]].concat());
     for i in 0..4 {
@@ -273,7 +356,14 @@ async fn two_replicas_with_leader_election_dispatch_once() {
         assert_eq!(env.town.dispatch_count(&bead_of(&o)), 1);
     }
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(env.cluster.client(), env.ns.name());
-    let holder = leases.get("gastown-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    let holder = leases
+        .get("gastown-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
     // Kill whichever replica leads; the other takes over and dispatches new work once.
     if holder == "replica-a" {
         a.kill();
@@ -284,10 +374,19 @@ async fn two_replicas_with_leader_election_dispatch_once() {
         env.create_claimed(&format!("job-{i}"), json!({})).await;
     }
     for i in 4..6 {
-        let o = env.wait_phase(&format!("job-{i}"), Phase::Dispatched, Duration::from_secs(60)).await;
+        let o = env
+            .wait_phase(&format!("job-{i}"), Phase::Dispatched, Duration::from_secs(60))
+            .await;
         assert_eq!(env.town.dispatch_count(&bead_of(&o)), 1);
     }
-    let new_holder = leases.get("gastown-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    let new_holder = leases
+        .get("gastown-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
     assert_ne!(new_holder, holder);
     assert_eq!(env.town.beads().unwrap().len(), 6);
 }
@@ -314,7 +413,11 @@ async fn invalid_spec_is_reported() {
     }))
     .unwrap();
     env.api().create(&PostParams::default(), &obj).await.unwrap();
-    let a = env.wait_for("norig", "InvalidSpec", T, |a| condition(a, "Claimed") == Some(ConditionStatus::False)).await;
+    let a = env
+        .wait_for("norig", "InvalidSpec", T, |a| {
+            condition(a, "Claimed") == Some(ConditionStatus::False)
+        })
+        .await;
     assert!(a.status.unwrap().message.unwrap().contains("spec.rig"));
     assert!(env.town.calls().unwrap().is_empty(), "nothing reaches Gas Town");
 }
@@ -326,19 +429,41 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
     let pki = TestPki::new("gt-proxy-ca").unwrap();
     let server = pki.server_cert().unwrap();
     let client = pki.client_cert("gt-operator-controller").unwrap();
-    let handler = std::sync::Arc::new(TownExecHandler::new(env.town.town_root(), env.town.gt_path(), env.town.bd_path()));
-    let (_addr, proxy) = FakeProxyServer::start(pki.ca_pem(), &server.cert_pem, &server.key_pem, handler).await.unwrap();
+    let handler = std::sync::Arc::new(TownExecHandler::new(
+        env.town.town_root(),
+        env.town.gt_path(),
+        env.town.bd_path(),
+    ));
+    let (_addr, proxy) = FakeProxyServer::start(pki.ca_pem(), &server.cert_pem, &server.key_pem, handler)
+        .await
+        .unwrap();
     let dir = env.town.state_dir();
-    for (name, pem) in [("ca.crt", pki.ca_pem()), ("tls.crt", client.cert_pem.as_str()), ("tls.key", client.key_pem.as_str())] {
+    for (name, pem) in [
+        ("ca.crt", pki.ca_pem()),
+        ("tls.crt", client.cert_pem.as_str()),
+        ("tls.key", client.key_pem.as_str()),
+    ] {
         std::fs::write(dir.join(name), pem).unwrap();
     }
     let args: Vec<String> = vec![
-        "--namespaces".into(), env.ns.name().into(), "--transport".into(), "proxy".into(),
-        "--proxy-url".into(), proxy.url(),
-        "--proxy-cert".into(), dir.join("tls.crt").display().to_string(),
-        "--proxy-key".into(), dir.join("tls.key").display().to_string(),
-        "--proxy-ca".into(), dir.join("ca.crt").display().to_string(),
-        "--metrics-addr".into(), "127.0.0.1:0".into(), "--sync-interval".into(), "1s".into(), "--log-format".into(), "json".into(),
+        "--namespaces".into(),
+        env.ns.name().into(),
+        "--transport".into(),
+        "proxy".into(),
+        "--proxy-url".into(),
+        proxy.url(),
+        "--proxy-cert".into(),
+        dir.join("tls.crt").display().to_string(),
+        "--proxy-key".into(),
+        dir.join("tls.key").display().to_string(),
+        "--proxy-ca".into(),
+        dir.join("ca.crt").display().to_string(),
+        "--metrics-addr".into(),
+        "127.0.0.1:0".into(),
+        "--sync-interval".into(),
+        "1s".into(),
+        "--log-format".into(),
+        "json".into(),
     ];
     let c = ControllerProcess::spawn(
         std::path::Path::new(env!("CARGO_BIN_EXE_gastown-controller")),
@@ -350,7 +475,12 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
     env.create_claimed("remote", json!({})).await;
     let bead = bead_of(&env.wait_phase("remote", Phase::Dispatched, T).await);
     assert_eq!(env.town.dispatch_count(&bead), 1);
-    assert!(proxy.requests().iter().any(|r| r.argv.first().map(String::as_str) == Some("gt") && r.argv.contains(&"sling".to_string())));
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.argv.first().map(String::as_str) == Some("gt") && r.argv.contains(&"sling".to_string()))
+    );
     env.town.start_work(&bead).unwrap();
     env.wait_phase("remote", Phase::Running, T).await;
     // Deletion through the proxy: `gt unsling` is not allowed there, so the bead is reopened, then closed.
@@ -360,7 +490,10 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
     let log = c.log();
     for secret in [client.key_pem.as_str(), client.cert_pem.as_str()] {
         let marker = secret.lines().nth(1).unwrap();
-        assert!(!log.contains(marker), "key or certificate material in the controller log");
+        assert!(
+            !log.contains(marker),
+            "key or certificate material in the controller log"
+        );
     }
     assert!(!log.contains("PRIVATE KEY"));
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gastown_controller::gastown::testing::{
-    CertKeyPem, EchoHandler, ExecHandler, ExecReply, FakeProxyHandle, FakeProxyServer,
-    TableHandler, TempDir, TestPki, TownExecHandler,
+    CertKeyPem, EchoHandler, ExecHandler, ExecReply, FakeProxyHandle, FakeProxyServer, TableHandler, TempDir, TestPki,
+    TownExecHandler,
 };
 use gastown_controller::gastown::{BeadId, BeadStatus, Error, GasTown, GasTownConfig, Transport};
 use gastown_crds::MergeStrategy;
@@ -60,14 +60,10 @@ impl ClientFiles {
 async fn start(handler: Arc<dyn ExecHandler>) -> (TestPki, FakeProxyHandle, ClientFiles) {
     let pki = TestPki::new("gastown test CA").unwrap();
     let server = pki.server_cert().unwrap();
-    let (_, handle) =
-        FakeProxyServer::start(pki.ca_pem(), &server.cert_pem, &server.key_pem, handler)
-            .await
-            .unwrap();
-    let files = ClientFiles::new(
-        &pki.client_cert("gt-operator-controller").unwrap(),
-        pki.ca_pem(),
-    );
+    let (_, handle) = FakeProxyServer::start(pki.ca_pem(), &server.cert_pem, &server.key_pem, handler)
+        .await
+        .unwrap();
+    let files = ClientFiles::new(&pki.client_cert("gt-operator-controller").unwrap(), pki.ca_pem());
     (pki, handle, files)
 }
 
@@ -82,7 +78,10 @@ async fn successful_exec_over_mutual_tls() {
             &["bd", "show", "--json", "--", "go-7xq"],
             ExecReply::ok(r#"[{"id":"go-7xq","status":"hooked","assignee":"gastown/polecats/Toast","extra":true}]"#),
         )
-        .with(&["gt", "sling", "--merge=direct", "--", "go-7xq", "gastown"], ExecReply::ok("Slung go-7xq\n"));
+        .with(
+            &["gt", "sling", "--merge=direct", "--", "go-7xq", "gastown"],
+            ExecReply::ok("Slung go-7xq\n"),
+        );
     let (_pki, server, files) = start(Arc::new(table)).await;
     let client = files.client(&server.url());
     assert_eq!(client.transport_kind(), "proxy");
@@ -158,17 +157,11 @@ async fn server_certificate_from_another_ca_is_refused() {
     )
     .await
     .unwrap();
-    let files = ClientFiles::new(
-        &pki.client_cert("gt-operator-controller").unwrap(),
-        pki.ca_pem(),
-    );
+    let files = ClientFiles::new(&pki.client_cert("gt-operator-controller").unwrap(), pki.ca_pem());
     let mut config = files.config(&rogue_server.url());
     config.retries = 2;
     let client = GasTown::new(config).unwrap();
-    let err = client
-        .sling(&id("go-7xq"), "gastown", None, None)
-        .await
-        .unwrap_err();
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
     assert_eq!(err.metric_label(), "tls");
     assert!(err.is_unreachable());
@@ -180,19 +173,10 @@ async fn server_certificate_from_another_ca_is_refused() {
 async fn client_certificate_from_another_ca_is_refused_by_the_server() {
     let (pki, server, _) = start(Arc::new(EchoHandler)).await;
     let rogue = TestPki::new("rogue CA").unwrap();
-    let files = ClientFiles::new(
-        &rogue.client_cert("gt-operator-controller").unwrap(),
-        pki.ca_pem(),
-    );
+    let files = ClientFiles::new(&rogue.client_cert("gt-operator-controller").unwrap(), pki.ca_pem());
     let client = files.client(&server.url());
-    let err = client
-        .sling(&id("go-7xq"), "gastown", None, None)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Tls { .. } | Error::Transport { .. }),
-        "{err:?}"
-    );
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
+    assert!(matches!(err, Error::Tls { .. } | Error::Transport { .. }), "{err:?}");
     assert!(err.is_unreachable());
     assert!(server.requests().is_empty());
     assert!(server.handshake_failures() >= 1);
@@ -242,13 +226,11 @@ async fn server_refuses_a_client_without_certificate() {
     for cert in gastown_controller_certs(pki.ca_pem()) {
         roots.add(cert).unwrap();
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let addr = server.url().trim_start_matches("https://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -318,10 +300,7 @@ async fn slow_proxy_times_out() {
     config.command_timeout = Duration::from_millis(300);
     let client = GasTown::new(config).unwrap();
     let started = std::time::Instant::now();
-    let err = client
-        .sling(&id("go-7xq"), "gastown", None, None)
-        .await
-        .unwrap_err();
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -358,8 +337,7 @@ async fn town_exec_handler_runs_stand_in_binaries_in_the_town() {
     assert_eq!(args, "sling\n--agent\nclaude\n--\ngo-7xq\ngastown\n");
     let env = std::fs::read_to_string(town.join("gt.env")).unwrap();
     assert!(
-        env.lines()
-            .any(|l| l == "GT_PROXY_IDENTITY=operator/controller"),
+        env.lines().any(|l| l == "GT_PROXY_IDENTITY=operator/controller"),
         "{env}"
     );
     assert!(!env.contains("BD_ACTOR") && !env.contains("GT_ROLE"));

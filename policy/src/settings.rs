@@ -53,7 +53,10 @@ impl Settings {
             return Ok(Settings::default());
         }
         if !value.is_object() {
-            return Err("invalid settings: expected a JSON object of settings (e.g. {\"claimer\": \"gastown-local\"})".to_string());
+            return Err(
+                "invalid settings: expected a JSON object of settings (e.g. {\"claimer\": \"gastown-local\"})"
+                    .to_string(),
+            );
         }
         Settings::deserialize(value).map_err(|e| format!("invalid settings: {e}"))
     }

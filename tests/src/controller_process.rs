@@ -32,7 +32,10 @@ impl ControllerProcess {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(ControllerProcess { child: Some(child), log: log.to_path_buf() })
+        Ok(ControllerProcess {
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     /// The process id.
@@ -50,7 +53,9 @@ impl ControllerProcess {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit.
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let Some(mut child) = self.child.take() else { bail!("the controller is not running") };
+        let Some(mut child) = self.child.take() else {
+            bail!("the controller is not running")
+        };
         let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
         if !status.success() {
             bail!("kill -TERM failed");

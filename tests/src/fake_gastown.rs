@@ -171,10 +171,7 @@ impl Call {
     /// The sub-command: the first argument that does not look like a flag (good enough for
     /// calls that put the verb first, as the controller does).
     pub fn verb(&self) -> Option<&str> {
-        self.argv
-            .iter()
-            .find(|a| !a.starts_with('-'))
-            .map(String::as_str)
+        self.argv.iter().find(|a| !a.starts_with('-')).map(String::as_str)
     }
 
     /// Whether this is a `gt sling` of `bead` (dry runs excluded).
@@ -230,8 +227,7 @@ fn unique_temp_dir() -> anyhow::Result<PathBuf> {
         .unwrap_or(0);
     for _ in 0..100 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("fake-gastown-{}-{n}-{nanos:x}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("fake-gastown-{}-{n}-{nanos:x}", std::process::id()));
         match fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -262,8 +258,7 @@ fn link(binary: &Path, at: &Path) -> anyhow::Result<()> {
     std::os::unix::fs::symlink(binary, at)
         .with_context(|| format!("linking {} -> {}", at.display(), binary.display()))?;
     #[cfg(not(unix))]
-    fs::copy(binary, at)
-        .with_context(|| format!("copying {} to {}", binary.display(), at.display()))?;
+    fs::copy(binary, at).with_context(|| format!("copying {} to {}", binary.display(), at.display()))?;
     Ok(())
 }
 
@@ -290,8 +285,7 @@ impl FakeGasTown {
 
     /// Like [`FakeGasTown::at`] with an explicit binary.
     pub fn at_with_binary(town_root: &Path, binary: &Path) -> anyhow::Result<FakeGasTown> {
-        fs::create_dir_all(town_root)
-            .with_context(|| format!("creating {}", town_root.display()))?;
+        fs::create_dir_all(town_root).with_context(|| format!("creating {}", town_root.display()))?;
         let town = town_root
             .canonicalize()
             .with_context(|| format!("resolving {}", town_root.display()))?;
@@ -314,8 +308,7 @@ impl FakeGasTown {
             binary,
             owned: false,
         };
-        fs::create_dir_all(fake.bin_dir())
-            .with_context(|| format!("creating {}", fake.bin_dir().display()))?;
+        fs::create_dir_all(fake.bin_dir()).with_context(|| format!("creating {}", fake.bin_dir().display()))?;
         link(&fake.binary, &fake.gt_path())?;
         link(&fake.binary, &fake.bd_path())?;
         Ok(fake)
@@ -342,13 +335,11 @@ impl FakeGasTown {
     }
 
     pub fn gt_path(&self) -> PathBuf {
-        self.bin_dir()
-            .join(format!("gt{}", std::env::consts::EXE_SUFFIX))
+        self.bin_dir().join(format!("gt{}", std::env::consts::EXE_SUFFIX))
     }
 
     pub fn bd_path(&self) -> PathBuf {
-        self.bin_dir()
-            .join(format!("bd{}", std::env::consts::EXE_SUFFIX))
+        self.bin_dir().join(format!("bd{}", std::env::consts::EXE_SUFFIX))
     }
 
     /// `PATH` with [`FakeGasTown::bin_dir`] first.
@@ -364,11 +355,7 @@ impl FakeGasTown {
     /// at the town root, agent variables (`GT_ROLE`, `GT_POLECAT`) removed. Its calls are
     /// logged and subject to faults.
     pub fn command(&self, tool: &str) -> Command {
-        let path = if tool == "gt" {
-            self.gt_path()
-        } else {
-            self.bd_path()
-        };
+        let path = if tool == "gt" { self.gt_path() } else { self.bd_path() };
         let mut cmd = Command::new(path);
         cmd.current_dir(&self.town)
             .env_remove("GT_ROLE")
@@ -409,20 +396,13 @@ impl FakeGasTown {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .with_context(|| format!("{} line {}: {l}", path.display(), i + 1))
-            })
+            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}: {l}", path.display(), i + 1)))
             .collect()
     }
 
     /// The logged calls made by others than this helper (the controller, tests).
     pub fn calls(&self) -> anyhow::Result<Vec<Call>> {
-        Ok(self
-            .all_calls()?
-            .into_iter()
-            .filter(|c| !c.internal)
-            .collect())
+        Ok(self.all_calls()?.into_iter().filter(|c| !c.internal).collect())
     }
 
     /// How many `gt sling` calls named this bead (any outcome, dry runs excluded).
@@ -435,12 +415,7 @@ impl FakeGasTown {
     /// How many `gt sling` calls actually hooked this bead (no-op re-slings excluded).
     pub fn dispatch_count(&self, bead: &str) -> usize {
         self.calls()
-            .map(|calls| {
-                calls
-                    .iter()
-                    .filter(|c| c.dispatched && c.is_sling_of(bead))
-                    .count()
-            })
+            .map(|calls| calls.iter().filter(|c| c.dispatched && c.is_sling_of(bead)).count())
             .unwrap_or(0)
     }
 
@@ -454,8 +429,7 @@ impl FakeGasTown {
             }
             bail!("bd show {id} failed ({}): {}", out.status, stderr.trim());
         }
-        let beads: Vec<Value> =
-            serde_json::from_slice(&out.stdout).context("parsing bd show --json")?;
+        let beads: Vec<Value> = serde_json::from_slice(&out.stdout).context("parsing bd show --json")?;
         Ok(beads.into_iter().next())
     }
 

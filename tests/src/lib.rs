@@ -3,7 +3,7 @@
 
 pub mod admission_gen;
 pub mod cluster;
+pub mod controller_process;
 pub mod fake_gastown;
 pub mod policy_host;
-pub mod controller_process;
 pub mod webhook;

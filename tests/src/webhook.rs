@@ -15,9 +15,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use kube::Client;
-use rustls::pki_types::pem::PemObject;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -33,7 +33,10 @@ pub struct ClusterCapabilities {
 impl ClusterCapabilities {
     /// Uses `client` on the current runtime.
     pub fn new(client: Client) -> ClusterCapabilities {
-        ClusterCapabilities { client, runtime: tokio::runtime::Handle::current() }
+        ClusterCapabilities {
+            client,
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 }
 
@@ -112,10 +115,17 @@ impl PolicyWebhook {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicUsize::new(0));
-        let shared = Arc::new(Shared { module, settings, capabilities, requests: Arc::clone(&requests) });
+        let shared = Arc::new(Shared {
+            module,
+            settings,
+            capabilities,
+            requests: Arc::clone(&requests),
+        });
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
@@ -124,11 +134,18 @@ impl PolicyWebhook {
                         let shared = Arc::clone(&shared);
                         async move { Ok::<_, std::convert::Infallible>(handle(req, shared).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
-        Ok(PolicyWebhook { addr, ca_pem: pki.ca_pem().to_string(), requests, task })
+        Ok(PolicyWebhook {
+            addr,
+            ca_pem: pki.ca_pem().to_string(),
+            requests,
+            task,
+        })
     }
 
     /// The URL the API server calls.
@@ -184,13 +201,10 @@ impl PolicyWebhook {
 }
 
 fn rustls_certs(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-
     rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("server certificate: {e}"))
 }
-
-
 
 async fn handle(req: Request<hyper::body::Incoming>, shared: Arc<Shared>) -> Response<Full<Bytes>> {
     shared.requests.fetch_add(1, Ordering::Relaxed);
@@ -225,8 +239,12 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: Arc<Shared>) -> Res
     let response = match evaluated {
         Ok(Ok(r)) => r,
         // Like policy-server: an evaluation error is a rejection with the error's text.
-        Ok(Err(e)) => json!({"uid": review["request"]["uid"], "allowed": false, "status": {"message": format!("policy evaluation failed: {e:#}"), "code": 500}}),
-        Err(e) => json!({"uid": review["request"]["uid"], "allowed": false, "status": {"message": format!("policy evaluation panicked: {e}"), "code": 500}}),
+        Ok(Err(e)) => {
+            json!({"uid": review["request"]["uid"], "allowed": false, "status": {"message": format!("policy evaluation failed: {e:#}"), "code": 500}})
+        }
+        Err(e) => {
+            json!({"uid": review["request"]["uid"], "allowed": false, "status": {"message": format!("policy evaluation panicked: {e}"), "code": 500}})
+        }
     };
     reply(
         StatusCode::OK,
@@ -237,17 +255,23 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: Arc<Shared>) -> Res
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 /// Registers (server-side apply) a MutatingWebhookConfiguration.
 pub async fn register(client: &Client, configuration: &Value) -> Result<()> {
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    let name = configuration["metadata"]["name"].as_str().context("configuration without name")?.to_string();
+    let name = configuration["metadata"]["name"]
+        .as_str()
+        .context("configuration without name")?
+        .to_string();
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let params = kube::api::PatchParams::apply("gastown-tests").force();
-    api.patch(&name, &params, &kube::api::Patch::Apply(configuration)).await?;
+    api.patch(&name, &params, &kube::api::Patch::Apply(configuration))
+        .await?;
     Ok(())
 }

@@ -54,35 +54,25 @@ fn fails(town: &FakeGasTown, tool: &str, args: &[&str]) -> String {
 }
 
 fn create(town: &FakeGasTown, title: &str) -> String {
-    ok(
-        town,
-        "bd",
-        &["create", title, "-t", "task", "-p", "2", "--silent"],
-    )
-    .trim()
-    .to_string()
+    ok(town, "bd", &["create", title, "-t", "task", "-p", "2", "--silent"])
+        .trim()
+        .to_string()
 }
 
 fn show(town: &FakeGasTown, id: &str) -> Value {
-    let v: Value = serde_json::from_str(&ok(town, "bd", &["show", id, "--json"]))
-        .expect("bd show --json prints JSON");
+    let v: Value = serde_json::from_str(&ok(town, "bd", &["show", id, "--json"])).expect("bd show --json prints JSON");
     v.as_array().expect("bd show --json prints an array")[0].clone()
 }
 
 fn is_bead_id(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix)
         .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|h| {
-            (3..=6).contains(&h.len())
-                && h.chars()
-                    .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
-        })
+        .is_some_and(|h| (3..=6).contains(&h.len()) && h.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()))
 }
 
 fn is_rfc3339(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| {
-        s.len() >= 20 && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T' && s.ends_with('Z')
-    })
+    v.as_str()
+        .is_some_and(|s| s.len() >= 20 && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T' && s.ends_with('Z'))
 }
 
 const FIELDS: &[&str] = &[
@@ -200,33 +190,20 @@ fn sling_hooks_the_bead_with_a_polecat_assignee() {
     let t = town();
     let id = create(&t, "work");
     let out = ok(&t, "gt", &["sling", &id, "gastown", "--merge=mr"]);
-    assert!(
-        serde_json::from_str::<Value>(&out).is_err(),
-        "human text only"
-    );
+    assert!(serde_json::from_str::<Value>(&out).is_err(), "human text only");
     assert!(out.contains("hq-cv-"), "a convoy is created: {out}");
     let b = show(&t, &id);
     assert_eq!(b["status"], "hooked");
     let assignee = b["assignee"].as_str().unwrap();
     let name = assignee.strip_prefix("gastown/polecats/").expect(assignee);
-    assert!(
-        ["Toast", "Nux", "Capable", "Furiosa"].contains(&name),
-        "{name}"
-    );
+    assert!(["Toast", "Nux", "Capable", "Furiosa"].contains(&name), "{name}");
 
     // An explicit polecat, and --no-convoy.
     let id2 = create(&t, "more work");
     let out = ok(
         &t,
         "gt",
-        &[
-            "sling",
-            &id2,
-            "demo/Nux",
-            "--no-convoy",
-            "--agent",
-            "claude",
-        ],
+        &["sling", &id2, "demo/Nux", "--no-convoy", "--agent", "claude"],
     );
     assert!(!out.contains("hq-cv-"), "{out}");
     assert_eq!(show(&t, &id2)["assignee"], "demo/polecats/Nux");
@@ -285,12 +262,7 @@ fn sling_to_another_target_needs_force() {
     );
     ok(&t, "gt", &["sling", &id, "demo", "--force"]);
     let b = show(&t, &id);
-    assert!(
-        b["assignee"]
-            .as_str()
-            .unwrap()
-            .starts_with("demo/polecats/")
-    );
+    assert!(b["assignee"].as_str().unwrap().starts_with("demo/polecats/"));
     assert_eq!(b["status"], "hooked");
     assert_eq!(t.dispatch_count(&id), 2);
 }
@@ -358,12 +330,7 @@ fn sling_refuses_when_running_as_an_agent() {
     let slings: Vec<_> = calls.iter().filter(|c| c.verb() == Some("sling")).collect();
     assert_eq!(slings.len(), 2);
     assert!(slings.iter().all(|c| c.env_gt_role && c.exit_code == 1));
-    assert!(
-        calls
-            .iter()
-            .filter(|c| c.tool == "bd")
-            .all(|c| !c.env_gt_role)
-    );
+    assert!(calls.iter().filter(|c| c.tool == "bd").all(|c| !c.env_gt_role));
 }
 
 #[test]
@@ -371,22 +338,14 @@ fn the_town_is_found_from_the_working_directory() {
     let t = town();
     let outside = std::env::temp_dir();
     for tool in ["gt", "bd"] {
-        let path = if tool == "gt" {
-            t.gt_path()
-        } else {
-            t.bd_path()
-        };
+        let path = if tool == "gt" { t.gt_path() } else { t.bd_path() };
         let o = std::process::Command::new(path)
             .current_dir(&outside)
             .args(["status"])
             .output()
             .unwrap();
         assert_ne!(o.status.code(), Some(0), "{tool} outside a town");
-        assert!(
-            stderr(&o).contains("not in a Gas Town workspace"),
-            "{}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains("not in a Gas Town workspace"), "{}", stderr(&o));
     }
     // A sub-directory of the town works (the nearest ancestor with mayor/town.json).
     let sub = t.town_root().join("gastown").join("crew");
@@ -412,11 +371,7 @@ fn the_town_is_found_from_the_working_directory() {
 fn options_parse_like_cobra() {
     let t = town();
     // `--` ends the options: a title starting with `-`.
-    let id = ok(
-        &t,
-        "bd",
-        &["create", "-t", "bug", "--silent", "--", "-weird title"],
-    );
+    let id = ok(&t, "bd", &["create", "-t", "bug", "--silent", "--", "-weird title"]);
     let b = show(&t, id.trim());
     assert_eq!(b["title"], "-weird title");
     assert_eq!(b["issue_type"], "bug");
@@ -496,13 +451,8 @@ fn update_close_and_list_follow_the_contract() {
         .iter()
         .map(|b| b["id"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        ids,
-        vec![other.as_str()],
-        "closed beads are hidden by default"
-    );
-    let list: Value =
-        serde_json::from_str(&ok(&t, "bd", &["list", "--status", "closed", "--json"])).unwrap();
+    assert_eq!(ids, vec![other.as_str()], "closed beads are hidden by default");
+    let list: Value = serde_json::from_str(&ok(&t, "bd", &["list", "--status", "closed", "--json"])).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(t.beads().unwrap().len(), 2);
 }
@@ -532,12 +482,7 @@ fn polecat_status_reports_the_worker() {
     let t = town();
     let id = create(&t, "work");
     ok(&t, "gt", &["sling", &id, "gastown/Furiosa"]);
-    let v: Value = serde_json::from_str(&ok(
-        &t,
-        "gt",
-        &["polecat", "status", "gastown/Furiosa", "--json"],
-    ))
-    .unwrap();
+    let v: Value = serde_json::from_str(&ok(&t, "gt", &["polecat", "status", "gastown/Furiosa", "--json"])).unwrap();
     for f in [
         "rig",
         "name",
@@ -562,12 +507,7 @@ fn polecat_status_reports_the_worker() {
     assert_eq!(created.len(), 19);
     assert_eq!(&created[10..11], " ");
     t.close(&id, "merged").unwrap();
-    let v: Value = serde_json::from_str(&ok(
-        &t,
-        "gt",
-        &["polecat", "status", "gastown/Furiosa", "--json"],
-    ))
-    .unwrap();
+    let v: Value = serde_json::from_str(&ok(&t, "gt", &["polecat", "status", "gastown/Furiosa", "--json"])).unwrap();
     assert_eq!(v["state"], "done");
     fails(&t, "gt", &["polecat", "status", "gastown/Nobody", "--json"]);
     // Stubs succeed with text.
@@ -599,13 +539,7 @@ fn down_fails_every_call_without_changing_state() {
     assert_eq!(t.bead(&id).unwrap().unwrap()["status"], "open");
     assert_eq!(t.beads().unwrap().len(), 1);
     let calls = t.calls().unwrap();
-    assert_eq!(
-        calls
-            .iter()
-            .filter(|c| c.fault.as_deref() == Some("down"))
-            .count(),
-        3
-    );
+    assert_eq!(calls.iter().filter(|c| c.fault.as_deref() == Some("down")).count(), 3);
     t.clear_faults();
     ok(&t, "gt", &["sling", &id, "gastown"]);
 }
@@ -614,8 +548,7 @@ fn down_fails_every_call_without_changing_state() {
 fn injected_failures_do_not_change_state() {
     let t = town();
     let id = create(&t, "work");
-    t.set_faults(&Faults::fail(1.0).verbs(["sling", "bd create"]))
-        .unwrap();
+    t.set_faults(&Faults::fail(1.0).verbs(["sling", "bd create"])).unwrap();
     for _ in 0..3 {
         fails(&t, "gt", &["sling", &id, "gastown"]);
     }
@@ -634,23 +567,18 @@ fn injected_failures_do_not_change_state() {
     );
 
     // A seeded 50% rate is reproducible and lets some calls through.
-    t.set_faults(&Faults::fail(0.5).verbs(["show"]).seed(7))
-        .unwrap();
+    t.set_faults(&Faults::fail(0.5).verbs(["show"]).seed(7)).unwrap();
     let results: Vec<bool> = (0..20)
         .map(|_| run(&t, "bd", &["show", &id, "--json"]).status.success())
         .collect();
-    assert!(
-        results.iter().any(|r| *r) && results.iter().any(|r| !*r),
-        "{results:?}"
-    );
+    assert!(results.iter().any(|r| *r) && results.iter().any(|r| !*r), "{results:?}");
 }
 
 #[test]
 fn a_hang_is_logged_first_and_killable() {
     let t = town();
     let id = create(&t, "work");
-    t.set_faults(&Faults::hang(1.0, 3600).verbs(["sling"]))
-        .unwrap();
+    t.set_faults(&Faults::hang(1.0, 3600).verbs(["sling"])).unwrap();
     let mut child = t
         .command("gt")
         .args(["sling", &id, "gastown"])
@@ -660,11 +588,7 @@ fn a_hang_is_logged_first_and_killable() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if t.calls()
-            .unwrap()
-            .iter()
-            .any(|c| c.hung && c.verb() == Some("sling"))
-        {
+        if t.calls().unwrap().iter().any(|c| c.hung && c.verb() == Some("sling")) {
             break;
         }
         assert!(Instant::now() < deadline, "no hung call logged");
@@ -708,12 +632,7 @@ fn auto_progress_moves_slung_beads_on_read() {
     if slung.elapsed() < Duration::from_millis(1500) {
         assert_eq!(b["status"], "in_progress");
         assert!(is_rfc3339(&b["started_at"]));
-        assert!(
-            b["assignee"]
-                .as_str()
-                .unwrap()
-                .starts_with("gastown/polecats/")
-        );
+        assert!(b["assignee"].as_str().unwrap().starts_with("gastown/polecats/"));
     }
     std::thread::sleep(Duration::from_millis(1700).saturating_sub(slung.elapsed()));
     let b = show(&t, &id);
@@ -780,10 +699,7 @@ fn fifty_concurrent_creates_give_fifty_distinct_ids() {
     assert_eq!(ids.len(), 50);
     let beads = t.beads().unwrap();
     assert_eq!(beads.len(), 50);
-    let listed: HashSet<String> = beads
-        .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
-        .collect();
+    let listed: HashSet<String> = beads.iter().map(|b| b["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(listed, ids);
     assert_eq!(t.calls().unwrap().len(), 50);
 }
@@ -795,10 +711,7 @@ fn at_reuses_an_existing_town() {
     let again = FakeGasTown::at_with_binary(t.town_root(), Path::new(BIN)).unwrap();
     assert_eq!(again.bead(&id).unwrap().unwrap()["title"], "persisted");
     drop(again);
-    assert!(
-        t.town_root().join("mayor/town.json").is_file(),
-        "at() does not delete"
-    );
+    assert!(t.town_root().join("mayor/town.json").is_file(), "at() does not delete");
 }
 
 #[test]
@@ -806,14 +719,7 @@ fn init_prepares_a_town_for_a_simulated_run() {
     let t = town(); // only for a unique temporary directory
     let dir = t.town_root().join("sim");
     let o = std::process::Command::new(BIN)
-        .args([
-            "init",
-            dir.to_str().unwrap(),
-            "--rigs",
-            "forge,demo",
-            "--prefix",
-            "sim",
-        ])
+        .args(["init", dir.to_str().unwrap(), "--rigs", "forge,demo", "--prefix", "sim"])
         .args(["--auto-progress", "100,200,merged"])
         .output()
         .unwrap();
@@ -821,16 +727,11 @@ fn init_prepares_a_town_for_a_simulated_run() {
     let bin = std::path::PathBuf::from(stdout(&o).trim());
     assert!(bin.join("gt").exists() && bin.join("bd").exists());
     let sim = FakeGasTown::at_with_binary(&dir, Path::new(BIN)).unwrap();
-    let id = ok(&sim, "bd", &["create", "x", "--silent"])
-        .trim()
-        .to_string();
+    let id = ok(&sim, "bd", &["create", "x", "--silent"]).trim().to_string();
     assert!(is_bead_id(&id, "sim"), "{id}");
     ok(&sim, "gt", &["sling", &id, "forge"]);
     std::thread::sleep(Duration::from_millis(250));
     assert_eq!(show(&sim, &id)["status"], "closed");
-    let o = std::process::Command::new(BIN)
-        .args(["init"])
-        .output()
-        .unwrap();
+    let o = std::process::Command::new(BIN).args(["init"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }

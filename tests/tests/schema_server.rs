@@ -12,7 +12,10 @@ use kube::{Api, core::GroupVersionKind};
 use serde_json::{Value, json};
 
 fn resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("olympus.io", "v1alpha1", "Automaton"), "automatons")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("olympus.io", "v1alpha1", "Automaton"),
+        "automatons",
+    )
 }
 
 fn doc(name: &str, spec: Value) -> DynamicObject {
@@ -34,12 +37,21 @@ async fn examples_are_accepted_and_defaults_applied() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let obj: DynamicObject = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let created = api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(created.data["spec"]["executionMode"].is_string(), "executionMode defaulted");
+        let created = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            created.data["spec"]["executionMode"].is_string(),
+            "executionMode defaulted"
+        );
         seen += 1;
     }
     assert_eq!(seen, 3);
-    let minimal = api.create(&PostParams::default(), &doc("minimal", json!({"task": {"title": "t"}}))).await.unwrap();
+    let minimal = api
+        .create(&PostParams::default(), &doc("minimal", json!({"task": {"title": "t"}})))
+        .await
+        .unwrap();
     assert_eq!(minimal.data["spec"]["executionMode"], "kubernetes");
 }
 
@@ -52,16 +64,44 @@ async fn invalid_automatons_are_refused_by_the_schema() {
     let cases = [
         ("no-task", json!({"rig": "gastown"}), "spec.task"),
         ("empty-title", json!({"task": {"title": ""}}), "spec.task.title"),
-        ("long-title", json!({"task": {"title": "x".repeat(201)}}), "spec.task.title"),
+        (
+            "long-title",
+            json!({"task": {"title": "x".repeat(201)}}),
+            "spec.task.title",
+        ),
         ("newline-title", json!({"task": {"title": "a\nb"}}), "spec.task.title"),
-        ("bad-mode", json!({"task": {"title": "t"}, "executionMode": "remote"}), "spec.executionMode"),
-        ("bad-merge", json!({"task": {"title": "t"}, "mergeStrategy": "squash"}), "spec.mergeStrategy"),
-        ("short-timeout", json!({"task": {"title": "t"}, "timeoutSeconds": 30}), "spec.timeoutSeconds"),
+        (
+            "bad-mode",
+            json!({"task": {"title": "t"}, "executionMode": "remote"}),
+            "spec.executionMode",
+        ),
+        (
+            "bad-merge",
+            json!({"task": {"title": "t"}, "mergeStrategy": "squash"}),
+            "spec.mergeStrategy",
+        ),
+        (
+            "short-timeout",
+            json!({"task": {"title": "t"}, "timeoutSeconds": 30}),
+            "spec.timeoutSeconds",
+        ),
         ("dash-rig", json!({"task": {"title": "t"}, "rig": "my-rig"}), "spec.rig"),
         ("hq-rig", json!({"task": {"title": "t"}, "rig": "hq"}), "spec.rig"),
-        ("bad-bead", json!({"task": {"title": "t", "beadId": "-rf"}}), "spec.task.beadId"),
-        ("bad-forge", json!({"task": {"title": "t"}, "forge": "Web_Forge"}), "spec.forge"),
-        ("bad-agent", json!({"task": {"title": "t"}, "agent": {"name": "--force"}}), "spec.agent.name"),
+        (
+            "bad-bead",
+            json!({"task": {"title": "t", "beadId": "-rf"}}),
+            "spec.task.beadId",
+        ),
+        (
+            "bad-forge",
+            json!({"task": {"title": "t"}, "forge": "Web_Forge"}),
+            "spec.forge",
+        ),
+        (
+            "bad-agent",
+            json!({"task": {"title": "t"}, "agent": {"name": "--force"}}),
+            "spec.agent.name",
+        ),
     ];
     for (name, spec, field) in cases {
         match api.create(&PostParams::default(), &doc(name, spec)).await {

@@ -10,8 +10,8 @@ use std::fmt;
 
 use gastown_crds::MergeStrategy;
 use gastown_crds::validate::{
-    DESCRIPTION_MAX_CHARS, NameError, validate_agent_name, validate_bead_id, validate_dns_label,
-    validate_rig_name, validate_title,
+    DESCRIPTION_MAX_CHARS, NameError, validate_agent_name, validate_bead_id, validate_dns_label, validate_rig_name,
+    validate_title,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,10 +99,7 @@ impl fmt::Display for CommandLine {
         f.write_str(self.tool.as_str())?;
         for arg in &self.args {
             f.write_str(" ")?;
-            let plain = !arg.is_empty()
-                && arg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@".contains(c));
+            let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@".contains(c));
             let mut shown: String = arg.chars().take(SHOWN_ARG_CHARS).collect();
             if arg.chars().count() > SHOWN_ARG_CHARS {
                 shown.push('…');
@@ -195,21 +192,14 @@ impl ExternalRef {
         let ok = !bytes.is_empty()
             && bytes.len() <= EXTERNAL_REF_MAX_CHARS
             && bytes[0].is_ascii_alphabetic()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(b))
-            && !value
-                .split('/')
-                .any(|segment| segment == "." || segment == "..");
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(b))
+            && !value.split('/').any(|segment| segment == "." || segment == "..");
         if ok {
             Ok(ExternalRef(value.to_owned()))
         } else {
             Err(Error::InvalidArgument {
                 what: "external reference",
-                message: format!(
-                    "invalid external reference {}: {EXTERNAL_REF_RULE}",
-                    shown(value)
-                ),
+                message: format!("invalid external reference {}: {EXTERNAL_REF_RULE}", shown(value)),
             })
         }
     }
@@ -324,9 +314,7 @@ pub fn validate_agent_address(value: &str) -> Result<(), Error> {
     let ok = match parts.as_slice() {
         [rig, name] => validate_rig_name(rig).is_ok() && validate_agent_name(name).is_ok(),
         [rig, kind, name] => {
-            validate_rig_name(rig).is_ok()
-                && matches!(*kind, "polecats" | "crew")
-                && validate_agent_name(name).is_ok()
+            validate_rig_name(rig).is_ok() && matches!(*kind, "polecats" | "crew") && validate_agent_name(name).is_ok()
         }
         _ => false,
     };
@@ -345,11 +333,7 @@ pub fn validate_agent_address(value: &str) -> Result<(), Error> {
 }
 
 /// `bd create -t task -p 2 -d <description> --external-ref <ref> --silent -- <title>`.
-pub(crate) fn create_bead(
-    title: &str,
-    description: &str,
-    external_ref: &ExternalRef,
-) -> Result<CommandLine, Error> {
+pub(crate) fn create_bead(title: &str, description: &str, external_ref: &ExternalRef) -> Result<CommandLine, Error> {
     validate_title(title).map_err(invalid)?;
     validate_description(description)?;
     Ok(CommandLine::new(Tool::Bd, "create")
@@ -377,9 +361,7 @@ pub(crate) fn show_bead(id: &BeadId) -> CommandLine {
 /// `bd list --json --all`: `--all` lifts bd's default filter (closed and pinned beads are
 /// hidden) and its default limit of 50, both of which would hide the bead we look for.
 pub(crate) fn list_beads() -> CommandLine {
-    CommandLine::new(Tool::Bd, "list")
-        .arg("--json")
-        .arg("--all")
+    CommandLine::new(Tool::Bd, "list").arg("--json").arg("--all")
 }
 
 /// `gt sling [--merge=<m>] [--agent <a>] -- <bead> <rig>`.
@@ -404,11 +386,7 @@ pub(crate) fn sling(
 }
 
 /// `gt unsling [--force] -- <bead> [<holder>]`.
-pub(crate) fn unsling(
-    bead: &BeadId,
-    holder: Option<&str>,
-    force: bool,
-) -> Result<CommandLine, Error> {
+pub(crate) fn unsling(bead: &BeadId, holder: Option<&str>, force: bool) -> Result<CommandLine, Error> {
     if let Some(holder) = holder {
         validate_agent_address(holder)?;
     }
@@ -460,21 +438,13 @@ mod tests {
     /// Everything before `--` is an option or an option's value; operands follow it.
     fn split_at_separator(cmd: &CommandLine) -> (Vec<&str>, Vec<&str>) {
         let all = args(cmd);
-        let pos = all
-            .iter()
-            .position(|a| *a == "--")
-            .expect("every command has --");
+        let pos = all.iter().position(|a| *a == "--").expect("every command has --");
         (all[..pos].to_vec(), all[pos + 1..].to_vec())
     }
 
     #[test]
     fn create_bead_argv() {
-        let r = ExternalRef::for_automaton(
-            "team-a",
-            "fix-login",
-            "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
-        )
-        .unwrap();
+        let r = ExternalRef::for_automaton("team-a", "fix-login", "1b4e28ba-2fa1-11d2-883f-0016d3cca427").unwrap();
         let cmd = create_bead("Fix login; rm -rf / $(id) `id`", "line 1\n-line 2", &r).unwrap();
         assert_eq!(cmd.tool(), Tool::Bd);
         assert_eq!(cmd.verb(), "create");
@@ -502,10 +472,7 @@ mod tests {
 
     #[test]
     fn show_list_close_reopen_argv() {
-        assert_eq!(
-            args(&show_bead(&id("go-7xq"))),
-            vec!["show", "--json", "--", "go-7xq"]
-        );
+        assert_eq!(args(&show_bead(&id("go-7xq"))), vec!["show", "--json", "--", "go-7xq"]);
         assert_eq!(args(&list_beads()), vec!["list", "--json", "--all"]);
         assert_eq!(
             args(&close_bead(&id("gt-a3f8.1"), "released by the operator").unwrap()),
@@ -513,52 +480,24 @@ mod tests {
         );
         assert_eq!(
             args(&reopen_bead(&id("go-7xq"))),
-            vec![
-                "update",
-                "--status",
-                "open",
-                "--assignee",
-                "",
-                "--",
-                "go-7xq"
-            ]
+            vec!["update", "--status", "open", "--assignee", "", "--", "go-7xq"]
         );
     }
 
     #[test]
     fn sling_argv_options_before_operands() {
-        let cmd = sling(
-            &id("go-7xq"),
-            "gastown",
-            Some(MergeStrategy::Mr),
-            Some("claude"),
-        )
-        .unwrap();
+        let cmd = sling(&id("go-7xq"), "gastown", Some(MergeStrategy::Mr), Some("claude")).unwrap();
         assert_eq!(cmd.tool(), Tool::Gt);
         assert_eq!(
             args(&cmd),
-            vec![
-                "sling",
-                "--merge=mr",
-                "--agent",
-                "claude",
-                "--",
-                "go-7xq",
-                "gastown"
-            ]
+            vec!["sling", "--merge=mr", "--agent", "claude", "--", "go-7xq", "gastown"]
         );
         let plain = sling(&id("go-7xq"), "gastown", None, None).unwrap();
         assert_eq!(args(&plain), vec!["sling", "--", "go-7xq", "gastown"]);
         let direct = sling(&id("go-7xq"), "g", Some(MergeStrategy::Direct), None).unwrap();
-        assert_eq!(
-            args(&direct),
-            vec!["sling", "--merge=direct", "--", "go-7xq", "g"]
-        );
+        assert_eq!(args(&direct), vec!["sling", "--merge=direct", "--", "go-7xq", "g"]);
         let local = sling(&id("go-7xq"), "g", Some(MergeStrategy::Local), None).unwrap();
-        assert_eq!(
-            args(&local),
-            vec!["sling", "--merge=local", "--", "go-7xq", "g"]
-        );
+        assert_eq!(args(&local), vec!["sling", "--merge=local", "--", "go-7xq", "g"]);
     }
 
     #[test]
@@ -569,13 +508,7 @@ mod tests {
         );
         assert_eq!(
             args(&unsling(&id("go-7xq"), Some("gastown/polecats/Toast"), true).unwrap()),
-            vec![
-                "unsling",
-                "--force",
-                "--",
-                "go-7xq",
-                "gastown/polecats/Toast"
-            ]
+            vec!["unsling", "--force", "--", "go-7xq", "gastown/polecats/Toast"]
         );
     }
 
@@ -626,12 +559,7 @@ mod tests {
             assert!(BeadId::parse(bad).is_err(), "{bad:?}");
         }
         assert!(serde_json::from_str::<BeadId>("\"go-7xq;id\"").is_err());
-        assert_eq!(
-            serde_json::from_str::<BeadId>("\"go-7xq\"")
-                .unwrap()
-                .as_str(),
-            "go-7xq"
-        );
+        assert_eq!(serde_json::from_str::<BeadId>("\"go-7xq\"").unwrap().as_str(), "go-7xq");
     }
 
     #[test]
@@ -683,12 +611,7 @@ mod tests {
 
     #[test]
     fn agent_address_rules() {
-        for ok in [
-            "gastown/Toast",
-            "gastown/polecats/Toast",
-            "gastown/crew/max",
-            "g/a.b-c",
-        ] {
+        for ok in ["gastown/Toast", "gastown/polecats/Toast", "gastown/crew/max", "g/a.b-c"] {
             assert!(validate_agent_address(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -713,10 +636,7 @@ mod tests {
         let r = ExternalRef::parse("automaton:a/b/c").unwrap();
         let cmd = create_bead("Fix it", &"d".repeat(500), &r).unwrap();
         let shown = cmd.to_string();
-        assert!(
-            shown.starts_with("bd create -t task -p 2 -d ddd"),
-            "{shown}"
-        );
+        assert!(shown.starts_with("bd create -t task -p 2 -d ddd"), "{shown}");
         assert!(shown.contains('…'));
         assert!(shown.ends_with("-- \"Fix it\""), "{shown}");
         assert!(shown.len() < 300);

@@ -33,15 +33,8 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay before retry `retry` without jitter.
     pub fn base_delay(&self, retry: u32) -> Duration {
-        let factor = self
-            .multiplier
-            .max(1)
-            .checked_pow(retry)
-            .unwrap_or(u32::MAX);
-        self.initial
-            .checked_mul(factor)
-            .unwrap_or(Duration::MAX)
-            .min(self.max)
+        let factor = self.multiplier.max(1).checked_pow(retry).unwrap_or(u32::MAX);
+        self.initial.checked_mul(factor).unwrap_or(Duration::MAX).min(self.max)
     }
 
     /// The delay before retry `retry` with jitter in `[base/2, base]`.
@@ -92,10 +85,7 @@ mod tests {
             let base = b.base_delay(retry);
             for random in [0, 1, 12345, u64::MAX / 3, u64::MAX] {
                 let d = b.delay_with(retry, random);
-                assert!(
-                    d >= base / 2 && d <= base,
-                    "retry {retry}: {d:?} vs {base:?}"
-                );
+                assert!(d >= base / 2 && d <= base, "retry {retry}: {d:?} vs {base:?}");
             }
             let d = b.delay(retry);
             assert!(d >= base / 2 && d <= base);

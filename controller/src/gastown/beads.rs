@@ -177,8 +177,8 @@ pub(crate) fn parse_created_id(stdout: &str) -> Result<BeadId, String> {
 /// no such bead; an array without our ID (bd resolving to another bead) is an error, never a
 /// silent "not found". A single object is accepted too, for older `bd` builds.
 pub(crate) fn parse_show(stdout: &str, id: &BeadId) -> Result<Option<Bead>, String> {
-    let value: serde_json::Value = serde_json::from_str(stdout.trim())
-        .map_err(|e| format!("`bd show --json` did not print JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|e| format!("`bd show --json` did not print JSON: {e}"))?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         object @ serde_json::Value::Object(_) => vec![object],
@@ -201,8 +201,8 @@ pub(crate) fn parse_show(stdout: &str, id: &BeadId) -> Result<Option<Bead>, Stri
 /// (by `created_at`, then ID). Other beads are not parsed, so one odd bead elsewhere in the
 /// town cannot break the lookup. `null` (an empty Go slice) is an empty list.
 pub(crate) fn parse_list_matching(stdout: &str, wanted: &ExternalRef) -> Result<Vec<Bead>, String> {
-    let value: serde_json::Value = serde_json::from_str(stdout.trim())
-        .map_err(|e| format!("`bd list --json` did not print JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|e| format!("`bd list --json` did not print JSON: {e}"))?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         serde_json::Value::Null => Vec::new(),
@@ -211,9 +211,8 @@ pub(crate) fn parse_list_matching(stdout: &str, wanted: &ExternalRef) -> Result<
     let mut matching = Vec::new();
     for item in items {
         if item.get("external_ref").and_then(serde_json::Value::as_str) == Some(wanted.as_str()) {
-            let bead: Bead = serde_json::from_value(item).map_err(|e| {
-                format!("a bead with our external_ref does not match the contract: {e}")
-            })?;
+            let bead: Bead = serde_json::from_value(item)
+                .map_err(|e| format!("a bead with our external_ref does not match the contract: {e}"))?;
             matching.push(bead);
         }
     }
@@ -306,12 +305,9 @@ mod tests {
         assert_eq!(bead.title, None);
         assert!(bead.labels.is_empty());
         assert_eq!(bead.assignee_rig(), None);
-        let nulls = parse_show(
-            r#"[{"id":"go-7xq","status":"tombstone","labels":null}]"#,
-            &id("go-7xq"),
-        )
-        .unwrap()
-        .unwrap();
+        let nulls = parse_show(r#"[{"id":"go-7xq","status":"tombstone","labels":null}]"#, &id("go-7xq"))
+            .unwrap()
+            .unwrap();
         assert!(nulls.status.is_gone());
         let object = parse_show(r#"{"id":"go-7xq","status":"closed"}"#, &id("go-7xq"))
             .unwrap()
@@ -355,14 +351,9 @@ mod tests {
     #[test]
     fn created_id() {
         assert_eq!(parse_created_id("go-7xq\n").unwrap().as_str(), "go-7xq");
+        assert_eq!(parse_created_id("  gt-a3f8.1  ").unwrap().as_str(), "gt-a3f8.1");
         assert_eq!(
-            parse_created_id("  gt-a3f8.1  ").unwrap().as_str(),
-            "gt-a3f8.1"
-        );
-        assert_eq!(
-            parse_created_id("warning: slow\ngo-7xq\n\n")
-                .unwrap()
-                .as_str(),
+            parse_created_id("warning: slow\ngo-7xq\n\n").unwrap().as_str(),
             "go-7xq"
         );
         assert!(parse_created_id("").is_err());
@@ -389,13 +380,7 @@ mod tests {
         assert!(parse_list_matching("null", &wanted).unwrap().is_empty());
         assert!(parse_list_matching("", &wanted).is_err());
         assert!(parse_list_matching("{}", &wanted).is_err());
-        assert!(
-            parse_list_matching(
-                r#"[{"id":"go-9","external_ref":"automaton:ns/a/u1"}]"#,
-                &wanted
-            )
-            .is_err()
-        );
+        assert!(parse_list_matching(r#"[{"id":"go-9","external_ref":"automaton:ns/a/u1"}]"#, &wanted).is_err());
     }
 
     #[test]
@@ -407,18 +392,10 @@ mod tests {
             "Error fetching go-7xq: no issue found matching \"go-7xq\"\n",
             ""
         ));
-        assert!(says_not_found(
-            &go,
-            "Error: issue GO-7XQ does not exist.\n",
-            ""
-        ));
+        assert!(says_not_found(&go, "Error: issue GO-7XQ does not exist.\n", ""));
         assert!(says_not_found(&go, "", "Issue go-7xq not found."));
         // Generic failures name no ID.
-        assert!(!says_not_found(
-            &go,
-            "Error: .beads directory not found\n",
-            ""
-        ));
+        assert!(!says_not_found(&go, "Error: .beads directory not found\n", ""));
         assert!(!says_not_found(&go, "Error: database locked\n", ""));
         assert!(!says_not_found(
             &go,

@@ -183,17 +183,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn exit(
-        command: &CommandLine,
-        code: Option<i32>,
-        stderr: &str,
-        stdout: &str,
-    ) -> Self {
-        let text = if stderr.trim().is_empty() {
-            stdout
-        } else {
-            stderr
-        };
+    pub(crate) fn exit(command: &CommandLine, code: Option<i32>, stderr: &str, stdout: &str) -> Self {
+        let text = if stderr.trim().is_empty() { stdout } else { stderr };
         Error::Exit {
             command: Box::new(command.clone()),
             code,
@@ -323,12 +314,7 @@ mod tests {
                 true,
                 true,
             ),
-            (
-                Error::exit(&cmd(), Some(1), "boom", ""),
-                "exit",
-                false,
-                false,
-            ),
+            (Error::exit(&cmd(), Some(1), "boom", ""), "exit", false, false),
             (Error::parse(&cmd(), "not JSON"), "parse", false, false),
         ];
         for (err, label, unreachable, retryable) in cases {
@@ -361,10 +347,7 @@ mod tests {
             what: "bd",
             path: "bd".into(),
         };
-        assert_eq!(
-            bare.to_string(),
-            "bd not installed: \"bd\" not found in PATH"
-        );
+        assert_eq!(bare.to_string(), "bd not installed: \"bd\" not found in PATH");
         let town = Error::Missing {
             what: "town root",
             path: "/srv/town".into(),

@@ -76,11 +76,7 @@ impl ExecTransport {
         })
     }
 
-    pub(crate) async fn run(
-        &self,
-        command: &CommandLine,
-        timeout: Duration,
-    ) -> Result<Output, Error> {
+    pub(crate) async fn run(&self, command: &CommandLine, timeout: Duration) -> Result<Output, Error> {
         let program = match command.tool() {
             Tool::Gt => &self.gt_path,
             Tool::Bd => &self.bd_path,
@@ -209,10 +205,7 @@ async fn spawn(cmd: &mut tokio::process::Command) -> Result<tokio::process::Chil
 
 /// Reads to EOF, keeping at most `cap` bytes; the rest is drained so the child never blocks
 /// on a full pipe. Returns the text and whether it was cut.
-async fn read_capped<R: AsyncRead + Unpin>(
-    reader: Option<R>,
-    cap: usize,
-) -> io::Result<(String, bool)> {
+async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> io::Result<(String, bool)> {
     let Some(mut reader) = reader else {
         return Ok((String::new(), false));
     };

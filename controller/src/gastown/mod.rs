@@ -39,8 +39,8 @@ use gastown_crds::MergeStrategy;
 use tokio::sync::Semaphore;
 
 pub use argv::{
-    BeadId, CommandLine, EXTERNAL_REF_MAX_CHARS, EXTERNAL_REF_RULE, ExternalRef, REASON_MAX_CHARS,
-    Tool, validate_agent_address, validate_description, validate_reason,
+    BeadId, CommandLine, EXTERNAL_REF_MAX_CHARS, EXTERNAL_REF_RULE, ExternalRef, REASON_MAX_CHARS, Tool,
+    validate_agent_address, validate_description, validate_reason,
 };
 pub use backoff::Backoff;
 pub use beads::{Bead, BeadStatus};
@@ -275,12 +275,7 @@ impl GasTown {
                 if beads::says_not_found(id, &out.stderr, &out.stdout) {
                     return Ok(None);
                 }
-                return Err(Error::exit(
-                    &command,
-                    out.exit_code,
-                    &out.stderr,
-                    &out.stdout,
-                ));
+                return Err(Error::exit(&command, out.exit_code, &out.stderr, &out.stdout));
             }
             require_complete(&command, &out)?;
             beads::parse_show(&out.stdout, id).map_err(|m| Error::parse(&command, m))
@@ -291,16 +286,13 @@ impl GasTown {
     /// Finds the bead created with `external_ref` (`bd list --json --all`, filtered here),
     /// e.g. after a crash between `bd create` and recording the ID. Tombstoned beads are
     /// skipped; if several match, the oldest (by `created_at`, then ID) wins.
-    pub async fn find_bead_by_external_ref(
-        &self,
-        external_ref: &ExternalRef,
-    ) -> Result<Option<Bead>, Error> {
+    pub async fn find_bead_by_external_ref(&self, external_ref: &ExternalRef) -> Result<Option<Bead>, Error> {
         let command = argv::list_beads();
         self.run(&command, |out| {
             require_success(&command, &out)?;
             require_complete(&command, &out)?;
-            let matching = beads::parse_list_matching(&out.stdout, external_ref)
-                .map_err(|m| Error::parse(&command, m))?;
+            let matching =
+                beads::parse_list_matching(&out.stdout, external_ref).map_err(|m| Error::parse(&command, m))?;
             Ok(matching.into_iter().find(|b| !b.status.is_gone()))
         })
         .await
@@ -316,8 +308,7 @@ impl GasTown {
         agent: Option<&str>,
     ) -> Result<(), Error> {
         let command = argv::sling(bead, rig, merge, agent)?;
-        self.run(&command, |out| require_success(&command, &out))
-            .await
+        self.run(&command, |out| require_success(&command, &out)).await
     }
 
     /// Takes a bead back from its agent: `gt unsling [--force] -- <bead> [<holder>]`; the bead
@@ -327,15 +318,9 @@ impl GasTown {
     /// does not have), and refuses to release unfinished work without `force`: pass the bead's
     /// assignee (`<rig>/polecats/<Name>`) and `force = true` to release work in progress. Note
     /// that gt-proxy-server does not allow `gt unsling` by default; see [`Self::reopen_bead`].
-    pub async fn unsling(
-        &self,
-        bead: &BeadId,
-        holder: Option<&str>,
-        force: bool,
-    ) -> Result<(), Error> {
+    pub async fn unsling(&self, bead: &BeadId, holder: Option<&str>, force: bool) -> Result<(), Error> {
         let command = argv::unsling(bead, holder, force)?;
-        self.run(&command, |out| require_success(&command, &out))
-            .await
+        self.run(&command, |out| require_success(&command, &out)).await
     }
 
     /// Puts a bead back to `open` without an assignee (`bd update --status open --assignee ""
@@ -343,23 +328,17 @@ impl GasTown {
     /// allows by default.
     pub async fn reopen_bead(&self, id: &BeadId) -> Result<(), Error> {
         let command = argv::reopen_bead(id);
-        self.run(&command, |out| require_success(&command, &out))
-            .await
+        self.run(&command, |out| require_success(&command, &out)).await
     }
 
     /// Closes a bead: `bd close -r <reason> -- <id>`.
     pub async fn close_bead(&self, id: &BeadId, reason: &str) -> Result<(), Error> {
         let command = argv::close_bead(id, reason)?;
-        self.run(&command, |out| require_success(&command, &out))
-            .await
+        self.run(&command, |out| require_success(&command, &out)).await
     }
 
     /// Runs `command`, retrying transient failures.
-    async fn run<T>(
-        &self,
-        command: &CommandLine,
-        interpret: impl Fn(Output) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    async fn run<T>(&self, command: &CommandLine, interpret: impl Fn(Output) -> Result<T, Error>) -> Result<T, Error> {
         let mut retry = 0;
         loop {
             match self.attempt(command, &interpret).await {
@@ -384,15 +363,10 @@ impl GasTown {
         command: &CommandLine,
         interpret: impl Fn(Output) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Transport {
-                command: Box::new(command.clone()),
-                message: "the Gas Town client is shut down".to_owned(),
-            })?;
+        let _permit = self.inner.permits.acquire().await.map_err(|_| Error::Transport {
+            command: Box::new(command.clone()),
+            message: "the Gas Town client is shut down".to_owned(),
+        })?;
         tracing::debug!(command = %command, transport = self.transport_kind(), "running Gas Town command");
         let started = Instant::now();
         let output = match &self.inner.runner {
@@ -402,12 +376,7 @@ impl GasTown {
         let result = output.and_then(interpret);
         if let Some(observer) = &self.observer {
             let label = result.as_ref().map_or_else(Error::metric_label, |_| "ok");
-            observer.observe(
-                command.tool().as_str(),
-                command.verb(),
-                label,
-                started.elapsed(),
-            );
+            observer.observe(command.tool().as_str(), command.verb(), label, started.elapsed());
         }
         result
     }
@@ -417,12 +386,7 @@ fn require_success(command: &CommandLine, out: &Output) -> Result<(), Error> {
     if out.exit_code == Some(0) {
         Ok(())
     } else {
-        Err(Error::exit(
-            command,
-            out.exit_code,
-            &out.stderr,
-            &out.stdout,
-        ))
+        Err(Error::exit(command, out.exit_code, &out.stderr, &out.stdout))
     }
 }
 

@@ -80,11 +80,7 @@ impl ProxyTransport {
         })
     }
 
-    pub(crate) async fn run(
-        &self,
-        command: &CommandLine,
-        timeout: Duration,
-    ) -> Result<Output, Error> {
+    pub(crate) async fn run(&self, command: &CommandLine, timeout: Duration) -> Result<Output, Error> {
         let argv = command.argv();
         let body = serde_json::to_vec(&ExecRequest { argv: &argv })
             .map_err(|e| self.transport(command, format!("encoding the request: {e}")))?;
@@ -96,10 +92,7 @@ impl ProxyTransport {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.transport(command, format!("building the request: {e}")))?;
         // JSON escaping can double the size of stdout; stderr is capped separately.
-        let limit = self
-            .max_output
-            .saturating_mul(2)
-            .saturating_add(2 * STDERR_CAP + 4096);
+        let limit = self.max_output.saturating_mul(2).saturating_add(2 * STDERR_CAP + 4096);
         let exchange = async {
             let response = self
                 .client
@@ -107,19 +100,13 @@ impl ProxyTransport {
                 .await
                 .map_err(|e| self.classify(command, &e))?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.downcast_ref::<LengthLimitError>().is_some() {
-                        Error::parse(
-                            command,
-                            format!("gt-proxy-server reply is larger than {limit} bytes"),
-                        )
-                    } else {
-                        self.classify(command, e.as_ref())
-                    }
-                })?;
+            let body = Limited::new(response.into_body(), limit).collect().await.map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    Error::parse(command, format!("gt-proxy-server reply is larger than {limit} bytes"))
+                } else {
+                    self.classify(command, e.as_ref())
+                }
+            })?;
             Ok::<_, Error>((status, body.to_bytes()))
         };
         let (status, body) = tokio::time::timeout(timeout, exchange)
@@ -135,12 +122,8 @@ impl ProxyTransport {
                 body: excerpt(String::from_utf8_lossy(&body).trim(), 500),
             });
         }
-        let reply: ExecResponse = serde_json::from_slice(&body).map_err(|e| {
-            Error::parse(
-                command,
-                format!("gt-proxy-server reply is not the /v1/exec JSON: {e}"),
-            )
-        })?;
+        let reply: ExecResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::parse(command, format!("gt-proxy-server reply is not the /v1/exec JSON: {e}")))?;
         let (stdout, stdout_truncated) = cut(reply.stdout, self.max_output);
         let (stderr, _) = cut(reply.stderr, STDERR_CAP);
         Ok(Output {
@@ -264,19 +247,12 @@ pub(crate) fn exec_endpoint(url: &str) -> Result<Uri, Error> {
 }
 
 /// A rustls client configuration: trust only `ca`, present `cert` + `key`.
-pub(crate) fn client_tls_config(
-    cert: &Path,
-    key: &Path,
-    ca: &Path,
-) -> Result<rustls::ClientConfig, Error> {
+pub(crate) fn client_tls_config(cert: &Path, key: &Path, ca: &Path) -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for der in read_certs(ca, "CA")? {
-        roots.add(der).map_err(|e| {
-            Error::config(format!(
-                "CA file {}: unusable certificate: {e}",
-                ca.display()
-            ))
-        })?;
+        roots
+            .add(der)
+            .map_err(|e| Error::config(format!("CA file {}: unusable certificate: {e}", ca.display())))?;
     }
     let chain = read_certs(cert, "client certificate")?;
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
@@ -363,16 +339,9 @@ mod tests {
             let err = exec_endpoint(bad).unwrap_err();
             assert_eq!(err.metric_label(), "config", "{bad}");
         }
-        let plain = exec_endpoint("http://gastown.example:9876")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            plain.contains("plain-HTTP") && plain.contains("https://"),
-            "{plain}"
-        );
-        let creds = exec_endpoint("https://admin:s3cret@h:9876")
-            .unwrap_err()
-            .to_string();
+        let plain = exec_endpoint("http://gastown.example:9876").unwrap_err().to_string();
+        assert!(plain.contains("plain-HTTP") && plain.contains("https://"), "{plain}");
+        let creds = exec_endpoint("https://admin:s3cret@h:9876").unwrap_err().to_string();
         assert!(!creds.contains("s3cret"), "{creds}");
     }
 

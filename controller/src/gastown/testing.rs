@@ -40,8 +40,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -104,9 +104,7 @@ impl TestPki {
         params
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "gt-proxy-server");
+        params.distinguished_name.push(DnType::CommonName, "gt-proxy-server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params)
     }
@@ -115,9 +113,7 @@ impl TestPki {
     /// `gt-<rig>-<name>`).
     pub fn client_cert(&self, common_name: &str) -> Result<CertKeyPem, BoxError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params)
     }
@@ -274,9 +270,7 @@ impl ExecHandler for TableHandler {
             .iter()
             .find(|(key, _)| *key == argv)
             .map(|(_, reply)| reply.clone())
-            .unwrap_or_else(|| {
-                ExecReply::fail(1, format!("fake proxy: no table entry for {argv:?}\n"))
-            });
+            .unwrap_or_else(|| ExecReply::fail(1, format!("fake proxy: no table entry for {argv:?}\n")));
         futures::future::ready(reply).boxed()
     }
 }
@@ -300,11 +294,7 @@ pub struct TownExecHandler {
 
 impl TownExecHandler {
     /// Runs `gt_path`/`bd_path` in `town_root`, identity `operator/controller`, 60 s timeout.
-    pub fn new(
-        town_root: impl Into<PathBuf>,
-        gt_path: impl Into<PathBuf>,
-        bd_path: impl Into<PathBuf>,
-    ) -> Self {
+    pub fn new(town_root: impl Into<PathBuf>, gt_path: impl Into<PathBuf>, bd_path: impl Into<PathBuf>) -> Self {
         TownExecHandler {
             town_root: town_root.into(),
             gt_path: gt_path.into(),
@@ -342,14 +332,9 @@ impl ExecHandler for TownExecHandler {
                 Err(ProcessError::Timeout) => ExecReply::fail(-1, "signal: killed\n"),
                 Err(ProcessError::NotFound) => ExecReply::fail(
                     1,
-                    format!(
-                        "fork/exec {}: no such file or directory\n",
-                        program.display()
-                    ),
+                    format!("fork/exec {}: no such file or directory\n", program.display()),
                 ),
-                Err(ProcessError::Spawn(e) | ProcessError::Io(e)) => {
-                    ExecReply::fail(1, format!("{e}\n"))
-                }
+                Err(ProcessError::Spawn(e) | ProcessError::Io(e)) => ExecReply::fail(1, format!("{e}\n")),
             }
         }
         .boxed()
@@ -370,10 +355,7 @@ impl AllowList {
         AllowList {
             commands: BTreeMap::new(),
         }
-        .allow(
-            "gt",
-            &["sling", "mail", "hook", "convoy", "status", "nudge"],
-        )
+        .allow("gt", &["sling", "mail", "hook", "convoy", "status", "nudge"])
         .allow("bd", &["create", "update", "show", "list", "close"])
     }
 
@@ -533,20 +515,14 @@ impl FakeProxyServer {
 }
 
 /// TLS 1.3 only (like gt-proxy-server), client certificates required and verified.
-fn server_tls_config(
-    ca_pem: &str,
-    cert_pem: &str,
-    key_pem: &str,
-) -> Result<rustls::ServerConfig, BoxError> {
+fn server_tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, BoxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert?)?;
     }
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
-    let chain =
-        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -565,9 +541,7 @@ async fn serve_connection(acceptor: TlsAcceptor, state: Arc<State>, tcp: TcpStre
         }
     };
     let service = service_fn(move |request| handle_request(state.clone(), request));
-    let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
+    let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
 }
 
 #[derive(Deserialize)]
@@ -585,10 +559,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle_request(
-    state: Arc<State>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle_request(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.uri().path() != "/v1/exec" {
         return Ok(text(StatusCode::NOT_FOUND, "404 page not found"));
     }
@@ -634,11 +605,7 @@ mod tests {
     fn allow_list_matches_the_contract() {
         let allow = AllowList::contract_default();
         let argv = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
-        assert!(
-            allow
-                .check(&argv(&["gt", "sling", "--", "go-1", "rig"]))
-                .is_ok()
-        );
+        assert!(allow.check(&argv(&["gt", "sling", "--", "go-1", "rig"])).is_ok());
         assert!(allow.check(&argv(&["bd", "list", "--json"])).is_ok());
         assert!(allow.check(&argv(&["gt", "unsling"])).is_err());
         assert!(allow.check(&argv(&["gt", "polecat", "status"])).is_err());

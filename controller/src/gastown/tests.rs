@@ -46,12 +46,7 @@ impl Town {
         let mut config = self.config();
         change(&mut config);
         let recorder = Arc::new(Recorder::default());
-        (
-            GasTown::new(config)
-                .unwrap()
-                .with_observer(recorder.clone()),
-            recorder,
-        )
+        (GasTown::new(config).unwrap().with_observer(recorder.clone()), recorder)
     }
 
     fn read(&self, name: &str) -> String {
@@ -64,10 +59,7 @@ struct Recorder(Mutex<Vec<String>>);
 
 impl CommandObserver for Recorder {
     fn observe(&self, tool: &str, verb: &str, result: &str, _duration: Duration) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{tool} {verb} {result}"));
+        self.0.lock().unwrap().push(format!("{tool} {verb} {result}"));
     }
 }
 
@@ -97,37 +89,23 @@ async fn sling_runs_in_town_root_with_exact_argv_and_minimal_env() {
     let town = Town::new(RECORD_GT, OK_BD);
     let (client, recorder) = town.client(|_| {});
     client
-        .sling(
-            &id("go-7xq"),
-            "gastown",
-            Some(MergeStrategy::Mr),
-            Some("claude"),
-        )
+        .sling(&id("go-7xq"), "gastown", Some(MergeStrategy::Mr), Some("claude"))
         .await
         .unwrap();
     assert_eq!(
         town.read("gt.args"),
         "sling\n--merge=mr\n--agent\nclaude\n--\ngo-7xq\ngastown\n"
     );
-    assert_eq!(
-        canonical(Path::new(town.read("gt.pwd").trim())),
-        canonical(&town.root)
-    );
+    assert_eq!(canonical(Path::new(town.read("gt.pwd").trim())), canonical(&town.root));
     let env = town.read("gt.env");
-    let keys: Vec<&str> = env
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
-        .collect();
+    let keys: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
     // sh itself may add PWD, OLDPWD, SHLVL and `_`.
     let allowed = ["PATH", "HOME", "BD_ACTOR", "PWD", "OLDPWD", "SHLVL", "_"];
     assert!(
         keys.iter().all(|k| allowed.contains(k)),
         "unexpected variables in {keys:?}"
     );
-    assert!(
-        env.lines().any(|l| l == "BD_ACTOR=gastown-operator"),
-        "{env}"
-    );
+    assert!(env.lines().any(|l| l == "BD_ACTOR=gastown-operator"), "{env}");
     assert!(keys.contains(&"PATH"));
     assert!(!env.contains("GT_ROLE") && !env.contains("GT_POLECAT") && !env.contains("CARGO"));
     assert_eq!(recorder.seen(), vec!["gt sling ok"]);
@@ -145,19 +123,13 @@ async fn title_with_shell_syntax_is_one_literal_operand() {
         .unwrap();
     assert_eq!(created.as_str(), "go-7xq");
     let args = town.read("bd.args");
-    assert!(
-        args.ends_with(&format!("--silent\n--\n{title}\n")),
-        "{args}"
-    );
+    assert!(args.ends_with(&format!("--silent\n--\n{title}\n")), "{args}");
     assert!(
         args.contains("-d\nfirst line\nsecond line\n--external-ref\nautomaton:ns/a/u1\n"),
         "{args}"
     );
     for file in ["pwned", "pwned2", "pwned3", "y"] {
-        assert!(
-            !town.root.join(file).exists(),
-            "{file} was created: a shell ran"
-        );
+        assert!(!town.root.join(file).exists(), "{file} was created: a shell ran");
     }
 }
 
@@ -166,17 +138,11 @@ async fn invalid_arguments_run_nothing() {
     let town = Town::new(RECORD_GT, OK_BD);
     let (client, recorder) = town.client(|_| {});
     for rig in ["gas;town", "-rf", "gаstown", "..", "a\nb"] {
-        let err = client
-            .sling(&id("go-7xq"), rig, None, None)
-            .await
-            .unwrap_err();
+        let err = client.sling(&id("go-7xq"), rig, None, None).await.unwrap_err();
         assert_eq!(err.metric_label(), "invalid_argument");
         assert!(!err.is_unreachable() && !err.is_retryable());
     }
-    let err = client
-        .close_bead(&id("go-7xq"), "bad\nreason")
-        .await
-        .unwrap_err();
+    let err = client.close_bead(&id("go-7xq"), "bad\nreason").await.unwrap_err();
     assert_eq!(err.metric_label(), "invalid_argument");
     assert!(!town.root.join("gt.args").exists());
     assert!(recorder.seen().is_empty());
@@ -191,15 +157,9 @@ async fn missing_binary_and_missing_town_are_distinct_not_found_errors() {
             *gt_path = missing.clone();
         }
     });
-    let err = client
-        .sling(&id("go-7xq"), "gastown", None, None)
-        .await
-        .unwrap_err();
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
     assert!(matches!(err, Error::Missing { what: "gt", .. }), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        format!("gt not installed at {}", missing.display())
-    );
+    assert_eq!(err.to_string(), format!("gt not installed at {}", missing.display()));
     assert_eq!(err.metric_label(), "not_found");
     assert!(err.is_unreachable());
     assert_eq!(recorder.seen(), vec!["gt sling not_found"], "not retried");
@@ -210,16 +170,7 @@ async fn missing_binary_and_missing_town_are_distinct_not_found_errors() {
         }
     });
     let err = no_town.show_bead(&id("go-7xq")).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Missing {
-                what: "town root",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::Missing { what: "town root", .. }), "{err:?}");
 
     // Present but not executable: a spawn error, reported and not retried.
     let not_executable = town.dir.write("bin/plain-bd", "#!/bin/sh\n").unwrap();
@@ -259,11 +210,7 @@ async fn non_zero_exit_is_reported_once_with_code_and_stderr() {
     let (client, recorder) = town.client(|_| {});
     let err = client.close_bead(&id("go-7xq"), "done").await.unwrap_err();
     match &err {
-        Error::Exit {
-            code,
-            stderr,
-            command,
-        } => {
+        Error::Exit { code, stderr, command } => {
             assert_eq!(*code, Some(3));
             assert_eq!(stderr, "Error: database locked");
             assert_eq!(command.to_string(), "bd close -r done -- go-7xq");
@@ -292,18 +239,13 @@ esac
     assert_eq!(client.show_bead(&id("go-gone")).await.unwrap(), None);
     let err = client.show_bead(&id("go-other")).await.unwrap_err();
     assert_eq!(err.metric_label(), "exit");
-    assert_eq!(
-        recorder.seen(),
-        vec!["bd show ok", "bd show ok", "bd show exit"]
-    );
+    assert_eq!(recorder.seen(), vec!["bd show ok", "bd show ok", "bd show exit"]);
 }
 
 /// Whether a process is still running (a zombie waiting to be reaped counts as gone).
 fn running(pid: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -317,10 +259,7 @@ async fn hung_command_is_killed_at_the_timeout() {
         c.retries = 0;
     });
     let started = Instant::now();
-    let err = client
-        .sling(&id("go-7xq"), "gastown", None, None)
-        .await
-        .unwrap_err();
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(err.is_unreachable() && err.is_retryable());
@@ -357,10 +296,7 @@ async fn retries_are_bounded() {
         c.command_timeout = Duration::from_millis(1000);
         c.retries = 2;
     });
-    let err = client
-        .sling(&id("go-7xq"), "gastown", None, None)
-        .await
-        .unwrap_err();
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
     assert_eq!(err.metric_label(), "timeout");
     assert_eq!(town.read("count").lines().count(), 3);
     assert_eq!(recorder.seen().len(), 3);
@@ -385,16 +321,9 @@ esac
 "#;
     let town = Town::new(OK_BD, bd);
     let (client, recorder) = town.client(|c| c.command_timeout = Duration::from_millis(1500));
-    let created = client
-        .create_bead("Fix login", "", &reference())
-        .await
-        .unwrap();
+    let created = client.create_bead("Fix login", "", &reference()).await.unwrap();
     assert_eq!(created.as_str(), "go-abc");
-    assert_eq!(
-        town.read("creates").lines().count(),
-        1,
-        "created exactly once"
-    );
+    assert_eq!(town.read("creates").lines().count(), 1, "created exactly once");
     assert_eq!(recorder.seen(), vec!["bd create timeout", "bd list ok"]);
 }
 
@@ -410,11 +339,7 @@ EOF
 "#;
     let town = Town::new(OK_BD, bd);
     let (client, _) = town.client(|_| {});
-    let found = client
-        .find_bead_by_external_ref(&reference())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = client.find_bead_by_external_ref(&reference()).await.unwrap().unwrap();
     assert_eq!(found.id, "go-2");
     let none = client
         .find_bead_by_external_ref(&ExternalRef::parse("automaton:ns/b/u9").unwrap())
@@ -425,13 +350,11 @@ EOF
 
 #[tokio::test]
 async fn oversized_output_fails_to_parse_instead_of_being_misread() {
-    let bd = "#!/bin/sh\ni=0\nwhile [ $i -lt 500 ]; do echo '[{\"id\":\"go-1\",\"status\":\"open\"}]'; i=$((i+1)); done\n";
+    let bd =
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 500 ]; do echo '[{\"id\":\"go-1\",\"status\":\"open\"}]'; i=$((i+1)); done\n";
     let town = Town::new(OK_BD, bd);
     let (client, _) = town.client(|c| c.max_output_bytes = 1024);
-    let err = client
-        .find_bead_by_external_ref(&reference())
-        .await
-        .unwrap_err();
+    let err = client.find_bead_by_external_ref(&reference()).await.unwrap_err();
     assert_eq!(err.metric_label(), "parse");
     assert!(err.to_string().contains("maximum size"), "{err}");
 }
@@ -475,10 +398,7 @@ async fn reopen_and_close_argv() {
     let town = Town::new(OK_BD, bd);
     let (client, _) = town.client(|_| {});
     client.reopen_bead(&id("go-7xq")).await.unwrap();
-    client
-        .close_bead(&id("go-7xq"), "Automaton deleted")
-        .await
-        .unwrap();
+    client.close_bead(&id("go-7xq"), "Automaton deleted").await.unwrap();
     assert_eq!(
         town.read("bd.args"),
         "[update][--status][open][--assignee][][--][go-7xq]\n[close][-r][Automaton deleted][--][go-7xq]\n"

@@ -66,10 +66,7 @@ impl Outcome {
     }
 
     pub fn changed(self) -> Outcome {
-        Outcome {
-            changed: true,
-            ..self
-        }
+        Outcome { changed: true, ..self }
     }
 }
 
@@ -183,11 +180,7 @@ fn run(tool: &str, args: &[String]) -> i32 {
     let env_gt_role = non_empty_env("GT_ROLE");
     let env_gt_polecat = non_empty_env("GT_POLECAT");
     let agent_env = env_gt_role.is_some() || env_gt_polecat.is_some();
-    let verb = if tool == "gt" {
-        gt::verb(args)
-    } else {
-        bd::verb(args)
-    };
+    let verb = if tool == "gt" { gt::verb(args) } else { bd::verb(args) };
 
     let faults: Faults = if internal {
         Faults::default()
@@ -299,7 +292,8 @@ const INIT_FLAGS: &[args::Flag] = &[
     args::flag("auto-progress", None, args::Kind::Value),
 ];
 
-const INIT_USAGE: &str = "usage: fake-gastown init <town-dir> [--rigs a,b] [--prefix p] [--auto-progress START_MS,CLOSE_MS[,REASON]]";
+const INIT_USAGE: &str =
+    "usage: fake-gastown init <town-dir> [--rigs a,b] [--prefix p] [--auto-progress START_MS,CLOSE_MS[,REASON]]";
 
 /// `fake-gastown init <dir>`: makes `<dir>` a town (mayor/town.json), links
 /// `<dir>/.fake-gastown/bin/{gt,bd}` to this binary, optionally writes config.json, and prints
@@ -314,10 +308,8 @@ fn init(rest: &[String]) -> Result<String, String> {
     fs::create_dir_all(town.join("mayor")).map_err(|e| io("creating mayor/", e))?;
     let marker = town.join("mayor").join("town.json");
     if !marker.is_file() {
-        let body =
-            json!({"type": "town", "version": 2, "name": "fake-town", "owner": "fake-gastown"});
-        store::write_atomic(&marker, format!("{body:#}\n").as_bytes())
-            .map_err(|e| io("writing mayor/town.json", e))?;
+        let body = json!({"type": "town", "version": 2, "name": "fake-town", "owner": "fake-gastown"});
+        store::write_atomic(&marker, format!("{body:#}\n").as_bytes()).map_err(|e| io("writing mayor/town.json", e))?;
     }
     let bin = town.join(store::STATE_DIR).join("bin");
     fs::create_dir_all(&bin).map_err(|e| io("creating bin/", e))?;
@@ -332,11 +324,7 @@ fn init(rest: &[String]) -> Result<String, String> {
     }
     let mut cfg = serde_json::Map::new();
     if let Some(rigs) = p.value("rigs") {
-        let rigs: Vec<&str> = rigs
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .collect();
+        let rigs: Vec<&str> = rigs.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
         cfg.insert("rigs".into(), json!(rigs));
     }
     if let Some(prefix) = p.value("prefix") {
@@ -358,11 +346,8 @@ fn init(rest: &[String]) -> Result<String, String> {
     }
     if !cfg.is_empty() {
         let body = format!("{:#}\n", serde_json::Value::Object(cfg));
-        store::write_atomic(
-            &town.join(store::STATE_DIR).join("config.json"),
-            body.as_bytes(),
-        )
-        .map_err(|e| io("writing config.json", e))?;
+        store::write_atomic(&town.join(store::STATE_DIR).join("config.json"), body.as_bytes())
+            .map_err(|e| io("writing config.json", e))?;
     }
     let bin = bin.canonicalize().unwrap_or(bin);
     Ok(format!("{}\n", bin.display()))
@@ -372,11 +357,9 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
         .map(|a: OsString| a.to_string_lossy().into_owned())
         .collect();
-    let invoked_as_tool = argv.first().is_some_and(|a| {
-        Path::new(a)
-            .file_stem()
-            .is_some_and(|s| s == "gt" || s == "bd")
-    });
+    let invoked_as_tool = argv
+        .first()
+        .is_some_and(|a| Path::new(a).file_stem().is_some_and(|s| s == "gt" || s == "bd"));
     if !invoked_as_tool && argv.get(1).map(String::as_str) == Some("init") {
         return match init(&argv[2..]) {
             Ok(out) => {

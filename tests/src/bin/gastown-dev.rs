@@ -48,7 +48,12 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Webhook { kubeconfig, manifests, policy, name } => webhook(kubeconfig, manifests, policy, name).await,
+        Cmd::Webhook {
+            kubeconfig,
+            manifests,
+            policy,
+            name,
+        } => webhook(kubeconfig, manifests, policy, name).await,
     }
 }
 
@@ -61,13 +66,27 @@ async fn webhook(kubeconfig: PathBuf, manifests: PathBuf, policy: PathBuf, name:
             cap = Some(value);
         }
     }
-    let Some(cap) = cap else { bail!("no ClusterAdmissionPolicy in {} (render with policy.enabled=true)", manifests.display()) };
+    let Some(cap) = cap else {
+        bail!(
+            "no ClusterAdmissionPolicy in {} (render with policy.enabled=true)",
+            manifests.display()
+        )
+    };
     let client = client_from_kubeconfig(&kubeconfig).await?;
     let module = PolicyModule::load(&policy)?;
     let settings = cap["spec"]["settings"].clone();
-    let hook = PolicyWebhook::start(module, settings.clone(), Arc::new(ClusterCapabilities::new(client.clone())), 0).await?;
+    let hook = PolicyWebhook::start(
+        module,
+        settings.clone(),
+        Arc::new(ClusterCapabilities::new(client.clone())),
+        0,
+    )
+    .await?;
     register(&client, &hook.webhook_configuration(&name, &cap)).await?;
-    println!("policy webhook: {} (MutatingWebhookConfiguration {name}), settings {settings}", hook.url());
+    println!(
+        "policy webhook: {} (MutatingWebhookConfiguration {name}), settings {settings}",
+        hook.url()
+    );
     gastown_controller::shutdown_signal().await;
     let api: Api<MutatingWebhookConfiguration> = Api::all(client);
     let _ = api.delete(&name, &DeleteParams::default()).await;

@@ -134,15 +134,12 @@ pub fn parse(args: &[String], specs: &[Flag]) -> Result<Parsed, String> {
         // A group of short flags: `-n`, `-nq`, `-tvalue`, `-t=value`, `-t value`.
         let body = &arg[1..];
         for (idx, c) in body.char_indices() {
-            let spec = find_short(specs, c)
-                .ok_or_else(|| format!("unknown shorthand flag: '{c}' in {arg}"))?;
+            let spec = find_short(specs, c).ok_or_else(|| format!("unknown shorthand flag: '{c}' in {arg}"))?;
             let rest = &body[idx + c.len_utf8()..];
             match spec.kind {
                 Kind::Bool => {
                     if let Some(v) = rest.strip_prefix('=') {
-                        parsed
-                            .values
-                            .push((spec.long, parse_bool(spec.long, v)?.to_string()));
+                        parsed.values.push((spec.long, parse_bool(spec.long, v)?.to_string()));
                         break;
                     }
                     parsed.values.push((spec.long, "true".to_string()));
@@ -169,10 +166,7 @@ pub fn parse(args: &[String], specs: &[Flag]) -> Result<Parsed, String> {
 
 /// Finds the sub-command word: the first operand, skipping the root's (global) flags before it.
 /// Returns the verb (if any) and the remaining arguments with the verb removed.
-pub fn split_verb(
-    args: &[String],
-    globals: &[Flag],
-) -> Result<(Option<String>, Vec<String>), String> {
+pub fn split_verb(args: &[String], globals: &[Flag]) -> Result<(Option<String>, Vec<String>), String> {
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -195,8 +189,7 @@ pub fn split_verb(
             let mut takes = false;
             let body = &arg[1..];
             for (idx, c) in body.char_indices() {
-                let spec = find_short(globals, c)
-                    .ok_or_else(|| format!("unknown shorthand flag: '{c}' in {arg}"))?;
+                let spec = find_short(globals, c).ok_or_else(|| format!("unknown shorthand flag: '{c}' in {arg}"))?;
                 if spec.kind != Kind::Bool {
                     takes = body[idx + c.len_utf8()..].is_empty();
                     break;
@@ -256,10 +249,7 @@ mod tests {
 
     #[test]
     fn verb() {
-        let g = &[
-            flag("json", None, Kind::Bool),
-            flag("actor", None, Kind::Value),
-        ];
+        let g = &[flag("json", None, Kind::Bool), flag("actor", None, Kind::Value)];
         let (verb, rest) = split_verb(&v(&["--actor", "me", "--json", "show", "x"]), g).unwrap();
         assert_eq!(verb.as_deref(), Some("show"));
         assert_eq!(rest, v(&["--actor", "me", "--json", "x"]));

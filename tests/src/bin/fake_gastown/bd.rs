@@ -102,9 +102,7 @@ fn usage(cmd: &str) -> &'static str {
         "update" => {
             "bd update [id...] [flags]\n\nFlags:\n  -s, --status string          New status\n  -a, --assignee string        Assignee\n      --set-metadata strings   Set metadata key=value\n"
         }
-        "close" => {
-            "bd close [id...] [flags]\n\nFlags:\n  -r, --reason string   Reason for closing\n"
-        }
+        "close" => "bd close [id...] [flags]\n\nFlags:\n  -r, --reason string   Reason for closing\n",
         "list" => {
             "bd list [flags]\n\nFlags:\n  -s, --status string   Filter by status\n      --all             Include closed issues\n"
         }
@@ -125,10 +123,7 @@ fn specs(extra: &[Flag]) -> Vec<Flag> {
 
 /// The verb of a `bd` command line (for fault matching), if any.
 pub fn verb(args: &[String]) -> String {
-    split_verb(args, GLOBAL)
-        .ok()
-        .and_then(|(v, _)| v)
-        .unwrap_or_default()
+    split_verb(args, GLOBAL).ok().and_then(|(v, _)| v).unwrap_or_default()
 }
 
 pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
@@ -179,10 +174,7 @@ pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
 }
 
 fn parse_priority(v: &str) -> Result<i64, String> {
-    let digits = v
-        .strip_prefix('P')
-        .or_else(|| v.strip_prefix('p'))
-        .unwrap_or(v);
+    let digits = v.strip_prefix('P').or_else(|| v.strip_prefix('p')).unwrap_or(v);
     match digits.parse::<i64>() {
         Ok(n) if (0..=4).contains(&n) => Ok(n),
         _ => Err(format!("invalid priority \"{v}\" (expected 0-4 or P0-P4)")),
@@ -213,16 +205,10 @@ fn create(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, actor: &str, json
         ([t], Some(f)) if t == f => f,
         ([], None) => return usage_error("create", "title required"),
         ([_], Some(_)) => {
-            return usage_error(
-                "create",
-                "cannot specify both title argument and --title flag",
-            );
+            return usage_error("create", "cannot specify both title argument and --title flag");
         }
         (many, _) => {
-            return usage_error(
-                "create",
-                &format!("accepts at most 1 arg(s), received {}", many.len()),
-            );
+            return usage_error("create", &format!("accepts at most 1 arg(s), received {}", many.len()));
         }
     };
     if title.trim().is_empty() {
@@ -249,18 +235,12 @@ fn create(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, actor: &str, json
         status: "open".to_string(),
         priority,
         issue_type: issue_type.to_string(),
-        assignee: p
-            .value("assignee")
-            .filter(|a| !a.is_empty())
-            .map(str::to_string),
+        assignee: p.value("assignee").filter(|a| !a.is_empty()).map(str::to_string),
         owner: Some(actor.to_string()),
         created_at_ms: ctx.now_ms,
         created_by: actor.to_string(),
         updated_at_ms: ctx.now_ms,
-        external_ref: p
-            .value("external-ref")
-            .filter(|r| !r.is_empty())
-            .map(str::to_string),
+        external_ref: p.value("external-ref").filter(|r| !r.is_empty()).map(str::to_string),
         labels: split_labels(p.values("labels")),
         ..Bead::default()
     };
@@ -312,9 +292,7 @@ fn show(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         .chain(p.values("id").into_iter().map(str::to_string))
         .collect();
     if ids.is_empty() {
-        return Outcome::fail(
-            "Error: at least one issue ID is required (use positional args or --id flag)\n",
-        );
+        return Outcome::fail("Error: at least one issue ID is required (use positional args or --id flag)\n");
     }
     let mut changed = false;
     let mut found = Vec::new();
@@ -384,9 +362,7 @@ fn update(p: &Parsed, st: &mut State, ctx: &Ctx, actor: &str, json: bool) -> Out
         match kv.split_once('=') {
             Some((k, v)) if !k.is_empty() => set_meta.push((k.to_string(), v.to_string())),
             _ => {
-                return Outcome::fail(format!(
-                    "Error: invalid --set-metadata \"{kv}\" (expected key=value)\n"
-                ));
+                return Outcome::fail(format!("Error: invalid --set-metadata \"{kv}\" (expected key=value)\n"));
             }
         }
     }
@@ -546,10 +522,7 @@ fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
                 statuses.contains(&b.status.as_str())
             }
         })
-        .filter(|b| {
-            p.value("assignee")
-                .is_none_or(|a| b.assignee.as_deref() == Some(a))
-        })
+        .filter(|b| p.value("assignee").is_none_or(|a| b.assignee.as_deref() == Some(a)))
         .filter(|b| p.value("type").is_none_or(|t| b.issue_type == t))
         .filter(|b| labels.iter().all(|l| b.labels.contains(l)))
         .collect();

@@ -40,10 +40,7 @@ const UNSLING: &[Flag] = &[
 
 const JSON_ONLY: &[Flag] = &[flag("json", None, Kind::Bool)];
 
-const POLECAT_LIST: &[Flag] = &[
-    flag("json", None, Kind::Bool),
-    flag("all", None, Kind::Bool),
-];
+const POLECAT_LIST: &[Flag] = &[flag("json", None, Kind::Bool), flag("all", None, Kind::Bool)];
 
 fn usage_error(cmd: &str, msg: &str) -> Outcome {
     let line = match cmd {
@@ -60,10 +57,7 @@ fn usage_error(cmd: &str, msg: &str) -> Outcome {
 
 /// The verb of a `gt` command line (for fault matching), if any.
 pub fn verb(args: &[String]) -> String {
-    split_verb(args, GLOBAL)
-        .ok()
-        .and_then(|(v, _)| v)
-        .unwrap_or_default()
+    split_verb(args, GLOBAL).ok().and_then(|(v, _)| v).unwrap_or_default()
 }
 
 pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
@@ -75,9 +69,7 @@ pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
         if args.iter().any(|a| a == "--version") {
             return Outcome::ok("gt version 0.0.0-fake (fake-gastown)\n");
         }
-        return Outcome::ok(
-            "Gas Town (fake) - multi-agent workspace manager\n\nUsage:\n  gt [command]\n",
-        );
+        return Outcome::ok("Gas Town (fake) - multi-agent workspace manager\n\nUsage:\n  gt [command]\n");
     };
     match verb.as_str() {
         "sling" => sling(&rest, st, cfg, ctx),
@@ -112,9 +104,7 @@ struct Target {
 }
 
 fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn parse_target(target: &str, cfg: &Config) -> Result<Target, String> {
@@ -124,9 +114,7 @@ fn parse_target(target: &str, cfg: &Config) -> Result<Target, String> {
         [rig, name] => (*rig, Some(*name)),
         [rig, "polecats", name] => (*rig, Some(*name)),
         _ => {
-            return Err(format!(
-                "invalid target \"{target}\" (want <rig> or <rig>/<name>)"
-            ));
+            return Err(format!("invalid target \"{target}\" (want <rig> or <rig>/<name>)"));
         }
     };
     if rig.is_empty() || rig.contains(['-', '.', ' ']) || rig == "hq" {
@@ -136,10 +124,7 @@ fn parse_target(target: &str, cfg: &Config) -> Result<Target, String> {
     }
     let rigs = cfg.rigs();
     if !rigs.iter().any(|r| r == rig) {
-        return Err(format!(
-            "rig \"{rig}\" not found (known rigs: {})",
-            rigs.join(", ")
-        ));
+        return Err(format!("rig \"{rig}\" not found (known rigs: {})", rigs.join(", ")));
     }
     if let Some(n) = name
         && !valid_name(n)
@@ -223,14 +208,10 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
         [b, t] => (b.as_str(), t.as_str()),
         [] => return usage_error("sling", "requires at least 1 arg(s), only received 0"),
         [_] => {
-            return Outcome::fail(
-                "Error: no target given and not running as an agent: use gt sling <bead> <rig>\n",
-            );
+            return Outcome::fail("Error: no target given and not running as an agent: use gt sling <bead> <rig>\n");
         }
         _ => {
-            return Outcome::fail(
-                "Error: batch sling (several beads) is not supported by fake-gastown\n",
-            );
+            return Outcome::fail("Error: batch sling (several beads) is not supported by fake-gastown\n");
         }
     };
     let merge = p.value("merge");
@@ -302,9 +283,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
         return Outcome::fail(format!("Error: convoy '{c}' not found\n"));
     }
     if dry_run {
-        return Outcome::ok(format!(
-            "Would sling {bead_id} to {who} (dry run: nothing changed)\n"
-        ));
+        return Outcome::ok(format!("Would sling {bead_id} to {who} (dry run: nothing changed)\n"));
     }
 
     let mut out = format!("🎯 Slinging {bead_id} to {}...\n", target.rig);
@@ -393,10 +372,7 @@ fn unsling(args: &[String], st: &mut State, ctx: &Ctx) -> Outcome {
         return Outcome::fail(format!("Error: bead '{bead_id}' not found\n"));
     };
     if matches!(bead.status.as_str(), "closed" | "tombstone") {
-        return Outcome::fail(format!(
-            "Error: cannot unsling {bead_id}: bead is {}\n",
-            bead.status
-        ));
+        return Outcome::fail(format!("Error: cannot unsling {bead_id}: bead is {}\n", bead.status));
     }
     if !bead.is_active() && bead.assignee.is_none() {
         return Outcome::ok(format!("Nothing to unsling: {bead_id} is not hooked\n"));
@@ -447,10 +423,7 @@ fn status(args: &[String], st: &State, cfg: &Config, ctx: &Ctx) -> Outcome {
             },
             "convoys": st.convoys.len(),
         });
-        return Outcome::ok(format!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        ));
+        return Outcome::ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
     }
     Outcome::ok(format!(
         "🏙  Gas Town (fake) at {}\nRigs: {}\nPolecats working: {working}\nBeads: {} open, {} hooked, {} in progress, {} closed\nConvoys: {}\n",
@@ -513,11 +486,7 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
             let Some(name) = t.name else {
                 return Outcome::fail("Error: polecat status needs <rig>/<name>\n");
             };
-            let Some(idx) = st
-                .polecats
-                .iter()
-                .position(|pc| pc.rig == t.rig && pc.name == name)
-            else {
+            let Some(idx) = st.polecats.iter().position(|pc| pc.rig == t.rig && pc.name == name) else {
                 return Outcome::fail(format!("Error: polecat '{}/{name}' not found\n", t.rig));
             };
             let mut changed = false;
@@ -576,19 +545,14 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
             };
             Outcome::ok(out)
         }
-        Some(other) => Outcome::fail(format!(
-            "Error: unknown command \"{other}\" for \"gt polecat\"\n"
-        )),
+        Some(other) => Outcome::fail(format!("Error: unknown command \"{other}\" for \"gt polecat\"\n")),
         None => Outcome::ok("Usage:\n  gt polecat [status|list]\n"),
     }
 }
 
 fn convoy(args: &[String], st: &State) -> Outcome {
     match args.first().map(String::as_str) {
-        Some("status" | "show") => match args
-            .get(1)
-            .and_then(|id| st.convoys.iter().find(|c| c.id == *id))
-        {
+        Some("status" | "show") => match args.get(1).and_then(|id| st.convoys.iter().find(|c| c.id == *id)) {
             Some(c) => Outcome::ok(format!(
                 "🚚 {}: {}\n  Tracking: {}\n",
                 c.id,

@@ -163,8 +163,9 @@ pub fn next_seq(dir: &Path) -> io::Result<u64> {
 /// Reads a JSON file; a missing file gives the default value.
 pub fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, String> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| format!("reading {}: invalid JSON: {e}", path.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| format!("reading {}: invalid JSON: {e}", path.display()))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
@@ -193,9 +194,7 @@ impl Faults {
     pub fn applies_to(&self, tool: &str, verb: &str) -> bool {
         match &self.fail_verbs {
             None => true,
-            Some(verbs) => verbs
-                .iter()
-                .any(|v| v == verb || *v == format!("{tool} {verb}")),
+            Some(verbs) => verbs.iter().any(|v| v == verb || *v == format!("{tool} {verb}")),
         }
     }
 }
@@ -273,10 +272,7 @@ impl Config {
     pub fn polecat_names(&self) -> Vec<String> {
         match &self.polecat_names {
             Some(names) if !names.is_empty() => names.clone(),
-            _ => DEFAULT_POLECAT_NAMES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            _ => DEFAULT_POLECAT_NAMES.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -346,9 +342,7 @@ impl Bead {
             return false;
         }
         let elapsed = now.saturating_sub(slung);
-        let close_after = ap
-            .close_after_ms
-            .filter(|_| self.merge.as_deref() != Some("local"));
+        let close_after = ap.close_after_ms.filter(|_| self.merge.as_deref() != Some("local"));
         if let Some(close_after) = close_after
             && elapsed >= close_after
         {
@@ -449,9 +443,7 @@ impl State {
     }
 
     pub fn polecat_mut(&mut self, rig: &str, name: &str) -> Option<&mut Polecat> {
-        self.polecats
-            .iter_mut()
-            .find(|p| p.rig == rig && p.name == name)
+        self.polecats.iter_mut().find(|p| p.rig == rig && p.name == name)
     }
 
     fn id_taken(&self, id: &str) -> bool {
@@ -484,10 +476,7 @@ impl State {
     pub fn new_convoy_id(&self, salt: u64) -> Option<String> {
         for len in 4..=8 {
             for attempt in 0..16u64 {
-                let id = format!(
-                    "hq-cv-{}",
-                    base36(random_u64(salt.wrapping_add(attempt << 8)), len)
-                );
+                let id = format!("hq-cv-{}", base36(random_u64(salt.wrapping_add(attempt << 8)), len));
                 if !self.id_taken(&id) {
                     return Some(id);
                 }
