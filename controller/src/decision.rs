@@ -149,7 +149,8 @@ fn recorded_bead(a: &Automaton) -> Option<Result<BeadId, String>> {
     Some(BeadId::parse(id).map_err(|e| format!("status.gastown.beadId: {e}")))
 }
 
-/// When the claim was made (the policy's annotation, else the creation time).
+/// When the claim was made (the policy's annotation, else the creation time), in whole
+/// seconds like every time the API server stores.
 pub fn claimed_at(a: &Automaton) -> Option<Timestamp> {
     a.metadata
         .annotations
@@ -157,6 +158,14 @@ pub fn claimed_at(a: &Automaton) -> Option<Timestamp> {
         .and_then(|an| an.get(CLAIMED_AT_ANNOTATION))
         .and_then(|s| s.parse::<Timestamp>().ok())
         .or_else(|| a.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .map(whole_seconds)
+}
+
+/// `t` without its fraction of a second. The API server stores `metav1.Time` in whole seconds,
+/// so a status built from finer times would never compare equal to the stored one and would be
+/// written again on every reconcile.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {

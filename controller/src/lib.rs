@@ -12,18 +12,18 @@ pub mod reconcile;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use gastown_crds::Automaton;
 use gastown_crds::contract::CLAIMED_BY_LABEL;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -96,6 +96,20 @@ fn identity(args: &RunArgs) -> String {
                 std::process::id()
             )
         })
+}
+
+/// Bead reads arriving within this window of each other share one `bd show`.
+const READ_BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// At most this many beads per batched `bd show`.
+const READ_BATCH_MAX: usize = 50;
+
+/// Drops what reconciles never read before an object is cached: `metadata.managedFields`
+/// (about half of a stored Automaton) and kubectl's last-applied copy of the object.
+pub fn slim_for_cache(a: &mut Automaton) {
+    a.metadata.managed_fields = None;
+    if let Some(annotations) = a.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -178,14 +192,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: "gastown-operator".to_string(),
         instance: Some(identity),
     };
+    let reader = gastown::BatchedReader::spawn(gastown.clone(), READ_BATCH_WINDOW, READ_BATCH_MAX);
     let ctx = Arc::new(reconcile::Context {
         client: client.clone(),
         gastown,
+        reader,
         settings,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: Arc::clone(&metrics),
         leader: leader_rx.clone(),
-        failures: Mutex::new(HashMap::new()),
+        failures: reconcile::Failures::default(),
     });
 
     // Stop on a signal, or at once when leadership is lost.
@@ -224,8 +240,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut stores: Vec<Store<Automaton>> = Vec::new();
     let mut runs = Vec::new();
+    let listed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watches = apis.len();
     for api in apis {
-        let controller = Controller::new(api, watcher::Config::default().labels(&selector))
+        let (reader, writer) = reflector::store();
+        let listed = Arc::clone(&listed);
+        let mut initialised = false;
+        // Cache only what reconciles read: managedFields is about half of a stored Automaton.
+        let objects = watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .modify(slim_for_cache)
+            .inspect_ok(move |event| {
+                if matches!(event, watcher::Event::InitDone) && !initialised {
+                    initialised = true;
+                    listed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .reflect(writer)
+            .applied_objects();
+        let controller = Controller::for_stream(objects, reader)
             .with_config(ControllerConfig::default().concurrency(args.concurrency.max(1)));
         stores.push(controller.store());
         let mut stop = stop_rx.clone();
@@ -245,16 +278,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     // Ready once every watch has listed its objects; then keep the per-phase gauge fresh.
+    // (Readiness comes from the watch streams themselves: `Store::wait_until_ready` wakes only
+    // one of several waiters in kube-runtime 4.2, and the controller is already one of them.)
     {
         let stores = stores.clone();
         let health = Arc::clone(&health);
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            for s in &stores {
-                let _ = s.wait_until_ready().await;
-            }
-            health.ready.store(true, Ordering::Relaxed);
             loop {
+                if !health.ready.load(Ordering::Relaxed) && listed.load(Ordering::Relaxed) >= watches {
+                    info!("watches listed; ready");
+                    health.ready.store(true, Ordering::Relaxed);
+                }
                 let mut counts: HashMap<String, i64> = HashMap::new();
                 for s in &stores {
                     for a in s.state() {
@@ -266,7 +301,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 for (phase, n) in counts {
                     metrics.active_claims.get_or_create(&PhaseLabels { phase }).set(n);
                 }
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                let tick = if health.ready.load(Ordering::Relaxed) {
+                    5000
+                } else {
+                    200
+                };
+                tokio::time::sleep(Duration::from_millis(tick)).await;
             }
         });
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gastown_crds::contract::{
     CLAIM_REQUEST_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, FIELD_MANAGER,
@@ -64,6 +64,8 @@ pub struct Context {
     pub client: kube::Client,
     /// Gas Town client.
     pub gastown: GasTown,
+    /// Bead reads of the syncs, batched (one `bd show` for many Automatons).
+    pub reader: gastown::BatchedReader,
     /// Decision settings.
     pub settings: Settings,
     /// Event recorder.
@@ -73,7 +75,59 @@ pub struct Context {
     /// `true` while this replica may act.
     pub leader: watch::Receiver<bool>,
     /// Consecutive failures per object, for exponential backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
+    pub failures: Failures,
+}
+
+/// Consecutive failures per object. A failure counts only once the previous backoff has run
+/// out: a reconcile that the watch event of our own status write starts early, and that fails
+/// for the same reason, keeps the schedule instead of doubling the delay again.
+#[derive(Default)]
+pub struct Failures(Mutex<HashMap<String, Failure>>);
+
+struct Failure {
+    count: u32,
+    retry_at: Instant,
+}
+
+impl Failures {
+    /// The delay before retrying `key` after a failure at `now`; `seed` (0..1) is the jitter.
+    pub fn next_delay(&self, key: &str, now: Instant, seed: f64) -> Duration {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get_mut(key) {
+            Some(f) if now < f.retry_at => f.retry_at - now,
+            Some(f) => {
+                f.count = f.count.saturating_add(1);
+                let delay = backoff_delay(f.count, seed);
+                f.retry_at = now + delay;
+                delay
+            }
+            None => {
+                let delay = backoff_delay(1, seed);
+                map.insert(
+                    key.to_string(),
+                    Failure {
+                        count: 1,
+                        retry_at: now + delay,
+                    },
+                );
+                delay
+            }
+        }
+    }
+
+    /// How many failures in a row `key` has had.
+    pub fn count(&self, key: &str) -> u32 {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key).map_or(0, |f| f.count)
+    }
+
+    /// `key` succeeded.
+    pub fn reset(&self, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
 }
 
 impl Context {
@@ -85,24 +139,10 @@ impl Context {
         }
     }
 
-    fn reset_failures(&self, key: &str) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(key);
-        }
-    }
-
-    /// Backoff for the `n`th consecutive failure of `key`: 1 s doubling to 5 min, ±25 % jitter.
+    /// Backoff after a failure of `key`: 1 s doubling to 5 min, ±25 % jitter (see [`Failures`]).
     pub fn backoff(&self, key: &str) -> Duration {
-        let n = self
-            .failures
-            .lock()
-            .map(|mut f| {
-                let e = f.entry(key.to_string()).or_insert(0);
-                *e = e.saturating_add(1);
-                *e
-            })
-            .unwrap_or(1);
-        backoff_delay(n, jitter_seed(key, n))
+        let n = self.failures.count(key);
+        self.failures.next_delay(key, Instant::now(), jitter_seed(key, n))
     }
 
     async fn publish(&self, a: &Automaton, warning: bool, reason: &str, note: &str) {
@@ -150,7 +190,7 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
     ctx.ensure_leader()?;
     let ns = a.namespace().ok_or(Error::Unnamed)?;
     let api: Api<Automaton> = Api::namespaced(ctx.client.clone(), &ns);
-    let now = Timestamp::now();
+    let now = decision::whole_seconds(Timestamp::now());
     let k = key(&a);
     let action = match decision::stage(&a, &ctx.settings.claimer) {
         Stage::NotOurs | Stage::Terminal => Action::await_change(),
@@ -163,16 +203,19 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
         }
         Stage::Invalid(message) => {
             let st = decision::invalid(&a, &message, now, &ctx.settings);
-            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
-                write_status(&api, &a, &st, &ctx).await?;
+            let current = if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
+                let updated = write_status(&api, &a, &st, &ctx).await?;
                 ctx.publish(&a, true, "InvalidSpec", &message).await;
-            }
-            claim_expiry_check(&api, &a, &ctx, now).await?
+                updated
+            } else {
+                (*a).clone()
+            };
+            claim_expiry_check(&api, &current, &ctx, now).await?
         }
         Stage::ObtainBead => obtain_bead(&api, &a, &ctx, now).await?,
         Stage::Sync(bead) => sync(&api, &a, &bead, &ctx, now).await?,
     };
-    ctx.reset_failures(&k);
+    ctx.failures.reset(&k);
     Ok(action)
 }
 
@@ -181,6 +224,12 @@ pub fn error_policy(a: Arc<Automaton>, error: &Error, ctx: Arc<Context>) -> Acti
     ctx.metrics.error(&error.metric_label());
     if matches!(error, Error::NotLeader) {
         return Action::requeue(Duration::from_secs(5));
+    }
+    if matches!(error, Error::Kube(kube::Error::Api(s)) if s.code == 409) {
+        // The cached copy was stale: the watch event of the newer version re-runs the
+        // reconcile; this requeue is only the safety net. Not a failure of the object.
+        tracing::debug!(object = %key(&a), "conflict: the object changed since it was read");
+        return Action::requeue(Duration::from_secs(1));
     }
     let delay = ctx.backoff(&key(&a));
     warn!(object = %key(&a), error = %error, retry_in = ?delay, "reconcile failed");
@@ -242,32 +291,53 @@ async fn claim_expiry_check(
 }
 
 async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
-    let (bead, created) = match find_or_create_bead(api, a, ctx).await {
+    let mut current = a.clone();
+    let (bead, created, known) = match find_or_create_bead(api, &mut current, ctx).await {
         Ok(found) => found,
         // Any failure to read or create (Dolt down, binary missing, proxy unreachable): report
         // it on the condition, back off, and give the claim back once it is too old.
         Err(Error::GasTown(e)) => {
-            let st = decision::unreachable(a, e.metric_label(), &e.to_string(), now, &ctx.settings);
-            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
-                write_status(api, a, &st, ctx).await?;
+            let mut st = decision::unreachable(&current, e.metric_label(), &e.to_string(), now, &ctx.settings);
+            if e.command().is_some_and(|c| c.verb() == "create") && e.is_definite_failure() {
+                // `bd create` ran only after finding no bead, and certainly made none: nothing
+                // can exist unrecorded, so a release need not ask Gas Town first.
+                if let Some(g) = st.gastown.as_mut() {
+                    g.bead_created = None;
+                }
             }
-            if decision::claim_expired(a, now, &ctx.settings) {
-                return claim_expiry_check(api, a, ctx, now).await;
+            if decision::status_needs_write(current.status.as_ref(), &st, &ctx.settings) {
+                current = write_status(api, &current, &st, ctx).await?;
+            }
+            if decision::claim_expired(&current, now, &ctx.settings) {
+                return claim_expiry_check(api, &current, ctx, now).await;
             }
             return Err(Error::GasTown(e));
         }
         Err(e) => return Err(e),
     };
     // Recorded before anything is slung, so a crash or another replica never creates twice.
-    let st = decision::bead_recorded(a, &bead, created, now, &ctx.settings);
-    let updated = write_status(api, a, &st, ctx).await?;
+    let st = decision::bead_recorded(&current, &bead, created, now, &ctx.settings);
+    let updated = write_status(api, &current, &st, ctx).await?;
     info!(object = %key(a), bead = %bead.as_str(), created, "bead recorded");
-    sync(api, &updated, &bead, ctx, now).await
+    let view = match known {
+        Some(b) => GasTownView::Bead(b),
+        None => read_bead(ctx, &bead).await,
+    };
+    sync_with(api, &updated, &bead, view, ctx, now).await
 }
 
-async fn find_or_create_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(BeadId, bool), Error> {
+/// The bead for `a`: the spec's, one found by our external ref, or a new one. Returns the
+/// bead, whether it is ours (created for this Automaton), and the bead itself when it was just
+/// created (so it need not be read back before the sling).
+/// `current` is updated to the object as written when the "creating" mark is set.
+async fn find_or_create_bead(
+    api: &Api<Automaton>,
+    current: &mut Automaton,
+    ctx: &Context,
+) -> Result<(BeadId, bool, Option<gastown::Bead>), Error> {
+    let a = &*current;
     if let Some(id) = a.spec.task.bead_id.as_deref() {
-        return Ok((BeadId::parse(id)?, false));
+        return Ok((BeadId::parse(id)?, false, None));
     }
     let external = ExternalRef::for_automaton(
         a.namespace().as_deref().unwrap_or_default(),
@@ -275,25 +345,36 @@ async fn find_or_create_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context)
         a.uid().as_deref().unwrap_or_default(),
     )?;
     ctx.ensure_leader()?;
-    if let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
-        return Ok((existing.bead_id()?, true));
+    if decision::bead_may_exist_unrecorded(a) {
+        // An earlier attempt said it was creating one: it may exist (a crash or a failed write
+        // between `bd create` and recording the ID). First make sure this copy is current (the
+        // same mark, written conditionally): a stale copy may still show a mark that a later
+        // write cleared, and a bead created on its word would be a second one.
+        *current = write_status(api, a, &decision::creating_bead(a, &ctx.settings), ctx).await?;
+        if let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
+            return Ok((existing.bead_id()?, true, None));
+        }
+    } else {
+        // Say so before creating: if the ID never gets recorded, the next attempt (or the
+        // release) looks the bead up instead of creating another or leaving it open. No earlier
+        // attempt can have created one without this mark, so there is nothing to look up yet.
+        // The write is conditional on the object we read (see `write_status`): a stale cache
+        // that misses an earlier mark gets a conflict and retries, instead of creating twice.
+        *current = write_status(api, a, &decision::creating_bead(a, &ctx.settings), ctx).await?;
     }
-    // Say so before creating: if the ID never gets recorded, releasing the claim must look for
-    // the bead (and close it) instead of leaving it open.
-    if !decision::bead_may_exist_unrecorded(a) {
-        write_status(api, a, &decision::creating_bead(a, &ctx.settings), ctx).await?;
-    }
+    let a = &*current;
     ctx.ensure_leader()?;
     let description = a.spec.task.description.clone().unwrap_or_default();
     let id = ctx
         .gastown
         .create_bead(&a.spec.task.title, &description, &external)
         .await?;
-    Ok((id, true))
+    let bead = gastown::Bead::just_created(&id, &a.spec.task.title, &external);
+    Ok((id, true, Some(bead)))
 }
 
 async fn read_bead(ctx: &Context, bead: &BeadId) -> GasTownView {
-    match ctx.gastown.show_bead(bead).await {
+    match ctx.reader.show(bead).await {
         Ok(Some(b)) => GasTownView::Bead(b),
         Ok(None) => GasTownView::Missing,
         Err(e) => GasTownView::Unreachable(e.metric_label().to_string(), e.to_string()),
@@ -308,6 +389,17 @@ async fn sync(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let view = read_bead(ctx, bead).await;
+    sync_with(api, a, bead, view, ctx, now).await
+}
+
+async fn sync_with(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    bead: &BeadId,
+    view: GasTownView,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
     let unreachable = matches!(view, GasTownView::Unreachable(..));
     let plan = decision::plan_sync(a, bead, &view, now, &ctx.settings);
     if plan.release_claim {
@@ -320,7 +412,8 @@ async fn sync(
         }
         return finish_release(api, &current, ctx, now).await;
     }
-    let status = plan.status.clone();
+    let mut status = plan.status.clone();
+    let mut requeue = plan.requeue;
     let event = plan.event.clone();
     if let Some(command) = &plan.command {
         ctx.ensure_leader()?;
@@ -351,11 +444,17 @@ async fn sync(
                 write_status(api, a, &st, ctx).await?;
             }
             return Err(Error::GasTown(e));
-        } else if let Command::Sling { .. } = command
-            && let Some(at) = decision::claimed_at(a)
-        {
-            let secs = now.duration_since(at).as_secs_f64().max(0.0);
-            ctx.metrics.claim_to_dispatch.observe(secs);
+        } else if let Command::Sling { .. } = command {
+            if let Some(at) = decision::claimed_at(a) {
+                let secs = Timestamp::now().duration_since(at).as_secs_f64().max(0.0);
+                ctx.metrics.claim_to_dispatch.observe(secs);
+            }
+            // Read the sling's result (hooked, assignee) now, so that one status write
+            // records both; if that read fails, the next sync does it.
+            if let Some((after, next)) = after_sling(a, &status, bead, ctx, now).await {
+                status = after;
+                requeue = next;
+            }
         }
     }
     if decision::status_needs_write(a.status.as_ref(), &status, &ctx.settings) {
@@ -372,7 +471,31 @@ async fn sync(
             status.message.clone().unwrap_or_default()
         )));
     }
-    Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The status after a successful sling, from the bead as Gas Town now shows it, with its
+/// requeue. `None` when the bead cannot be read or does not show the dispatch: then the status
+/// planned before the sling stands and the next sync (soon) reads it again.
+async fn after_sling(
+    a: &Automaton,
+    slung: &AutomatonStatus,
+    bead: &BeadId,
+    ctx: &Context,
+    now: Timestamp,
+) -> Option<(AutomatonStatus, Option<Duration>)> {
+    let view = read_bead(ctx, bead).await;
+    let mut dispatched = a.clone();
+    dispatched.status = Some(slung.clone());
+    let plan = decision::plan_sync(&dispatched, bead, &view, now, &ctx.settings);
+    let followed = plan.command.is_none()
+        && !plan.release_claim
+        && plan.event.is_none()
+        && matches!(
+            plan.status.phase,
+            Some(gastown_crds::Phase::Dispatched | gastown_crds::Phase::Running)
+        );
+    followed.then_some((plan.status, plan.requeue))
 }
 
 async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Error> {
@@ -471,18 +594,28 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
 }
 
 /// Writes the whole status with server-side apply under our field manager; returns the object.
+///
+/// The write carries the resourceVersion of `a`, so it fails with a conflict when the object
+/// has changed since it was read. A reconcile that runs on a stale cached copy (e.g. on the
+/// watch event of one of our own earlier writes) can therefore never put back a status that a
+/// later write replaced, such as a "creating a bead" mark that was cleared.
 pub async fn write_status(
     api: &Api<Automaton>,
     a: &Automaton,
     status: &AutomatonStatus,
     ctx: &Context,
 ) -> Result<Automaton, Error> {
+    let resource_version = a.resource_version();
     ctx.ensure_leader()?;
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": "olympus.io/v1alpha1",
         "kind": "Automaton",
         "status": status,
     });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let updated = api.patch_status(&a.name_any(), &params, &Patch::Apply(&patch)).await?;
     ctx.metrics.api_write("status");
@@ -595,4 +728,41 @@ async fn release_claim(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Re
     ctx.metrics.api_write("release");
     info!(object = %key(a), "claim released to Kubernetes");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_due_failure_up_to_five_minutes() {
+        let f = Failures::default();
+        let mut now = Instant::now();
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            let d = f.next_delay("ns/a", now, 0.5);
+            delays.push(d.as_secs());
+            now += d;
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(f.count("ns/a"), 12);
+    }
+
+    #[test]
+    fn early_reruns_keep_the_schedule_instead_of_counting_again() {
+        let f = Failures::default();
+        let t0 = Instant::now();
+        assert_eq!(f.next_delay("ns/a", t0, 0.5), Duration::from_secs(1));
+        let t1 = t0 + f.next_delay("ns/a", t0, 0.5);
+        assert_eq!(f.next_delay("ns/a", t1, 0.5), Duration::from_secs(2));
+        // Our own status write re-ran the reconcile 100 ms later and it failed again.
+        let early = t1 + Duration::from_millis(100);
+        assert_eq!(f.next_delay("ns/a", early, 0.5), Duration::from_millis(1900));
+        assert_eq!(f.count("ns/a"), 2, "an early re-run is not another failure");
+        // Other objects are independent; success resets.
+        assert_eq!(f.next_delay("ns/b", early, 0.5), Duration::from_secs(1));
+        f.reset("ns/a");
+        assert_eq!(f.count("ns/a"), 0);
+        assert_eq!(f.next_delay("ns/a", early, 0.5), Duration::from_secs(1));
+    }
 }

@@ -331,12 +331,13 @@ impl Run {
             .and_then(|s| s.holder_identity)
     }
 
-    async fn kill(&mut self, event: Event) -> String {
+    /// Kills a replica; `None` when none is running (the caller retries once one has restarted).
+    async fn kill(&mut self, event: Event) -> Option<String> {
         let running: Vec<usize> = (0..self.replicas.len())
             .filter(|i| self.replicas[*i].process.is_some())
             .collect();
         if running.is_empty() {
-            return "no replica running".to_string();
+            return None;
         }
         let holder = if event == Event::KillLeader {
             self.lease_holder().await
@@ -355,10 +356,10 @@ impl Run {
         r.kills += 1;
         r.start_at = Some(Instant::now() + restart_in);
         let leader = holder.map(|h| format!(", lease holder {h}")).unwrap_or_default();
-        format!(
+        Some(format!(
             "SIGKILL {}{leader} ({event:?}), restarted in {restart_in:?}",
             r.identity
-        )
+        ))
     }
 
     fn report_stuck(&self, claims: &BTreeMap<String, Claim>, seen: &HashMap<String, Automaton>) -> String {
@@ -509,16 +510,20 @@ impl Run {
                             (t, result)
                         }));
                         report.api_restarts += 1;
-                        "restarting the API server".to_string()
+                        Some("restarting the API server".to_string())
                     }
                     kill => self.kill(kill).await,
                 };
-                println!(
-                    "[{}] {:>6.1}s progress {:.2}: {what}",
-                    self.opts.label,
-                    started.elapsed().as_secs_f64(),
-                    progress
-                );
+                match what {
+                    Some(what) => println!(
+                        "[{}] {:>6.1}s progress {:.2}: {what}",
+                        self.opts.label,
+                        started.elapsed().as_secs_f64(),
+                        progress
+                    ),
+                    // Every replica is being restarted: kill one once it is back.
+                    None => pending_event = Some((Instant::now() + Duration::from_millis(100), event)),
+                }
             }
             if let Some(handle) = restart.take_if(|h| h.is_finished()) {
                 let (t, result) = handle.await.unwrap();

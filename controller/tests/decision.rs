@@ -2116,6 +2116,28 @@ fn unchanged_status_without_last_sync_time_needs_no_write() {
 }
 
 #[test]
+fn sub_second_claim_time_is_stored_in_whole_seconds_so_the_status_settles() {
+    let s = settings();
+    let fine = format!(
+        "{}",
+        Timestamp::from_second(T0).unwrap() + jiff::SignedDuration::from_millis(123)
+    );
+    let a = recorded(json!({"metadata": {"annotations": {"gastown.io/claimed-at": fine}}}));
+    assert_eq!(decision::claimed_at(&a), Some(at(0)));
+    let first = sync(&a, &view("hooked", Some(TOAST)), 10).status;
+    assert_eq!(first.claim.as_ref().unwrap().claimed_at, time(0));
+    // What the API server stores (whole seconds) reads back equal: the next sync writes nothing.
+    let stored: AutomatonStatus = serde_json::from_value(serde_json::to_value(&first).unwrap()).unwrap();
+    let a = with_status(&a, &stored);
+    let second = sync(&a, &view("hooked", Some(TOAST)), 11).status;
+    assert!(!status_needs_write(a.status.as_ref(), &second, &s));
+    assert_eq!(
+        decision::whole_seconds(at(3) + jiff::SignedDuration::from_millis(999)),
+        at(3)
+    );
+}
+
+#[test]
 fn identical_status_past_the_heartbeat_needs_no_write() {
     let s = settings();
     let a = dispatched("Running", 5, json!({}));

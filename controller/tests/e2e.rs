@@ -13,7 +13,7 @@ use gastown_crds::contract::{
 };
 use gastown_crds::{Automaton, ConditionStatus, Phase};
 use gastown_tests::cluster::TestCluster;
-use gastown_tests::controller_process::ControllerProcess;
+use gastown_tests::controller_process::{ControllerProcess, http_get};
 use gastown_tests::fake_gastown::{FakeGasTown, Faults};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -152,10 +152,32 @@ fn condition(a: &Automaton, type_: &str) -> Option<ConditionStatus> {
 
 const T: Duration = Duration::from_secs(30);
 
+/// Waits until `/readyz` answers 200 (the watch has listed); `/livez` is up from the start.
+fn wait_ready(c: &ControllerProcess) {
+    let deadline = Instant::now() + T;
+    let mut last = String::new();
+    loop {
+        if let Some(addr) = c.admin_addr() {
+            assert_eq!(http_get(&addr, "/livez").unwrap().0, 200);
+            match http_get(&addr, "/readyz") {
+                Ok((200, _)) => return,
+                other => last = format!("{other:?}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz not 200 within {T:?}: {last}\n{}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test]
 async fn claim_is_dispatched_once_and_followed_to_success() {
     let env = Env::new("flow").await;
-    let _c = env.controller("c", &[]);
+    let c = env.controller("c", &[]);
+    wait_ready(&c);
     env.create_claimed("fix-login", json!({"mergeStrategy": "mr", "agent": {"name": "claude"}}))
         .await;
     let a = env.wait_phase("fix-login", Phase::Dispatched, T).await;
@@ -496,4 +518,35 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
         );
     }
     assert!(!log.contains("PRIVATE KEY"));
+}
+
+/// The "creating a bead" mark is written with server-side apply carrying the resourceVersion
+/// the controller read: the API server must refuse it when the object has moved on (a stale
+/// cache), or a second `bd create` could follow. This checks that assumption on the real server.
+#[tokio::test]
+async fn status_apply_with_a_stale_resource_version_conflicts() {
+    use kube::api::{Patch, PatchParams};
+    let env = Env::new("ssa-rv").await;
+    let created = env.create_claimed("stale", json!({})).await;
+    let stale_rv = created.resource_version().unwrap();
+    let params = PatchParams::apply(gastown_crds::contract::FIELD_MANAGER).force();
+    let apply = |rv: &str, message: &str| {
+        json!({"apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+               "metadata": {"resourceVersion": rv},
+               "status": {"phase": "Claimed", "message": message}})
+    };
+    let moved = env
+        .api()
+        .patch_status("stale", &params, &Patch::Apply(&apply(&stale_rv, "first")))
+        .await
+        .unwrap();
+    assert_ne!(moved.resource_version().unwrap(), stale_rv);
+    let err = env
+        .api()
+        .patch_status("stale", &params, &Patch::Apply(&apply(&stale_rv, "second")))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err:?}");
+    let now = env.api().get("stale").await.unwrap();
+    assert_eq!(now.status.unwrap().message.as_deref(), Some("first"));
 }

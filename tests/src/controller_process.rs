@@ -83,7 +83,46 @@ impl ControllerProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The address of `/metrics`, `/livez` and `/readyz`, once the JSON log has announced it
+    /// (start it with `--metrics-addr 127.0.0.1:0 --log-format json`).
+    pub fn admin_addr(&self) -> Option<String> {
+        admin_addr_in_log(&self.log())
+    }
 }
+
+/// The admin server's address from a JSON-format controller log ("serving /metrics, ...").
+pub fn admin_addr_in_log(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = v.get("fields")?;
+        if !fields.get("message")?.as_str()?.starts_with("serving /metrics") {
+            return None;
+        }
+        fields.get("addr")?.as_str().map(str::to_string)
+    })
+}
+
+/// A minimal blocking HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().with_context(|| format!("address {addr:?}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    Ok((code, body.to_string()))
+}
+
+impl ControllerProcess {}
 
 impl Drop for ControllerProcess {
     fn drop(&mut self) {

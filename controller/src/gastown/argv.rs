@@ -358,6 +358,14 @@ pub(crate) fn show_bead(id: &BeadId) -> CommandLine {
         .arg(id.as_str())
 }
 
+/// `bd show --json -- <id>...`: several beads in one call (one JSON array).
+pub(crate) fn show_beads(ids: &[BeadId]) -> CommandLine {
+    ids.iter().fold(
+        CommandLine::new(Tool::Bd, "show").arg("--json").arg("--"),
+        |command, id| command.arg(id.as_str()),
+    )
+}
+
 /// `bd list --json --all`: `--all` lifts bd's default filter (closed and pinned beads are
 /// hidden) and its default limit of 50, both of which would hide the bead we look for.
 pub(crate) fn list_beads() -> CommandLine {

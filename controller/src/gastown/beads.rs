@@ -145,6 +145,30 @@ pub struct Bead {
 }
 
 impl Bead {
+    /// The bead `bd create` has just made: open and unassigned, as `bd create` leaves it. Saves
+    /// reading it back before the first sling (nobody else knows its ID yet).
+    pub fn just_created(id: &BeadId, title: &str, external_ref: &ExternalRef) -> Bead {
+        Bead {
+            id: id.as_str().to_string(),
+            title: Some(title.to_string()),
+            description: None,
+            status: BeadStatus::Open,
+            priority: None,
+            issue_type: None,
+            assignee: None,
+            owner: None,
+            created_at: None,
+            created_by: None,
+            updated_at: None,
+            started_at: None,
+            closed_at: None,
+            close_reason: None,
+            external_ref: Some(external_ref.as_str().to_string()),
+            metadata: None,
+            labels: Vec::new(),
+        }
+    }
+
     /// The ID as a validated [`BeadId`] (fails if `bd` printed an ID outside the naming rule).
     pub fn bead_id(&self) -> Result<BeadId, super::Error> {
         BeadId::parse(&self.id)
@@ -195,6 +219,24 @@ pub(crate) fn parse_show(stdout: &str, id: &BeadId) -> Result<Option<Bead>, Stri
         }
     }
     Err(format!("`bd show` answered with beads other than {id}"))
+}
+
+/// The beads of a `bd show --json` of several IDs, by ID. An item that does not parse is left
+/// out (its ID is then read on its own, which reports exactly what is wrong with it).
+pub(crate) fn parse_show_many(stdout: &str) -> Result<std::collections::HashMap<String, Bead>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|e| format!("`bd show --json` did not print JSON: {e}"))?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Null => Vec::new(),
+        object @ serde_json::Value::Object(_) => vec![object],
+        _ => return Err("`bd show --json` printed neither an array nor an object".to_owned()),
+    };
+    Ok(items
+        .into_iter()
+        .filter_map(|item| serde_json::from_value::<Bead>(item).ok())
+        .map(|b| (b.id.clone(), b))
+        .collect())
 }
 
 /// The beads of `bd list --json` whose `external_ref` equals `wanted`, oldest first

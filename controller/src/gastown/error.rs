@@ -156,6 +156,22 @@ impl Error {
         }
     }
 
+    /// True when the command certainly did not do its work: it was never started (invalid
+    /// input, configuration, missing binary, spawn failure, TLS refused) or it answered with a
+    /// non-zero exit. False when it may have run: timeouts, lost connections, HTTP errors from
+    /// gt-proxy-server, unreadable output.
+    pub fn is_definite_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidArgument { .. }
+                | Error::Config { .. }
+                | Error::Missing { .. }
+                | Error::Spawn { .. }
+                | Error::Tls { .. }
+                | Error::Exit { .. }
+        )
+    }
+
     /// The command the error is about, if any.
     pub fn command(&self) -> Option<&CommandLine> {
         match self {

@@ -23,6 +23,7 @@
 
 mod argv;
 mod backoff;
+mod batch;
 mod beads;
 mod error;
 mod exec;
@@ -43,6 +44,7 @@ pub use argv::{
     validate_agent_address, validate_description, validate_reason,
 };
 pub use backoff::Backoff;
+pub use batch::BatchedReader;
 pub use beads::{Bead, BeadStatus};
 pub use error::{Error, STDERR_EXCERPT_CHARS};
 
@@ -279,6 +281,19 @@ impl GasTown {
             }
             require_complete(&command, &out)?;
             beads::parse_show(&out.stdout, id).map_err(|m| Error::parse(&command, m))
+        })
+        .await
+    }
+
+    /// Reads several beads with one `bd show --json -- <id>...`, by ID. Beads missing from the
+    /// answer are missing from the map. Fails as a whole when `bd` does (real `bd` exits
+    /// non-zero when any ID is unknown): read those one by one with [`Self::show_bead`].
+    pub async fn show_beads(&self, ids: &[BeadId]) -> Result<std::collections::HashMap<String, Bead>, Error> {
+        let command = argv::show_beads(ids);
+        self.run(&command, |out| {
+            require_success(&command, &out)?;
+            require_complete(&command, &out)?;
+            beads::parse_show_many(&out.stdout).map_err(|m| Error::parse(&command, m))
         })
         .await
     }

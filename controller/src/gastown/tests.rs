@@ -437,3 +437,78 @@ fn configuration_is_checked() {
         }
     );
 }
+
+/// `bd show --json -- <id>...` answering an array of open beads, failing like real `bd` when
+/// any ID is `gt-gone`; each call appends its IDs to `bd.calls`.
+const BATCH_BD: &str = r#"#!/bin/sh
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do shift; done
+shift
+echo "$*" >> bd.calls
+out="["
+sep=""
+for id in "$@"; do
+  if [ "$id" = "gt-gone" ]; then
+    echo "Error fetching gt-gone: no issue found matching \"gt-gone\"" >&2
+    exit 1
+  fi
+  out="$out$sep{\"id\":\"$id\",\"status\":\"hooked\",\"assignee\":\"gastown/polecats/Toast\"}"
+  sep=","
+done
+echo "$out]"
+"#;
+
+#[tokio::test]
+async fn batched_reads_share_one_bd_show() {
+    let town = Town::new(RECORD_GT, BATCH_BD);
+    let (client, _) = town.client(|_| {});
+    let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
+    let ids = ["gt-a1", "gt-b2", "gt-c3", "gt-a1"];
+    let reads = ids.iter().map(|s| {
+        let reader = reader.clone();
+        async move { reader.show(&id(s)).await }
+    });
+    let results = futures::future::join_all(reads).await;
+    for (s, r) in ids.iter().zip(results) {
+        let bead = r.unwrap().unwrap();
+        assert_eq!(bead.id, *s);
+        assert_eq!(bead.assignee.as_deref(), Some("gastown/polecats/Toast"));
+    }
+    assert_eq!(town.read("bd.calls"), "gt-a1 gt-b2 gt-c3\n", "one call, each ID once");
+}
+
+#[tokio::test]
+async fn a_failing_batch_falls_back_to_one_read_per_bead() {
+    let town = Town::new(RECORD_GT, BATCH_BD);
+    let (client, _) = town.client(|_| {});
+    let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
+    let (a1, gone, b2) = (id("gt-a1"), id("gt-gone"), id("gt-b2"));
+    let (a, gone, b) = tokio::join!(reader.show(&a1), reader.show(&gone), reader.show(&b2));
+    assert_eq!(a.unwrap().unwrap().id, "gt-a1");
+    assert!(
+        gone.unwrap().is_none(),
+        "an unknown bead reads as missing, not as an error"
+    );
+    assert_eq!(b.unwrap().unwrap().id, "gt-b2");
+    let mut calls: Vec<String> = town.read("bd.calls").lines().map(str::to_string).collect();
+    assert_eq!(calls.remove(0), "gt-a1 gt-b2 gt-gone", "the batch first");
+    calls.sort();
+    assert_eq!(calls, ["gt-a1", "gt-b2", "gt-gone"], "then one read per bead");
+}
+
+#[tokio::test]
+async fn batches_are_capped() {
+    let town = Town::new(RECORD_GT, BATCH_BD);
+    let (client, _) = town.client(|_| {});
+    let reader = BatchedReader::spawn(client, Duration::from_millis(300), 2);
+    let names: Vec<String> = (0..5).map(|i| format!("gt-x{i}")).collect();
+    let reads = names.iter().map(|s| {
+        let reader = reader.clone();
+        async move { reader.show(&id(s)).await }
+    });
+    for r in futures::future::join_all(reads).await {
+        assert!(r.unwrap().is_some());
+    }
+    let calls = town.read("bd.calls");
+    assert_eq!(calls.lines().count(), 3, "5 reads in batches of at most 2: {calls}");
+    assert!(calls.lines().all(|l| l.split(' ').count() <= 2), "{calls}");
+}

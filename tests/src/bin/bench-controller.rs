@@ -39,12 +39,12 @@ use gastown_crds::contract::{
 };
 use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{TestCluster, TestNamespace};
+use gastown_tests::controller_process::{admin_addr_in_log, http_get};
 use gastown_tests::fake_gastown::{AutoProgress, Config as TownConfig, FakeGasTown};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -320,21 +320,16 @@ impl Controller {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Ready once it has reconciled an object (the controller runs reconciles only after its
-        // watch has listed everything). `/readyz` is not used: it never turns ready (the
-        // readiness task's `Store::wait_until_ready` is not woken when the controller's own
-        // applier waits on the same store), see bench/README.md.
+        // Ready once its watch has listed everything.
         loop {
-            let reconciles = match c.scrape().await {
-                Ok(m) => m.sum("gastown_reconciles_total", &[]),
-                Err(_) => 0.0,
-            };
-            if reconciles >= 1.0 || http_get(&c.metrics, "/readyz").await.is_ok_and(|(code, _)| code == 200) {
+            let addr = c.metrics.clone();
+            let ready = tokio::task::spawn_blocking(move || http_get(&addr, "/readyz")).await?;
+            if ready.is_ok_and(|(code, _)| code == 200) {
                 return Ok(c);
             }
             ensure!(
                 Instant::now() < deadline,
-                "the controller reconciled nothing within 60 s; log:\n{}",
+                "the controller was not ready within 60 s; log:\n{}",
                 c.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -346,14 +341,7 @@ impl Controller {
     }
 
     fn metrics_addr(&self) -> Option<String> {
-        self.log_text().lines().find_map(|line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            let fields = v.get("fields")?;
-            if !fields.get("message")?.as_str()?.starts_with("serving /metrics") {
-                return None;
-            }
-            fields.get("addr")?.as_str().map(str::to_string)
-        })
+        admin_addr_in_log(&self.log_text())
     }
 
     fn pid(&self) -> u32 {
@@ -361,7 +349,8 @@ impl Controller {
     }
 
     async fn scrape(&self) -> Result<Metrics> {
-        let (code, body) = http_get(&self.metrics, "/metrics").await?;
+        let addr = self.metrics.clone();
+        let (code, body) = tokio::task::spawn_blocking(move || http_get(&addr, "/metrics")).await??;
         ensure!(code == 200, "/metrics answered {code}");
         Ok(Metrics::parse(&body))
     }
@@ -372,24 +361,6 @@ impl Drop for Controller {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A minimal HTTP/1.0 GET on loopback: (status code, body).
-async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await??;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status")?;
-    Ok((code, body.to_string()))
 }
 
 /// Samples of the Prometheus text format: (name, labels) → value.

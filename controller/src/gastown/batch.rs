@@ -1,0 +1,95 @@
+//! Bead reads batched into one `bd show --json -- <id>...`.
+//!
+//! Every active Automaton is read back once per sync interval. One process (or one proxy
+//! request, which gt-proxy-server rate-limits per client) per Automaton caps how many active
+//! claims fit into an interval, and starves new claims of Gas Town slots. Reads that arrive
+//! within a short window are answered by one command instead. When that command fails (real
+//! `bd` exits non-zero if any of the IDs is unknown), every read of the batch falls back to its
+//! own `bd show`, so each gets its exact answer or error, as without batching.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Bead, BeadId, Error, GasTown};
+
+type Reply = oneshot::Sender<Result<Option<Bead>, Error>>;
+
+/// Reads beads, batching the reads that arrive close together. Cheap to clone.
+#[derive(Clone)]
+pub struct BatchedReader {
+    gastown: GasTown,
+    requests: mpsc::UnboundedSender<(BeadId, Reply)>,
+}
+
+impl BatchedReader {
+    /// Starts the batching task (on the current Tokio runtime): reads that arrive within
+    /// `window` of the first are answered together, at most `max_batch` per command.
+    pub fn spawn(gastown: GasTown, window: Duration, max_batch: usize) -> BatchedReader {
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(collect(gastown.clone(), rx, window, max_batch.max(1)));
+        BatchedReader { gastown, requests }
+    }
+
+    /// Reads one bead, like [`GasTown::show_bead`]: `Ok(None)` when it does not exist.
+    pub async fn show(&self, id: &BeadId) -> Result<Option<Bead>, Error> {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send((id.clone(), reply)).is_err() {
+            return self.gastown.show_bead(id).await;
+        }
+        match answer.await {
+            Ok(result) => result,
+            // The batching task is gone (runtime shutting down): read directly.
+            Err(_) => self.gastown.show_bead(id).await,
+        }
+    }
+}
+
+async fn collect(
+    gastown: GasTown,
+    mut rx: mpsc::UnboundedReceiver<(BeadId, Reply)>,
+    window: Duration,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(request)) => batch.push(request),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        tokio::spawn(answer(gastown.clone(), batch));
+    }
+}
+
+async fn answer(gastown: GasTown, batch: Vec<(BeadId, Reply)>) {
+    let mut ids: Vec<BeadId> = batch.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.dedup();
+    let found = if ids.len() > 1 {
+        match gastown.show_beads(&ids).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, beads = ids.len(), "batched bd show failed; reading the beads one by one");
+                HashMap::new()
+            }
+        }
+    } else {
+        HashMap::new()
+    };
+    let singles = batch.into_iter().map(|(id, reply)| {
+        let gastown = gastown.clone();
+        let known = found.get(id.as_str()).cloned();
+        async move {
+            let result = match known {
+                Some(bead) => Ok(Some(bead)),
+                None => gastown.show_bead(&id).await,
+            };
+            let _ = reply.send(result);
+        }
+    });
+    futures::future::join_all(singles).await;
+}
