@@ -4,6 +4,8 @@
 //! (claim label and annotations, `spec.executionMode`, `spec.rig`): the host computes the
 //! JSONPatch from the difference, so everything else must come back exactly as it came in.
 
+use std::borrow::Cow;
+
 use gastown_crds::Phase;
 use gastown_crds::contract::{
     CLAIM_REQUEST_ANNOTATION, CLAIM_REQUEST_VALUE, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION,
@@ -12,6 +14,7 @@ use gastown_crds::contract::{
 use gastown_crds::validate::{validate_bead_id, validate_rig_name};
 use serde_json::{Map, Value};
 
+use crate::payload::{Object, RequestFields, Text, TextList};
 use crate::settings::Settings;
 
 /// HTTP-like codes returned with rejections.
@@ -63,77 +66,60 @@ pub trait ClaimLedger {
 #[derive(Debug)]
 pub struct Request<'a> {
     /// CREATE, UPDATE, DELETE or CONNECT.
-    pub operation: &'a str,
+    pub operation: Cow<'a, str>,
     /// `status` for the status subresource, empty for the main resource.
-    pub sub_resource: &'a str,
+    pub sub_resource: Cow<'a, str>,
     /// API group of the resource.
-    pub group: &'a str,
+    pub group: Cow<'a, str>,
     /// Resource (plural).
-    pub resource: &'a str,
+    pub resource: Cow<'a, str>,
     /// Namespace of the object.
-    pub namespace: &'a str,
+    pub namespace: Cow<'a, str>,
     /// Requesting user.
-    pub username: &'a str,
+    pub username: Cow<'a, str>,
     /// Groups of the requesting user.
-    pub groups: Vec<String>,
-    /// The object as it would be stored.
-    pub object: &'a Value,
-    /// The stored object (UPDATE and DELETE).
-    pub old_object: &'a Value,
+    pub groups: Vec<Cow<'a, str>>,
+    /// The object as it would be stored (`null` when absent).
+    pub object: Value,
+    /// The stored object (UPDATE and DELETE; `null` when absent).
+    pub old_object: Value,
 }
 
 impl<'a> Request<'a> {
-    /// Reads the fields from an AdmissionRequest; the error names the first missing or
+    /// Takes the fields from a parsed AdmissionRequest; the error names the first missing or
     /// wrongly typed field.
-    pub fn parse(request: &'a Value) -> Result<Request<'a>, String> {
-        let req = request
-            .as_object()
-            .ok_or("request: expected a JSON object (an AdmissionRequest)")?;
-        let str_field = |name: &str| -> Result<&'a str, String> {
-            match req.get(name) {
-                None | Some(Value::Null) => Ok(""),
-                Some(Value::String(s)) => Ok(s.as_str()),
-                Some(_) => Err(format!("request.{name}: expected a string")),
-            }
+    pub(crate) fn from_fields(request: Object<RequestFields<'a>>) -> Result<Request<'a>, String> {
+        let Object::Fields(req) = request else {
+            return Err("request: expected a JSON object (an AdmissionRequest)".to_string());
         };
-        let operation = str_field("operation")?;
+        fn text<'a>(value: Text<'a>, name: &str) -> Result<Cow<'a, str>, String> {
+            match value {
+                Text::Missing => Ok(Cow::Borrowed("")),
+                Text::Str(s) => Ok(s),
+                Text::Other => Err(format!("request.{name}: expected a string")),
+            }
+        }
+        let operation = text(req.operation, "operation")?;
         if operation.is_empty() {
             return Err("request.operation: missing".to_string());
         }
-        let sub_resource = str_field("subResource")?;
-        let namespace = str_field("namespace")?;
-        let resource = match req.get("resource") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(r)) => Some(r),
-            Some(_) => return Err("request.resource: expected an object".to_string()),
+        let sub_resource = text(req.sub_resource, "subResource")?;
+        let namespace = text(req.namespace, "namespace")?;
+        let (group, resource) = match req.resource {
+            Object::Missing => (Cow::Borrowed(""), Cow::Borrowed("")),
+            Object::Fields(r) => (text(r.group, "resource.group")?, text(r.resource, "resource.resource")?),
+            Object::Other => return Err("request.resource: expected an object".to_string()),
         };
-        let res_str = |name: &str| -> Result<&'a str, String> {
-            match resource.and_then(|r| r.get(name)) {
-                None | Some(Value::Null) => Ok(""),
-                Some(Value::String(s)) => Ok(s.as_str()),
-                Some(_) => Err(format!("request.resource.{name}: expected a string")),
-            }
+        let user = match req.user_info {
+            Object::Fields(u) => u,
+            Object::Missing => return Err("request.userInfo: missing".to_string()),
+            Object::Other => return Err("request.userInfo: expected an object".to_string()),
         };
-        let group = res_str("group")?;
-        let resource = res_str("resource")?;
-        let user = match req.get("userInfo") {
-            Some(Value::Object(u)) => u,
-            None | Some(Value::Null) => return Err("request.userInfo: missing".to_string()),
-            Some(_) => return Err("request.userInfo: expected an object".to_string()),
-        };
-        let username = match user.get("username") {
-            Some(Value::String(s)) => s.as_str(),
-            None | Some(Value::Null) => "",
-            Some(_) => return Err("request.userInfo.username: expected a string".to_string()),
-        };
-        let groups = match user.get("groups") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|g| g.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-                .ok_or("request.userInfo.groups: expected a list of strings")?,
-            Some(_) => return Err("request.userInfo.groups: expected a list of strings".to_string()),
+        let username = text(user.username, "userInfo.username")?;
+        let groups = match user.groups {
+            TextList::Missing => Vec::new(),
+            TextList::List(groups) => groups,
+            TextList::Other => return Err("request.userInfo.groups: expected a list of strings".to_string()),
         };
         Ok(Request {
             operation,
@@ -143,8 +129,8 @@ impl<'a> Request<'a> {
             namespace,
             username,
             groups,
-            object: req.get("object").unwrap_or(&Value::Null),
-            old_object: req.get("oldObject").unwrap_or(&Value::Null),
+            object: req.object,
+            old_object: req.old_object,
         })
     }
 }
@@ -258,26 +244,51 @@ impl<'a> View<'a> {
     }
 }
 
-/// Decides on one admission request.
-pub fn decide(settings: &Settings, req: &Request<'_>, now: &str, ledger: &dyn ClaimLedger) -> Decision {
+/// What the checks conclude: a final decision, or a claim still to be written into the object.
+enum Plan {
+    Decided(Decision),
+    /// Claim the object for this rig.
+    Claim(String),
+}
+
+impl From<Decision> for Plan {
+    fn from(decision: Decision) -> Plan {
+        Plan::Decided(decision)
+    }
+}
+
+/// Decides on one admission request. `now` gives the claim timestamp (RFC 3339); it is called
+/// only when the request is claimed. The request's object is consumed: a claim is written into
+/// it, not into a copy.
+pub fn decide(settings: &Settings, req: Request<'_>, now: &dyn Fn() -> String, ledger: &dyn ClaimLedger) -> Decision {
+    match plan(settings, &req, ledger) {
+        Plan::Decided(decision) => decision,
+        Plan::Claim(rig) => match mark_claimed(req.object, settings, &req.username, &rig, &now()) {
+            Some(mutated) => Decision::Mutate(mutated),
+            None => reject(code::BAD_REQUEST, "object: metadata and spec must be JSON objects"),
+        },
+    }
+}
+
+fn plan(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Plan {
     // The policy is registered for automatons only; anything else passes untouched.
     if req.group != "olympus.io" || req.resource != "automatons" {
-        return Decision::Accept;
+        return Decision::Accept.into();
     }
-    match (req.operation, req.sub_resource) {
-        ("UPDATE", "status") => decide_status_update(settings, req),
-        ("CREATE", "") => decide_create(settings, req, now, ledger),
-        ("UPDATE", "") => decide_update(settings, req, now, ledger),
+    match (&*req.operation, &*req.sub_resource) {
+        ("UPDATE", "status") => decide_status_update(settings, req).into(),
+        ("CREATE", "") => decide_create(settings, req, ledger),
+        ("UPDATE", "") => decide_update(settings, req, ledger),
         // DELETE (no mutation possible), CONNECT and other subresources are not ours.
-        _ => Decision::Accept,
+        _ => Decision::Accept.into(),
     }
 }
 
 fn decide_status_update(settings: &Settings, req: &Request<'_>) -> Decision {
-    if settings.is_controller(req.username) {
+    if settings.is_controller(&req.username) {
         return Decision::Accept;
     }
-    let old = match View::new(req.old_object, "oldObject") {
+    let old = match View::new(&req.old_object, "oldObject") {
         Ok(v) => v,
         Err(e) => return reject(code::BAD_REQUEST, e),
     };
@@ -297,60 +308,60 @@ fn decide_status_update(settings: &Settings, req: &Request<'_>) -> Decision {
     }
 }
 
-fn decide_create(settings: &Settings, req: &Request<'_>, now: &str, ledger: &dyn ClaimLedger) -> Decision {
-    let new = match View::new(req.object, "object") {
+fn decide_create(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Plan {
+    let new = match View::new(&req.object, "object") {
         Ok(v) => v,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
-    if settings.is_controller(req.username) {
-        return Decision::Accept;
+    if settings.is_controller(&req.username) {
+        return Decision::Accept.into();
     }
     if new.has_claim_marks() {
-        return reject(code::FORBIDDEN, forged_claim_message(settings));
+        return reject(code::FORBIDDEN, forged_claim_message(settings)).into();
     }
     let mode = match new.execution_mode() {
         Ok(m) => m,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     let requested = match new.claim_requested() {
         Ok(r) => r,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     if mode != "local" && !requested {
-        return Decision::Accept;
+        return Decision::Accept.into();
     }
-    claim(settings, req, &new, now, ledger)
+    claim(settings, req, &new, ledger)
 }
 
-fn decide_update(settings: &Settings, req: &Request<'_>, now: &str, ledger: &dyn ClaimLedger) -> Decision {
-    let new = match View::new(req.object, "object") {
+fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Plan {
+    let new = match View::new(&req.object, "object") {
         Ok(v) => v,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
-    let old = match View::new(req.old_object, "oldObject") {
+    let old = match View::new(&req.old_object, "oldObject") {
         Ok(v) => v,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     // The controller adds its finalizer, writes status and releases claims: taken as is.
-    if settings.is_controller(req.username) {
-        return Decision::Accept;
+    if settings.is_controller(&req.username) {
+        return Decision::Accept.into();
     }
     if let Some(holder) = old.label(CLAIMED_BY_LABEL) {
-        return decide_update_of_claimed(settings, req, &old, &new, holder);
+        return decide_update_of_claimed(settings, req, &old, &new, holder).into();
     }
     if new.has_claim_marks() && new.claim_marks() != old.claim_marks() {
-        return reject(code::FORBIDDEN, forged_claim_message(settings));
+        return reject(code::FORBIDDEN, forged_claim_message(settings)).into();
     }
     let requested = match new.claim_requested() {
         Ok(r) => r,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     let mode = match new.execution_mode() {
         Ok(m) => m,
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     if !requested && mode != "local" {
-        return Decision::Accept;
+        return Decision::Accept.into();
     }
     if let Some(phase @ (Phase::Running | Phase::Succeeded | Phase::Failed)) = old.phase() {
         return reject(
@@ -364,9 +375,10 @@ fn decide_update(settings: &Settings, req: &Request<'_>, now: &str, ledger: &dyn
                 if phase == Phase::Running { "runs" } else { "ran" },
                 phase.as_str()
             ),
-        );
+        )
+        .into();
     }
-    claim(settings, req, &new, now, ledger)
+    claim(settings, req, &new, ledger)
 }
 
 fn decide_update_of_claimed(
@@ -436,14 +448,15 @@ fn forged_claim_message(settings: &Settings) -> String {
     )
 }
 
-fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, now: &str, ledger: &dyn ClaimLedger) -> Decision {
+fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, ledger: &dyn ClaimLedger) -> Plan {
     if !new.spec().is_some_and(Value::is_object) {
         return reject(
             code::BAD_REQUEST,
             "spec: expected an object with at least spec.task.title",
-        );
+        )
+        .into();
     }
-    if !settings.may_claim(req.username, &req.groups) {
+    if !settings.may_claim(&req.username, &req.groups) {
         return reject(
             code::FORBIDDEN,
             format!(
@@ -452,15 +465,16 @@ fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, now: &str, ledg
                  Kubernetes (spec.executionMode: kubernetes, no {CLAIM_REQUEST_ANNOTATION} annotation)",
                 req.username, settings.claimer
             ),
-        );
+        )
+        .into();
     }
     let rig = match new.spec_str("rig") {
-        Err(e) => return reject(code::BAD_REQUEST, e),
+        Err(e) => return reject(code::BAD_REQUEST, e).into(),
         Ok(Some(rig)) if !rig.is_empty() => rig,
         Ok(_) => {
             let forge = match new.spec_str("forge") {
                 Ok(f) => f,
-                Err(e) => return reject(code::BAD_REQUEST, e),
+                Err(e) => return reject(code::BAD_REQUEST, e).into(),
             };
             match settings.rig_for_forge(forge) {
                 Some(rig) => rig,
@@ -472,26 +486,27 @@ fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, now: &str, ledg
                              Forge {:?} in the policy's forgeRigs or set its defaultRig",
                             forge.unwrap_or("")
                         ),
-                    );
+                    )
+                    .into();
                 }
             }
         }
     };
     if let Err(e) = validate_rig_name(rig) {
-        return reject(code::BAD_REQUEST, format!("spec.rig: {e}"));
+        return reject(code::BAD_REQUEST, format!("spec.rig: {e}")).into();
     }
     let task = new.spec_field("task");
     match task.and_then(|t| t.get("beadId")) {
         None | Some(Value::Null) => {}
         Some(Value::String(id)) => {
             if let Err(e) = validate_bead_id(id) {
-                return reject(code::BAD_REQUEST, format!("spec.task.beadId: {e}"));
+                return reject(code::BAD_REQUEST, format!("spec.task.beadId: {e}")).into();
             }
         }
-        Some(_) => return reject(code::BAD_REQUEST, "spec.task.beadId: expected a string"),
+        Some(_) => return reject(code::BAD_REQUEST, "spec.task.beadId: expected a string").into(),
     }
     if let Some(limit) = settings.max_active_claims_per_namespace {
-        match ledger.active_claims(req.namespace, &settings.claimer) {
+        match ledger.active_claims(&req.namespace, &settings.claimer) {
             Ok(active) if active >= u64::from(limit) => {
                 return reject(
                     code::TOO_MANY,
@@ -500,7 +515,8 @@ fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, now: &str, ledg
                          maxActiveClaimsPerNamespace): wait for some to finish, or run this one in Kubernetes",
                         req.namespace
                     ),
-                );
+                )
+                .into();
             }
             Ok(_) => {}
             Err(e) => {
@@ -510,22 +526,19 @@ fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, now: &str, ledg
                         "cannot count the active Gas Town claims in namespace {:?}: {e}; retry",
                         req.namespace
                     ),
-                );
+                )
+                .into();
             }
         }
     }
-    match mark_claimed(req.object, settings, req.username, rig, now) {
-        Some(mutated) => Decision::Mutate(mutated),
-        None => reject(code::BAD_REQUEST, "object: metadata and spec must be JSON objects"),
-    }
+    Plan::Claim(rig.to_string())
 }
 
-/// Returns a copy of `object` with the claim marks set, `spec.executionMode: local` and
-/// `spec.rig`; nothing else changes. `None` when the object's shape does not allow it (callers
-/// have checked `metadata` and `spec` are objects, so this does not happen for valid input).
-fn mark_claimed(object: &Value, settings: &Settings, username: &str, rig: &str, now: &str) -> Option<Value> {
-    let mut out = object.clone();
-    let obj = out.as_object_mut()?;
+/// Returns `object` with the claim marks set, `spec.executionMode: local` and `spec.rig`;
+/// nothing else changes. `None` when the object's shape does not allow it (callers have checked
+/// `metadata` and `spec` are objects, so this does not happen for valid input).
+fn mark_claimed(mut object: Value, settings: &Settings, username: &str, rig: &str, now: &str) -> Option<Value> {
+    let obj = object.as_object_mut()?;
     let metadata = object_entry(obj, "metadata")?;
     object_entry(metadata, "labels")?.insert(CLAIMED_BY_LABEL.to_string(), Value::from(settings.claimer.as_str()));
     let annotations = object_entry(metadata, "annotations")?;
@@ -534,12 +547,15 @@ fn mark_claimed(object: &Value, settings: &Settings, username: &str, rig: &str, 
     let spec = object_entry(obj, "spec")?;
     spec.insert("executionMode".to_string(), Value::from("local"));
     spec.insert("rig".to_string(), Value::from(rig));
-    Some(out)
+    Some(object)
 }
 
 /// The object at `key`, created when absent or null; `None` when it holds something else.
 fn object_entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> Option<&'m mut Map<String, Value>> {
-    let entry = map.entry(key.to_string()).or_insert(Value::Null);
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), Value::Null);
+    }
+    let entry = map.get_mut(key)?;
     if entry.is_null() {
         *entry = Value::Object(Map::new());
     }

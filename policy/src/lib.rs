@@ -6,13 +6,19 @@
 
 pub mod decision;
 pub mod ledger;
+mod payload;
 pub mod settings;
 
-use kubewarden_policy_sdk::response::ValidationResponse;
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::decision::{ClaimLedger, Decision, Request, code};
+use crate::payload::Object;
 use crate::settings::Settings;
 
 /// Largest `validate` payload accepted (the API server caps requests at 3 MiB; a request
@@ -22,74 +28,141 @@ pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
 /// Answers a `validate` call: `{"settings": {...}, "request": <AdmissionRequest>}` in, a
 /// Kubewarden ValidationResponse out. `now` is the claim timestamp (RFC 3339).
 pub fn validate_payload(payload: &[u8], now: &str, ledger: &dyn ClaimLedger) -> Vec<u8> {
-    response_bytes(&answer(payload, now, ledger))
+    validate_payload_at(payload, &|| now.to_string(), ledger)
 }
 
-fn answer(payload: &[u8], now: &str, ledger: &dyn ClaimLedger) -> ValidationResponse {
+/// [`validate_payload`] with the claim timestamp taken from `now`, which is called only when
+/// the request is claimed.
+pub fn validate_payload_at(payload: &[u8], now: &dyn Fn() -> String, ledger: &dyn ClaimLedger) -> Vec<u8> {
+    let decision = answer(payload, now, ledger);
+    // A mutated object is about as large as the payload's `object`; reserve once.
+    let capacity = match decision {
+        Decision::Mutate(_) => payload.len(),
+        _ => 256,
+    };
+    let mut out = Vec::with_capacity(capacity);
+    let response = match &decision {
+        Decision::Accept => Response::accept(None),
+        Decision::Mutate(object) => Response::accept(Some(object)),
+        Decision::Reject { code, message } => Response::reject(*code, message),
+    };
+    // Writing to a Vec cannot fail, nor can serializing a Value (string keys only); keep a
+    // fallback anyway.
+    if serde_json::to_writer(&mut out, &response).is_err() {
+        return br#"{"accepted":false,"message":"gastown-claim: internal error serializing the response","code":500}"#
+            .to_vec();
+    }
+    out
+}
+
+fn answer(payload: &[u8], now: &dyn Fn() -> String, ledger: &dyn ClaimLedger) -> Decision {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return rejection(
             code::BAD_REQUEST,
             format!("request too large ({} bytes)", payload.len()),
         );
     }
-    let value: Value = match serde_json::from_slice(payload) {
-        Ok(v) => v,
-        Err(e) => return rejection(code::BAD_REQUEST, format!("malformed validation request: {e}")),
+    let top = match payload::parse(payload) {
+        Ok(Object::Fields(top)) => top,
+        Ok(_) => {
+            return rejection(
+                code::BAD_REQUEST,
+                "malformed validation request: expected a JSON object",
+            );
+        }
+        Err(e) => return malformed(payload, &e),
     };
-    let Some(top) = value.as_object() else {
-        return rejection(
-            code::BAD_REQUEST,
-            "malformed validation request: expected a JSON object",
-        );
+    let settings = match settings_for(top.settings.map_or("null", RawValue::get)) {
+        Ok(s) => s,
+        Err(e) => return malformed(payload, &e),
     };
-    let settings = match Settings::from_json(top.get("settings").unwrap_or(&Value::Null)) {
+    let settings = match &*settings {
         Ok(s) => s,
         Err(e) => return rejection(500, format!("gastown-claim policy misconfigured: {e}")),
     };
-    if let Err(e) = settings.validate() {
-        return rejection(500, format!("gastown-claim policy misconfigured: {e}"));
-    }
-    let request = match Request::parse(top.get("request").unwrap_or(&Value::Null)) {
+    let request = match Request::from_fields(top.request) {
         Ok(r) => r,
         Err(e) => return rejection(code::BAD_REQUEST, format!("malformed admission request: {e}")),
     };
-    match decision::decide(&settings, &request, now, ledger) {
-        Decision::Accept => ValidationResponse {
+    decision::decide(settings, request, now, ledger)
+}
+
+/// The rejection of a payload that is not valid JSON, with the error a whole-payload `Value`
+/// parse reports (the first fault in the payload), whichever part of the parse found one.
+fn malformed(payload: &[u8], error: &serde_json::Error) -> Decision {
+    let error = serde_json::from_slice::<Value>(payload).map_or_else(|e| e.to_string(), |_| error.to_string());
+    rejection(code::BAD_REQUEST, format!("malformed validation request: {error}"))
+}
+
+/// Parsed and validated settings, or why they are invalid.
+type CheckedSettings = Rc<Result<Settings, String>>;
+
+thread_local! {
+    /// The last settings text seen and what it gave. An instance of the policy normally always
+    /// gets the same settings, so they are parsed and validated once, not on every request.
+    static LAST_SETTINGS: RefCell<Option<(String, CheckedSettings)>> = const { RefCell::new(None) };
+}
+
+/// The settings from their JSON text (`null` for the defaults); an error only when the text is
+/// not valid JSON.
+fn settings_for(text: &str) -> Result<CheckedSettings, serde_json::Error> {
+    let cached = LAST_SETTINGS.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(seen, _)| seen == text)
+            .map(|(_, checked)| Rc::clone(checked))
+    });
+    if let Some(checked) = cached {
+        return Ok(checked);
+    }
+    let value: Value = serde_json::from_str(text)?;
+    let checked = Rc::new(Settings::from_json(&value).and_then(|s| s.validate().map(|()| s)));
+    LAST_SETTINGS.with_borrow_mut(|last| *last = Some((text.to_string(), Rc::clone(&checked))));
+    Ok(checked)
+}
+
+fn rejection(code: u16, message: impl Into<String>) -> Decision {
+    Decision::Reject {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Kubewarden's ValidationResponse, field for field as the SDK writes it (every field present,
+/// `null` when unset), borrowing the object instead of owning it.
+#[derive(Serialize)]
+struct Response<'a> {
+    accepted: bool,
+    message: Option<&'a str>,
+    code: Option<u16>,
+    mutated_object: Option<&'a Value>,
+    /// Never set by this policy.
+    audit_annotations: Option<()>,
+    /// Never set by this policy.
+    warnings: Option<()>,
+}
+
+impl<'a> Response<'a> {
+    fn accept(mutated_object: Option<&'a Value>) -> Response<'a> {
+        Response {
             accepted: true,
             message: None,
             code: None,
+            mutated_object,
+            audit_annotations: None,
+            warnings: None,
+        }
+    }
+
+    fn reject(code: u16, message: &'a str) -> Response<'a> {
+        Response {
+            accepted: false,
+            message: Some(message),
+            code: Some(code),
             mutated_object: None,
             audit_annotations: None,
             warnings: None,
-        },
-        Decision::Mutate(object) => ValidationResponse {
-            accepted: true,
-            message: None,
-            code: None,
-            mutated_object: Some(object),
-            audit_annotations: None,
-            warnings: None,
-        },
-        Decision::Reject { code, message } => rejection(code, message),
+        }
     }
-}
-
-fn rejection(code: u16, message: impl Into<String>) -> ValidationResponse {
-    ValidationResponse {
-        accepted: false,
-        message: Some(message.into()),
-        code: Some(code),
-        mutated_object: None,
-        audit_annotations: None,
-        warnings: None,
-    }
-}
-
-fn response_bytes(response: &ValidationResponse) -> Vec<u8> {
-    // Serializing these types cannot fail (string keys only); keep a fallback anyway.
-    serde_json::to_vec(response).unwrap_or_else(|_| {
-        br#"{"accepted":false,"message":"gastown-claim: internal error serializing the response","code":500}"#.to_vec()
-    })
 }
 
 /// Answers a `validate_settings` call: `{"valid": bool, "message"?}`; unknown fields and bad
@@ -109,8 +182,35 @@ pub fn validate_settings_payload(payload: &[u8]) -> Vec<u8> {
 
 /// The current time as RFC 3339 with second precision (UTC), e.g. `2026-11-28T17:00:00Z`.
 pub fn now_rfc3339() -> String {
-    let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339_utc(seconds)
+}
+
+/// Seconds since the Unix epoch as RFC 3339 in UTC with second precision, e.g.
+/// `2026-11-28T17:00:00Z` (years past 9999 are clamped to the end of 9999).
+pub fn rfc3339_utc(seconds: u64) -> String {
+    // 9999-12-31T23:59:59Z, the last instant with a four-digit year.
+    let seconds = seconds.min(253_402_300_799);
+    let (days, secs) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant, "chrono-Compatible Low-Level Date
+    // Algorithms"), in 400-year eras starting on March 1st.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -130,14 +230,103 @@ mod guest {
     }
 
     fn validate(payload: &[u8]) -> CallResult {
-        Ok(crate::validate_payload(
+        Ok(crate::validate_payload_at(
             payload,
-            &crate::now_rfc3339(),
+            &crate::now_rfc3339,
             &crate::ledger::HostLedger,
         ))
     }
 
     fn validate_settings(payload: &[u8]) -> CallResult {
         Ok(crate::validate_settings_payload(payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use serde_json::{Value, json};
+
+    use super::rfc3339_utc;
+    use crate::decision::ClaimLedger;
+
+    struct NoLedger;
+
+    impl ClaimLedger for NoLedger {
+        fn active_claims(&self, _: &str, _: &str) -> Result<u64, String> {
+            Err("no ledger".to_string())
+        }
+    }
+
+    fn answer(payload: &str) -> Value {
+        serde_json::from_slice(&super::validate_payload(
+            payload.as_bytes(),
+            "2026-11-28T17:00:00Z",
+            &NoLedger,
+        ))
+        .unwrap()
+    }
+
+    /// Settings that pass the syntax check but not a `Value` parse are malformed with the error
+    /// of a whole-payload `Value` parse, also when the request is malformed too.
+    #[test]
+    fn malformed_settings_give_the_whole_payload_error() {
+        for payload in [
+            r#"{"settings":{"claimer":"\ud800"},"request":{}}"#,
+            r#"{"settings":{"maxActiveClaimsPerNamespace":1e999},"request":{}}"#,
+            r#"{"settings":{"claimer":"\ud800"},"request":{"uid":"\udc00"}}"#,
+            r#"{"request":{"uid":"\udc00"},"settings":{"claimer":"\ud800"}}"#,
+            r#"{"settings":{"a":1},"request":{"object":{"x":1e999}}}"#,
+        ] {
+            let want = serde_json::from_slice::<Value>(payload.as_bytes()).unwrap_err();
+            let got = answer(payload);
+            assert_eq!(got["code"], json!(400), "{payload}");
+            assert_eq!(
+                got["message"],
+                json!(format!("malformed validation request: {want}")),
+                "{payload}"
+            );
+        }
+    }
+
+    /// The settings cache answers for the settings of each request, whatever came before.
+    #[test]
+    fn settings_are_those_of_each_request() {
+        let request = r#"{"operation":"DELETE","userInfo":{}}"#;
+        let good = format!(r#"{{"settings":{{"claimer":"a"}},"request":{request}}}"#);
+        let bad = format!(r#"{{"settings":{{"claimer":"A"}},"request":{request}}}"#);
+        let unknown = format!(r#"{{"settings":{{"claimr":"a"}},"request":{request}}}"#);
+        let none = format!(r#"{{"request":{request}}}"#);
+        for _ in 0..2 {
+            for (payload, ok) in [
+                (&good, true),
+                (&good, true),
+                (&bad, false),
+                (&none, true),
+                (&unknown, false),
+            ] {
+                let got = answer(payload);
+                assert_eq!(got["accepted"], json!(ok), "{payload}: {got}");
+                if !ok {
+                    assert_eq!(got["code"], json!(500), "{payload}: {got}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rfc3339_matches_jiff() {
+        let mut seconds: Vec<u64> = vec![0, 59, 86_399, 86_400, 951_782_400, 1_795_885_200];
+        // Every day from 1970 to 2400 at a varying time of day, leap years and centuries included.
+        seconds.extend((0..157_000u64).map(|day| day * 86_400 + (day * 7_919) % 86_400));
+        for s in seconds {
+            let want = jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(i64::MAX))
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            assert_eq!(rfc3339_utc(s), want, "{s}");
+        }
+        assert_eq!(rfc3339_utc(1_795_885_200), "2026-11-28T17:00:00Z");
+        assert_eq!(rfc3339_utc(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }

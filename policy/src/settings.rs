@@ -89,12 +89,14 @@ impl Settings {
     }
 
     /// Whether `user` (with `groups`) may ask for a claim.
-    pub fn may_claim(&self, user: &str, groups: &[String]) -> bool {
+    pub fn may_claim<G: AsRef<str>>(&self, user: &str, groups: &[G]) -> bool {
         if self.allowed_users.is_empty() && self.allowed_groups.is_empty() {
             return is_authenticated(user, groups);
         }
         self.allowed_users.iter().any(|u| u == user)
-            || groups.iter().any(|g| self.allowed_groups.iter().any(|a| a == g))
+            || groups
+                .iter()
+                .any(|g| self.allowed_groups.iter().any(|a| a == g.as_ref()))
     }
 
     /// Whether `user` is one of the controller identities.
@@ -111,8 +113,8 @@ impl Settings {
     }
 }
 
-fn is_authenticated(user: &str, groups: &[String]) -> bool {
-    !user.is_empty() && user != "system:anonymous" && !groups.iter().any(|g| g == "system:unauthenticated")
+fn is_authenticated<G: AsRef<str>>(user: &str, groups: &[G]) -> bool {
+    !user.is_empty() && user != "system:anonymous" && !groups.iter().any(|g| g.as_ref() == "system:unauthenticated")
 }
 
 fn check_identities(field: &str, names: &[String]) -> Result<(), String> {
