@@ -98,6 +98,10 @@ fn identity(args: &RunArgs) -> String {
         })
 }
 
+/// Objects per page of the initial list: each page is parsed whole (managedFields included)
+/// before the watch stream slims its objects, so smaller pages keep the start-up peak low.
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// Bead reads arriving within this window of each other share one `bd show`.
 const READ_BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// At most this many beads per batched `bd show`.
@@ -247,17 +251,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let listed = Arc::clone(&listed);
         let mut initialised = false;
         // Cache only what reconciles read: managedFields is about half of a stored Automaton.
-        let objects = watcher(api, watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .modify(slim_for_cache)
-            .inspect_ok(move |event| {
-                if matches!(event, watcher::Event::InitDone) && !initialised {
-                    initialised = true;
-                    listed.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .reflect(writer)
-            .applied_objects();
+        let objects = watcher(
+            api,
+            watcher::Config::default().labels(&selector).page_size(LIST_PAGE_SIZE),
+        )
+        .default_backoff()
+        .modify(slim_for_cache)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) && !initialised {
+                initialised = true;
+                listed.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .reflect(writer)
+        .applied_objects();
         let controller = Controller::for_stream(objects, reader)
             .with_config(ControllerConfig::default().concurrency(args.concurrency.max(1)));
         stores.push(controller.store());

@@ -197,9 +197,14 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
         Stage::Deleting => delete(&api, &a, &ctx, now).await?,
         Stage::FinishRelease => finish_release(&api, &a, &ctx, now).await?,
         Stage::AddFinalizer => {
-            add_finalizer(&api, &a, &ctx).await?;
-            // The update's watch event triggers the next step.
-            Action::requeue(ctx.settings.sync_interval)
+            let updated = add_finalizer(&api, &a, &ctx).await?;
+            match decision::stage(&updated, &ctx.settings.claimer) {
+                // Go on with the object the API server returned instead of waiting for the
+                // watch to bring it back.
+                Stage::ObtainBead => obtain_bead(&api, &updated, &ctx, now).await?,
+                // Anything else: the update's watch event triggers the next step.
+                _ => Action::requeue(ctx.settings.sync_interval),
+            }
         }
         Stage::Invalid(message) => {
             let st = decision::invalid(&a, &message, now, &ctx.settings);
@@ -630,16 +635,17 @@ fn finalizers_without_ours(a: &Automaton) -> Vec<String> {
         .collect()
 }
 
-async fn add_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
+async fn add_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<Automaton, Error> {
     ctx.ensure_leader()?;
     let mut finalizers = a.finalizers().to_vec();
     finalizers.push(RELEASE_FINALIZER.to_string());
     // resourceVersion makes the merge patch conditional: no lost finalizers from others.
     let patch = json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": finalizers}});
-    api.patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    let updated = api
+        .patch(&a.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     ctx.metrics.api_write("finalizer");
-    Ok(())
+    Ok(updated)
 }
 
 async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Result<(), Error> {
