@@ -100,7 +100,7 @@ fn identity(args: &RunArgs) -> String {
 
 /// Objects per page of the initial list: each page is parsed whole (managedFields included)
 /// before the watch stream slims its objects, so smaller pages keep the start-up peak low.
-const LIST_PAGE_SIZE: u32 = 100;
+const LIST_PAGE_SIZE: u32 = 50;
 
 /// Bead reads arriving within this window of each other share one `bd show`.
 const READ_BATCH_WINDOW: Duration = Duration::from_millis(20);
