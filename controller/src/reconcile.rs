@@ -116,7 +116,8 @@ impl Failures {
     }
 
     /// How many failures in a row `key` has had.
-    pub fn count(&self, key: &str) -> u32 {
+    #[cfg(test)]
+    fn count(&self, key: &str) -> u32 {
         let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(key).map_or(0, |f| f.count)
     }
@@ -141,8 +142,7 @@ impl Context {
 
     /// Backoff after a failure of `key`: 1 s doubling to 5 min, ±25 % jitter (see [`Failures`]).
     pub fn backoff(&self, key: &str) -> Duration {
-        let n = self.failures.count(key);
-        self.failures.next_delay(key, Instant::now(), jitter_seed(key, n))
+        self.failures.next_delay(key, Instant::now(), jitter_seed(key))
     }
 
     async fn publish(&self, a: &Automaton, warning: bool, reason: &str, note: &str) {
@@ -167,13 +167,13 @@ pub fn backoff_delay(n: u32, seed: f64) -> Duration {
     Duration::from_secs_f64((base * (0.75 + 0.5 * seed.clamp(0.0, 1.0))).min(300.0))
 }
 
-fn jitter_seed(key: &str, n: u32) -> f64 {
+fn jitter_seed(key: &str) -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let mut h: u64 = 1469598103934665603;
-    for b in key.bytes().chain(n.to_le_bytes()).chain(nanos.to_le_bytes()) {
+    for b in key.bytes().chain(nanos.to_le_bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
     }
     (h % 10_000) as f64 / 10_000.0
@@ -208,14 +208,13 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
         }
         Stage::Invalid(message) => {
             let st = decision::invalid(&a, &message, now, &ctx.settings);
-            let current = if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
+            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
                 let updated = write_status(&api, &a, &st, &ctx).await?;
                 ctx.publish(&a, true, "InvalidSpec", &message).await;
-                updated
+                claim_expiry_check(&api, &updated, &ctx, now).await?
             } else {
-                (*a).clone()
-            };
-            claim_expiry_check(&api, &current, &ctx, now).await?
+                claim_expiry_check(&api, &a, &ctx, now).await?
+            }
         }
         Stage::ObtainBead => obtain_bead(&api, &a, &ctx, now).await?,
         Stage::Sync(bead) => sync(&api, &a, &bead, &ctx, now).await?,
@@ -297,28 +296,30 @@ async fn claim_expiry_check(
 
 async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let mut current = a.clone();
-    let (bead, created, known) = match find_or_create_bead(api, &mut current, ctx).await {
-        Ok(found) => found,
-        // Any failure to read or create (Dolt down, binary missing, proxy unreachable): report
-        // it on the condition, back off, and give the claim back once it is too old.
-        Err(Error::GasTown(e)) => {
-            let mut st = decision::unreachable(&current, e.metric_label(), &e.to_string(), now, &ctx.settings);
-            if e.command().is_some_and(|c| c.verb() == "create") && e.is_definite_failure() {
-                // `bd create` ran only after finding no bead, and certainly made none: nothing
-                // can exist unrecorded, so a release need not ask Gas Town first.
-                if let Some(g) = st.gastown.as_mut() {
-                    g.bead_created = None;
+    let source = match find_bead(api, &mut current, ctx).await {
+        Ok(source) => source,
+        Err(Error::GasTown(e)) => return gastown_failed(api, current, e, false, ctx, now).await,
+        Err(e) => return Err(e),
+    };
+    let (bead, created, known) = match source {
+        BeadSource::Known(id, created) => (id, created, None),
+        BeadSource::Create(external) => {
+            ctx.ensure_leader()?;
+            let title = &current.spec.task.title;
+            let description = current.spec.task.description.as_deref().unwrap_or_default();
+            match ctx.gastown.create_bead(title, description, &external).await {
+                Ok(id) => {
+                    let bead = gastown::Bead::just_created(&id, title, &external);
+                    (id, true, Some(bead))
+                }
+                // `bd create` ran only after no bead was found; if it certainly made none,
+                // nothing can exist unrecorded and the mark goes.
+                Err(e) => {
+                    let nothing_created = e.is_definite_failure();
+                    return gastown_failed(api, current, e, nothing_created, ctx, now).await;
                 }
             }
-            if decision::status_needs_write(current.status.as_ref(), &st, &ctx.settings) {
-                current = write_status(api, &current, &st, ctx).await?;
-            }
-            if decision::claim_expired(&current, now, &ctx.settings) {
-                return claim_expiry_check(api, &current, ctx, now).await;
-            }
-            return Err(Error::GasTown(e));
         }
-        Err(e) => return Err(e),
     };
     // Recorded before anything is slung, so a crash or another replica never creates twice.
     let st = decision::bead_recorded(&current, &bead, created, now, &ctx.settings);
@@ -326,56 +327,68 @@ async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Ti
     info!(object = %key(a), bead = %bead.as_str(), created, "bead recorded");
     let view = match known {
         Some(b) => GasTownView::Bead(b),
+        // Not created here: read it before deciding whether to sling.
         None => read_bead(ctx, &bead).await,
     };
     sync_with(api, &updated, &bead, view, ctx, now).await
 }
 
-/// The bead for `a`: the spec's, one found by our external ref, or a new one. Returns the
-/// bead, whether it is ours (created for this Automaton), and the bead itself when it was just
-/// created (so it need not be read back before the sling).
-/// `current` is updated to the object as written when the "creating" mark is set.
-async fn find_or_create_bead(
+/// Gas Town failed while finding or creating the bead (Dolt down, binary missing, proxy
+/// unreachable): report it on the condition, back off, and give the claim back once it is too
+/// old. `clear_mark`: no bead can exist unrecorded, so the "creating a bead" mark is removed and
+/// a release need not ask Gas Town first.
+async fn gastown_failed(
     api: &Api<Automaton>,
-    current: &mut Automaton,
+    mut current: Automaton,
+    e: gastown::Error,
+    clear_mark: bool,
     ctx: &Context,
-) -> Result<(BeadId, bool, Option<gastown::Bead>), Error> {
-    let a = &*current;
-    if let Some(id) = a.spec.task.bead_id.as_deref() {
-        return Ok((BeadId::parse(id)?, false, None));
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let mut st = decision::unreachable(&current, e.metric_label(), &e.to_string(), now, &ctx.settings);
+    if clear_mark && let Some(g) = st.gastown.as_mut() {
+        g.bead_created = None;
+    }
+    if decision::status_needs_write(current.status.as_ref(), &st, &ctx.settings) {
+        current = write_status(api, &current, &st, ctx).await?;
+    }
+    if decision::claim_expired(&current, now, &ctx.settings) {
+        return claim_expiry_check(api, &current, ctx, now).await;
+    }
+    Err(Error::GasTown(e))
+}
+
+/// Where the bead of a claim comes from.
+enum BeadSource {
+    /// `spec.task.beadId` (not ours), or one an earlier attempt created (ours): (ID, ours).
+    Known(BeadId, bool),
+    /// None exists yet: `bd create` one with this external ref.
+    Create(ExternalRef),
+}
+
+/// Finds the bead for the claim in `current`, or says to create one. Before either, the status
+/// is marked "creating a bead" (`current` becomes the object as written): if the ID never gets
+/// recorded, the next attempt (or the release) looks the bead up by its external ref instead of
+/// creating another or leaving it open. The write is conditional on the object read (see
+/// [`write_status`]), so a stale cached copy gets a conflict and retries: one that misses an
+/// earlier mark cannot create a second bead, and one that still shows a mark a later write
+/// cleared cannot create on its word either.
+async fn find_bead(api: &Api<Automaton>, current: &mut Automaton, ctx: &Context) -> Result<BeadSource, Error> {
+    if let Some(id) = current.spec.task.bead_id.as_deref() {
+        return Ok(BeadSource::Known(BeadId::parse(id)?, false));
     }
     let external = ExternalRef::for_automaton(
-        a.namespace().as_deref().unwrap_or_default(),
-        &a.name_any(),
-        a.uid().as_deref().unwrap_or_default(),
+        current.namespace().as_deref().unwrap_or_default(),
+        &current.name_any(),
+        current.uid().as_deref().unwrap_or_default(),
     )?;
-    ctx.ensure_leader()?;
-    if decision::bead_may_exist_unrecorded(a) {
-        // An earlier attempt said it was creating one: it may exist (a crash or a failed write
-        // between `bd create` and recording the ID). First make sure this copy is current (the
-        // same mark, written conditionally): a stale copy may still show a mark that a later
-        // write cleared, and a bead created on its word would be a second one.
-        *current = write_status(api, a, &decision::creating_bead(a, &ctx.settings), ctx).await?;
-        if let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
-            return Ok((existing.bead_id()?, true, None));
-        }
-    } else {
-        // Say so before creating: if the ID never gets recorded, the next attempt (or the
-        // release) looks the bead up instead of creating another or leaving it open. No earlier
-        // attempt can have created one without this mark, so there is nothing to look up yet.
-        // The write is conditional on the object we read (see `write_status`): a stale cache
-        // that misses an earlier mark gets a conflict and retries, instead of creating twice.
-        *current = write_status(api, a, &decision::creating_bead(a, &ctx.settings), ctx).await?;
+    // Without the mark no earlier attempt can have created a bead: nothing to look up.
+    let may_exist = decision::bead_may_exist_unrecorded(current);
+    *current = write_status(api, current, &decision::creating_bead(current, &ctx.settings), ctx).await?;
+    if may_exist && let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
+        return Ok(BeadSource::Known(existing.bead_id()?, true));
     }
-    let a = &*current;
-    ctx.ensure_leader()?;
-    let description = a.spec.task.description.clone().unwrap_or_default();
-    let id = ctx
-        .gastown
-        .create_bead(&a.spec.task.title, &description, &external)
-        .await?;
-    let bead = gastown::Bead::just_created(&id, &a.spec.task.title, &external);
-    Ok((id, true, Some(bead)))
+    Ok(BeadSource::Create(external))
 }
 
 async fn read_bead(ctx: &Context, bead: &BeadId) -> GasTownView {

@@ -67,7 +67,7 @@ async fn collect(
 
 async fn answer(gastown: GasTown, batch: Vec<(BeadId, Reply)>) {
     let mut ids: Vec<BeadId> = batch.iter().map(|(id, _)| id.clone()).collect();
-    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.sort();
     ids.dedup();
     let found = if ids.len() > 1 {
         match gastown.show_beads(&ids).await {

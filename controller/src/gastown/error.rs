@@ -333,10 +333,16 @@ mod tests {
             (Error::exit(&cmd(), Some(1), "boom", ""), "exit", false, false),
             (Error::parse(&cmd(), "not JSON"), "parse", false, false),
         ];
-        for (err, label, unreachable, retryable) in cases {
+        // Certainly did not do its work: never started, or a non-zero exit (in `cases` order).
+        let definite = [
+            true, true, true, true, false, false, true, false, false, false, true, false,
+        ];
+        assert_eq!(cases.len(), definite.len());
+        for ((err, label, unreachable, retryable), definite) in cases.into_iter().zip(definite) {
             assert_eq!(err.metric_label(), label, "{err}");
             assert_eq!(err.is_unreachable(), unreachable, "{err}");
             assert_eq!(err.is_retryable(), retryable, "{err}");
+            assert_eq!(err.is_definite_failure(), definite, "{err}");
         }
     }
 
