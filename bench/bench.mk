@@ -7,6 +7,10 @@
 #                       code works and writes its results to $(BENCH_SMOKE_DIR); asserts
 #                       nothing about speed (scripts/test.sh runs it)
 #
+# Builds name the whole workspace (`--workspace --bins`), never `-p`: a `-p` build unifies
+# features over fewer packages, so cargo would compile every dependency a second time beside
+# `cargo test --workspace`'s copy (time, and gigabytes of disk on CI).
+#
 # Knobs: BENCH_NOTE="..." (recorded in the results), BENCH_BURSTS (default 100,500,2000),
 # BENCH_CACHED (default 5000), BENCH_SMOKE_DIR.
 
@@ -26,8 +30,7 @@ bench-baseline: ## Build the baseline policy module the benchmarks compare again
 	@printf 'baseline module: %s bytes\n' "$$(stat -c %s $(BENCH_BASELINE_WASM))"
 
 bench: policy bench-baseline ## Run every benchmark in release mode; print tables, write bench/results/{policy,controller}.json
-	$(CARGO) build --release -p gastown-controller --bin gastown-controller
-	$(CARGO) build --release -p gastown-tests --bin bench-policy --bin bench-controller --bin fake-gastown
+	$(CARGO) build --release --workspace --bins
 	target/release/bench-policy --baseline $(BENCH_BASELINE_WASM) \
 		--out $(BENCH_RESULTS)/policy.json --note "$(BENCH_NOTE)" --command "make bench"
 	env -u GASTOWN_TEST_CLUSTER_DIR target/release/bench-controller --bursts $(BENCH_BURSTS) \
@@ -35,8 +38,7 @@ bench: policy bench-baseline ## Run every benchmark in release mode; print table
 		--out $(BENCH_RESULTS)/controller.json --note "$(BENCH_NOTE)" --command "make bench"
 
 bench-smoke: policy bench-baseline ## Check the benchmark code works (dev profile, tiny runs, results in target/bench-smoke)
-	$(CARGO) build -p gastown-controller --bin gastown-controller
-	$(CARGO) build -p gastown-tests --bin bench-policy --bin bench-controller --bin fake-gastown
+	$(CARGO) build --workspace --bins
 	target/debug/bench-policy --baseline $(BENCH_BASELINE_WASM) --rounds 2 --calls 100 \
 		--fresh-calls 20 --warmup 5 --compiles 1 \
 		--out $(BENCH_SMOKE_DIR)/smoke-policy.json --note "smoke (dev profile)" --command "make bench-smoke"

@@ -18,7 +18,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 loud() { printf '\n\033[1;33m*** %s ***\033[0m\n\n' "$*"; }
 
 echo "==> building the controller and the dev tools"
-cargo build -q -p gastown-controller -p gastown-tests --bins
+cargo build -q --workspace --bins
 
 pids=()
 own_cluster=0

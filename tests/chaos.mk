@@ -16,6 +16,6 @@ CHAOS_SEED ?=
 .PHONY: chaos
 
 chaos: ## Chaos test: 200 claims through API server restart, SIGKILLs, leader loss, failing/hanging gt/bd
-	$(CARGO) build -p gastown-tests --bin fake-gastown
+	$(CARGO) build --workspace --bins
 	GASTOWN_CHAOS_CLAIMS=$(CHAOS_CLAIMS) $(if $(CHAOS_SEED),GASTOWN_CHAOS_SEED=$(CHAOS_SEED)) \
-		$(CARGO) test -p gastown-controller --test chaos -- --nocapture
+		$(CARGO) test --workspace --test chaos -- --nocapture

@@ -18,8 +18,8 @@
 //!
 //! The binary is found through `FAKE_GASTOWN_BIN`, else next to the running test executable
 //! (`target/<profile>/fake-gastown`). Integration tests of this crate get it built
-//! automatically; other crates must build it first (`cargo build -p gastown-tests --bin
-//! fake-gastown`) or pass `env!("CARGO_BIN_EXE_fake-gastown")` to [`FakeGasTown::with_binary`].
+//! automatically; other crates must build it first (`cargo build --workspace --bins`)
+//! or pass `env!("CARGO_BIN_EXE_fake-gastown")` to [`FakeGasTown::with_binary`].
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -214,7 +214,7 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "cannot find the {BIN_NAME} binary near {}: build it with `cargo build -p gastown-tests --bin {BIN_NAME}` or set {BIN_ENV}",
+        "cannot find the {BIN_NAME} binary near {}: build it with `cargo build --workspace --bins` or set {BIN_ENV}",
         exe.display()
     )
 }

@@ -1105,7 +1105,7 @@ fn next_to_exe(name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
     ensure!(
         path.is_file(),
-        "{} not found: build it (`cargo build -p ... --bin {name}`) or pass its path",
+        "{} not found: build it (`cargo build --workspace --bins`, with --release for a release run) or pass its path",
         path.display()
     );
     Ok(path)
