@@ -735,3 +735,80 @@ fn init_prepares_a_town_for_a_simulated_run() {
     let o = std::process::Command::new(BIN).args(["init"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_polecat_is_busy_until_its_bead_is_closed_and_then_reused() {
+    let t = town();
+    let cfg = Config {
+        polecat_names: Some(vec!["Toast".into(), "Nux".into()]),
+        ..Config::default()
+    };
+    t.set_config(&cfg).unwrap();
+    let ids: Vec<String> = (0..3).map(|i| create(&t, &format!("w{i}"))).collect();
+    let worker = |id: &str| show(&t, id)["assignee"].as_str().unwrap().to_string();
+    for id in &ids {
+        ok(&t, "gt", &["sling", id, "gastown"]);
+    }
+    assert_eq!(worker(&ids[0]), "gastown/polecats/Toast");
+    assert_eq!(worker(&ids[1]), "gastown/polecats/Nux");
+    assert_eq!(worker(&ids[2]), "gastown/polecats/Toast2", "the pool is exhausted");
+    // Naming a busy polecat is refused, also for one that only the index remembers as busy.
+    let extra = create(&t, "extra");
+    let err = fails(&t, "gt", &["sling", &extra, "gastown/Nux"]);
+    assert!(err.contains(&ids[1]), "{err}");
+    // Closing frees the name for the next sling.
+    t.close(&ids[0], "merged").unwrap();
+    ok(&t, "gt", &["sling", &extra, "gastown"]);
+    assert_eq!(worker(&extra), "gastown/polecats/Toast");
+    // Unslinging frees it too.
+    ok(&t, "gt", &["unsling", &ids[1]]);
+    let last = create(&t, "last");
+    ok(&t, "gt", &["sling", &last, "gastown"]);
+    assert_eq!(worker(&last), "gastown/polecats/Nux");
+    let status: Value = serde_json::from_str(&ok(&t, "gt", &["status", "--json"])).unwrap();
+    assert_eq!(status["polecats_working"], 3, "{status}");
+    assert_eq!(status["beads"]["hooked"], 3, "{status}");
+    assert_eq!(status["beads"]["closed"], 1, "{status}");
+    assert_eq!(status["beads"]["open"], 1, "{status}");
+}
+
+#[test]
+fn ids_cannot_reach_outside_the_town_and_a_damaged_record_is_a_clear_error() {
+    let t = town();
+    let good = create(&t, "good");
+    let bad = create(&t, "bad");
+    for id in ["../index", "../../mayor/town", "beads/x", ".hidden", ""] {
+        let err = fails(&t, "bd", &["show", "--json", "--", id]);
+        assert!(err.contains("no issue found"), "{id:?}: {err}");
+        let err = fails(&t, "gt", &["sling", id, "gastown"]);
+        assert!(err.contains("not found"), "{id:?}: {err}");
+    }
+    std::fs::write(t.state_dir().join("beads").join(format!("{bad}.json")), b"{ torn").unwrap();
+    // Calls that do not need the damaged bead go on.
+    assert_eq!(show(&t, &good)["title"], "good");
+    ok(&t, "gt", &["sling", &good, "gastown"]);
+    // Calls that need it fail with the file named, and change nothing.
+    let err = fails(&t, "bd", &["show", "--json", "--", &bad]);
+    assert!(
+        err.contains(&format!("{bad}.json")) && err.contains("invalid JSON"),
+        "{err}"
+    );
+    let err = fails(&t, "bd", &["list", "--all", "--json"]);
+    assert!(err.contains("invalid JSON"), "{err}");
+    let err = fails(&t, "bd", &["close", "--", &good, &bad]);
+    assert!(err.contains("invalid JSON"), "{err}");
+    assert_eq!(show(&t, &good)["status"], "hooked", "the failed close changed nothing");
+}
+
+#[test]
+fn list_keeps_creation_order_across_many_beads() {
+    let t = town();
+    let ids: Vec<String> = (0..30).map(|i| create(&t, &format!("bead {i}"))).collect();
+    let listed: Vec<String> = t
+        .beads()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, ids);
+}

@@ -765,11 +765,17 @@ fn fake_probe(town: &FakeGasTown, bead: Option<&str>) -> Value {
         c.env("FAKE_GASTOWN_INTERNAL", "1");
         c
     };
-    let state = std::fs::metadata(town.state_dir().join("state.json"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let beads_dir = town.state_dir().join("beads");
+    let (bead_files, bead_bytes) = std::fs::read_dir(&beads_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .fold((0u64, 0u64), |(n, bytes), m| (n + 1, bytes + m.len()))
+        })
+        .unwrap_or((0, 0));
     json!({
-        "state_json_bytes": state,
+        "bead_files": bead_files,
+        "bead_bytes": bead_bytes,
         "spawn_bin_true_ms": time_command(20, || Command::new("true")),
         "bd_show_ms": bead.map_or(Value::Null, |b| time_command(10, || { let mut c = internal("bd"); c.args(["show", "--json", "--", b]); c })),
         "bd_list_all_ms": time_command(5, || { let mut c = internal("bd"); c.args(["list", "--json", "--all"]); c }),
@@ -1240,7 +1246,7 @@ async fn main() -> Result<()> {
         "note": args.note,
         "setup": {
             "api_server": "kube-apiserver v1.20.2 + etcd (tests/cluster/cluster.sh), no admission webhook",
-            "gastown": "fake-gastown (exec transport): one process per call, state.json under an exclusive lock, no injected delay",
+            "gastown": "fake-gastown (exec transport): one process per call, a file per bead, convoy and polecat plus a small index, under an exclusive lock, no injected delay",
             "controller_flags": format!("--concurrency {} --gastown-concurrency {} --sync-interval {}", args.concurrency, args.gastown_concurrency, args.sync_interval),
             "creates_in_flight": args.in_flight,
             "claimed_at": if args.subsecond_claimed_at { "nanoseconds (--subsecond-claimed-at)" } else { "whole seconds, as the claim policy writes it" },

@@ -6,8 +6,10 @@
 //! `docs/gastown-contract.md`: the town is found from the working directory (`mayor/town.json`
 //! in it or an ancestor), `bd show --json` prints an array, `gt sling` prints only text, and so on.
 //!
-//! State lives in `<town>/.fake-gastown/`; every call takes an exclusive lock for its
-//! read-modify-write and writes state atomically, so many processes may run at once. Every
+//! State lives in `<town>/.fake-gastown/`, one file per bead, convoy and polecat (a call reads
+//! only the records it needs, so its cost does not grow with the town); every call takes an
+//! exclusive lock for its read-modify-write and writes each file atomically, so many processes
+//! may run at once. Every
 //! call appends one JSON line to `calls.jsonl`. Faults (`faults.json`) and configuration
 //! (`config.json`) are re-read at each call. See `tests/src/fake_gastown.rs` for the
 //! test-support API that drives it.
@@ -252,7 +254,7 @@ fn run(tool: &str, args: &[String]) -> i32 {
         }
     }
 
-    let outcome = match (Config::load(&dir), State::load(&dir)) {
+    let outcome = match (Config::load(&dir), State::open(&dir)) {
         (Err(e), _) | (_, Err(e)) => Outcome::fail(format!("Error: {e}\n")),
         (Ok(cfg), Ok(mut state)) => {
             let ctx = Ctx {
@@ -270,8 +272,10 @@ fn run(tool: &str, args: &[String]) -> i32 {
             } else {
                 bd::run(args, &mut state, &cfg, &ctx)
             };
-            if outcome.changed
-                && let Err(e) = state.save(&dir)
+            if let Some(e) = state.error() {
+                outcome = Outcome::fail(format!("Error: {e}\n"));
+            } else if outcome.changed
+                && let Err(e) = state.save()
             {
                 outcome = Outcome::fail(format!("Error: {e}\n"));
             }

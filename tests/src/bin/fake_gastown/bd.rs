@@ -254,7 +254,7 @@ fn create(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, actor: &str, json
             bead.title
         )
     };
-    st.beads.push(bead);
+    st.add_bead(bead);
     Outcome::ok(out).changed()
 }
 
@@ -301,8 +301,8 @@ fn show(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         if let Some(b) = st.bead_mut(id) {
             changed |= b.auto_progress(cfg, ctx.now_ms);
             found.push(b.to_json());
-        } else if let Some(c) = st.convoys.iter().find(|c| c.id == *id) {
-            found.push(c.to_json(&st.beads));
+        } else if let Some(c) = st.convoy_json(id) {
+            found.push(c);
         } else {
             errors.push_str(&not_found(id));
         }
@@ -503,8 +503,11 @@ fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         Err(_) => return usage_error("list", "invalid argument for \"--limit\" flag"),
     };
     let mut changed = false;
-    for b in &mut st.beads {
-        changed |= b.auto_progress(cfg, ctx.now_ms);
+    let ids = st.bead_ids();
+    for id in &ids {
+        if let Some(b) = st.bead_mut(id) {
+            changed |= b.auto_progress(cfg, ctx.now_ms);
+        }
     }
     let statuses: Vec<&str> = p
         .value("status")
@@ -512,9 +515,9 @@ fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         .unwrap_or_default();
     let labels = split_labels(p.values("label"));
     let all = p.bool("all");
-    let mut rows: Vec<&Bead> = st
-        .beads
+    let mut rows: Vec<&Bead> = ids
         .iter()
+        .filter_map(|id| st.loaded_bead(id))
         .filter(|b| {
             if statuses.is_empty() {
                 all || !matches!(b.status.as_str(), "closed" | "tombstone")

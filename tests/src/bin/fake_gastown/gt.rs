@@ -5,6 +5,7 @@ use crate::args::{Flag, Kind, Parsed, flag, parse, split_verb};
 use crate::store::{Config, Convoy, Polecat, State, gt_time};
 use crate::{Ctx, Outcome};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 const GLOBAL: &[Flag] = &[flag("version", None, Kind::Bool)];
 
@@ -150,17 +151,16 @@ fn assignee(rig: &str, name: &str) -> String {
     format!("{rig}/polecats/{name}")
 }
 
-/// The bead a polecat is busy with (hooked or in progress), if any.
-fn busy_with<'a>(st: &'a State, rig: &str, name: &str) -> Option<&'a str> {
-    let who = assignee(rig, name);
-    st.beads
-        .iter()
-        .find(|b| b.is_active() && b.assignee.as_deref() == Some(who.as_str()))
-        .map(|b| b.id.as_str())
+/// A bead other than `except` that the polecat is busy with (hooked or in progress), if any.
+fn busy_with(st: &State, rig: &str, name: &str, except: &str) -> Option<String> {
+    st.busy()
+        .remove(&assignee(rig, name))
+        .and_then(|ids| ids.into_iter().find(|id| id != except))
 }
 
 /// The first free name of the rig's pool (then `Name2`, `Name3`, ... when all are busy).
 fn allocate_name(st: &State, cfg: &Config, rig: &str) -> String {
+    let busy = st.busy();
     let pool = cfg.polecat_names();
     let mut round = 1u64;
     loop {
@@ -170,7 +170,7 @@ fn allocate_name(st: &State, cfg: &Config, rig: &str) -> String {
             } else {
                 format!("{base}{round}")
             };
-            if busy_with(st, rig, &name).is_none() {
+            if !busy.contains_key(&assignee(rig, &name)) {
                 return name;
             }
         }
@@ -264,7 +264,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     let title = bead.title.clone();
     let name = match &target.name {
         Some(n) => {
-            if let Some(other) = busy_with(st, &target.rig, n).filter(|b| *b != bead_id)
+            if let Some(other) = busy_with(st, &target.rig, n, bead_id)
                 && !force
             {
                 return Outcome::fail(format!(
@@ -278,7 +278,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     };
     let who = assignee(&target.rig, &name);
     if let Some(c) = p.value("convoy")
-        && !st.convoys.iter().any(|cv| cv.id == c)
+        && st.convoy(c).is_none()
     {
         return Outcome::fail(format!("Error: convoy '{c}' not found\n"));
     }
@@ -303,7 +303,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
             pc.base_branch = p.value("base-branch").map(str::to_string);
             pc.last_activity_ms = ctx.now_ms;
         }
-        None => st.polecats.push(Polecat {
+        None => st.add_polecat(Polecat {
             rig: target.rig.clone(),
             name: name.clone(),
             issue: Some(bead_id.to_string()),
@@ -328,7 +328,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     out.push_str("✓ Work attached to hook (status=hooked)\n");
 
     if let Some(c) = p.value("convoy") {
-        if let Some(cv) = st.convoys.iter_mut().find(|cv| cv.id == c)
+        if let Some(cv) = st.convoy_mut(c)
             && !cv.beads.iter().any(|b| b == bead_id)
         {
             cv.beads.push(bead_id.to_string());
@@ -339,12 +339,13 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
             return Outcome::fail("Error: could not generate a convoy ID\n");
         };
         out.push_str(&format!("🚚 Created convoy {id} tracking {bead_id}\n"));
-        st.convoys.push(Convoy {
+        st.add_convoy(Convoy {
             id,
             title: format!("Work: {title}"),
             beads: vec![bead_id.to_string()],
             created_at_ms: ctx.now_ms,
             created_by: "mayor".to_string(),
+            order: 0,
         });
     }
     out.push_str(&format!(
@@ -399,17 +400,25 @@ fn unsling(args: &[String], st: &mut State, ctx: &Ctx) -> Outcome {
     .changed()
 }
 
-fn status(args: &[String], st: &State, cfg: &Config, ctx: &Ctx) -> Outcome {
+fn status(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     let p = match parse(args, JSON_ONLY) {
         Ok(p) => p,
         Err(e) => return usage_error("status", &e),
     };
-    let count = |s: &str| st.beads.iter().filter(|b| b.status == s).count();
+    let mut by_status: HashMap<String, usize> = HashMap::new();
+    for id in st.bead_ids() {
+        if let Some(b) = st.loaded_bead(&id) {
+            *by_status.entry(b.status.clone()).or_default() += 1;
+        }
+    }
+    let count = |s: &str| by_status.get(s).copied().unwrap_or(0);
+    let busy = st.busy();
     let working = st
-        .polecats
+        .polecats()
         .iter()
-        .filter(|pc| busy_with(st, &pc.rig, &pc.name).is_some())
+        .filter(|pc| busy.contains_key(&assignee(&pc.rig, &pc.name)))
         .count();
+    let convoys = st.convoys().len();
     if p.bool("json") {
         let v = json!({
             "town": ctx.town.display().to_string(),
@@ -421,7 +430,7 @@ fn status(args: &[String], st: &State, cfg: &Config, ctx: &Ctx) -> Outcome {
                 "in_progress": count("in_progress"),
                 "closed": count("closed"),
             },
-            "convoys": st.convoys.len(),
+            "convoys": convoys,
         });
         return Outcome::ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
     }
@@ -433,12 +442,12 @@ fn status(args: &[String], st: &State, cfg: &Config, ctx: &Ctx) -> Outcome {
         count("hooked"),
         count("in_progress"),
         count("closed"),
-        st.convoys.len(),
+        convoys,
     ))
 }
 
 /// Polecat state as `gt polecat status` reports it, derived from its bead.
-fn polecat_state(st: &State, pc: &Polecat) -> &'static str {
+fn polecat_state(st: &mut State, pc: &Polecat) -> &'static str {
     match pc.issue.as_deref().and_then(|id| st.bead(id)) {
         Some(b) if b.is_active() => "working",
         Some(b) if b.status == "closed" => "done",
@@ -446,7 +455,7 @@ fn polecat_state(st: &State, pc: &Polecat) -> &'static str {
     }
 }
 
-fn polecat_json(st: &State, pc: &Polecat, ctx: &Ctx) -> Value {
+fn polecat_json(st: &mut State, pc: &Polecat, ctx: &Ctx) -> Value {
     let state = polecat_state(st, pc);
     let running = state == "working";
     json!({
@@ -486,16 +495,16 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
             let Some(name) = t.name else {
                 return Outcome::fail("Error: polecat status needs <rig>/<name>\n");
             };
-            let Some(idx) = st.polecats.iter().position(|pc| pc.rig == t.rig && pc.name == name) else {
+            let Some(pc) = st.polecat(&t.rig, &name).cloned() else {
                 return Outcome::fail(format!("Error: polecat '{}/{name}' not found\n", t.rig));
             };
             let mut changed = false;
-            if let Some(issue) = st.polecats[idx].issue.clone()
-                && let Some(b) = st.bead_mut(&issue)
+            if let Some(issue) = &pc.issue
+                && let Some(b) = st.bead_mut(issue)
             {
                 changed = b.auto_progress(cfg, ctx.now_ms);
             }
-            let v = polecat_json(st, &st.polecats[idx], ctx);
+            let v = polecat_json(st, &pc, ctx);
             let out = if p.bool("json") {
                 format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
             } else {
@@ -520,7 +529,7 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
             };
             let rig = p.positionals.first().map(String::as_str);
             let rows: Vec<Value> = st
-                .polecats
+                .polecats()
                 .iter()
                 .filter(|pc| rig.is_none_or(|r| pc.rig == r))
                 .map(|pc| polecat_json(st, pc, ctx))
@@ -550,9 +559,9 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
     }
 }
 
-fn convoy(args: &[String], st: &State) -> Outcome {
+fn convoy(args: &[String], st: &mut State) -> Outcome {
     match args.first().map(String::as_str) {
-        Some("status" | "show") => match args.get(1).and_then(|id| st.convoys.iter().find(|c| c.id == *id)) {
+        Some("status" | "show") => match args.get(1).and_then(|id| st.convoy(id)) {
             Some(c) => Outcome::ok(format!(
                 "🚚 {}: {}\n  Tracking: {}\n",
                 c.id,
@@ -562,7 +571,7 @@ fn convoy(args: &[String], st: &State) -> Outcome {
             None => Outcome::fail("Error: convoy not found\n"),
         },
         Some("list") | None => Outcome::ok(
-            st.convoys
+            st.convoys()
                 .iter()
                 .map(|c| format!("🚚 {}  {}  ({} beads)\n", c.id, c.title, c.beads.len()))
                 .collect::<String>(),

@@ -2,12 +2,14 @@
 //! the lock that serialises concurrent invocations, IDs, randomness and time formatting.
 //!
 //! Layout under `<town>/.fake-gastown/`:
-//! `state.json` (beads, convoys, polecats), `config.json` (rigs, prefix, auto progress),
+//! `beads/`, `convoys/`, `polecats/<rig>/` (one JSON file per record) and `index.json` (see
+//! [`State`]), `config.json` (rigs, prefix, auto progress),
 //! `faults.json` (fault injection), `calls.jsonl` (call log), `seq` (call counter), `lock`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::hash_map::{DefaultHasher, RandomState};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::{self, Write};
@@ -302,6 +304,8 @@ pub struct Bead {
     pub slung_at_ms: Option<u64>,
     /// The merge strategy it was slung with (`local` never auto-closes); never printed.
     pub merge: Option<String>,
+    /// Creation order (`bd list` order); never printed.
+    pub order: u64,
 }
 
 impl Bead {
@@ -373,16 +377,14 @@ pub struct Convoy {
     pub beads: Vec<String>,
     pub created_at_ms: u64,
     pub created_by: String,
+    /// Creation order; never printed.
+    pub order: u64,
 }
 
 impl Convoy {
-    /// A convoy seen through `bd show` (convoys are beads of type `convoy` in the real town).
-    pub fn to_json(&self, beads: &[Bead]) -> Value {
-        let done = self.beads.iter().all(|id| {
-            beads
-                .iter()
-                .any(|b| b.id == *id && matches!(b.status.as_str(), "closed" | "tombstone"))
-        });
+    /// A convoy seen through `bd show` (convoys are beads of type `convoy` in the real town);
+    /// `done` when every bead it tracks is closed.
+    pub fn to_json(&self, done: bool) -> Value {
         let status = if done { "closed" } else { "open" };
         Bead {
             id: self.id.clone(),
@@ -415,45 +417,401 @@ pub struct Polecat {
     pub last_activity_ms: u64,
 }
 
-/// Everything the fake town remembers.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The index (`index.json`): what must be known without reading every record.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+struct Index {
+    /// Creation counter of beads and convoys (gives `bd list` its order).
+    next_order: u64,
+    /// Number of beads (bd's ID length grows with it).
+    beads: usize,
+    /// Beads held by a worker (`hooked` or `in_progress` with an assignee): bead ID → assignee.
+    active: BTreeMap<String, String>,
+}
+
+/// A record read from disk: its value and the bytes it was read from (unchanged records are
+/// not written back).
+#[derive(Debug)]
+struct Loaded<T> {
+    value: T,
+    read_as: Option<Vec<u8>>,
+}
+
+/// Everything the fake town remembers, one file per record so that a call costs the same
+/// whatever the size of the town: `beads/<id>.json`, `convoys/<id>.json`,
+/// `polecats/<rig>/<name>.json` and `index.json`. Records are read on first use and cached;
+/// [`State::save`] writes the changed ones (index first: if a call is killed half way, the
+/// index may name a bead as active that is not, which only makes a polecat name look busy).
+/// Only `bd list`, `gt status` and the `list` subcommands read every record, like the real
+/// tools do.
+#[derive(Debug)]
 pub struct State {
-    pub beads: Vec<Bead>,
-    pub convoys: Vec<Convoy>,
-    pub polecats: Vec<Polecat>,
+    dir: PathBuf,
+    index: Index,
+    index_read_as: Option<Vec<u8>>,
+    beads: HashMap<String, Loaded<Bead>>,
+    convoys: HashMap<String, Loaded<Convoy>>,
+    polecats: HashMap<(String, String), Loaded<Polecat>>,
+    /// The first record that could not be read; the call fails with it and saves nothing.
+    error: Option<String>,
+}
+
+/// Whether `s` can name a record's file: IDs and names from the command line must not
+/// reach outside the state directory.
+fn file_safe(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 impl State {
-    pub fn load(dir: &Path) -> Result<State, String> {
-        read_json(&dir.join("state.json"))
+    /// Opens the town's state (reads only the index).
+    pub fn open(dir: &Path) -> Result<State, String> {
+        let path = dir.join("index.json");
+        let (index, index_read_as) = match fs::read(&path) {
+            Ok(bytes) => (
+                serde_json::from_slice(&bytes).map_err(|e| format!("reading {}: invalid JSON: {e}", path.display()))?,
+                Some(bytes),
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Index::default(), None),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        Ok(State {
+            dir: dir.to_path_buf(),
+            index,
+            index_read_as,
+            beads: HashMap::new(),
+            convoys: HashMap::new(),
+            polecats: HashMap::new(),
+            error: None,
+        })
     }
 
-    pub fn save(&self, dir: &Path) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| format!("encoding state: {e}"))?;
-        write_atomic(&dir.join("state.json"), &bytes).map_err(|e| format!("writing state: {e}"))
+    /// The first record that could not be read, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
-    pub fn bead(&self, id: &str) -> Option<&Bead> {
-        self.beads.iter().find(|b| b.id == id)
+    fn bead_path(&self, id: &str) -> PathBuf {
+        self.dir.join("beads").join(format!("{id}.json"))
+    }
+
+    fn convoy_path(&self, id: &str) -> PathBuf {
+        self.dir.join("convoys").join(format!("{id}.json"))
+    }
+
+    fn polecat_path(&self, rig: &str, name: &str) -> PathBuf {
+        self.dir.join("polecats").join(rig).join(format!("{name}.json"))
+    }
+
+    /// Reads one record; a missing file is `None`, an unreadable one is remembered as the
+    /// call's error.
+    fn read_record<T: for<'de> Deserialize<'de>>(error: &mut Option<String>, path: &Path) -> Option<Loaded<T>> {
+        match fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(value) => Some(Loaded {
+                    value,
+                    read_as: Some(bytes),
+                }),
+                Err(e) => {
+                    error.get_or_insert_with(|| format!("reading {}: invalid JSON: {e}", path.display()));
+                    None
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                error.get_or_insert_with(|| format!("reading {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn load_bead(&mut self, id: &str) -> bool {
+        if self.beads.contains_key(id) {
+            return true;
+        }
+        if !file_safe(id) {
+            return false;
+        }
+        let path = self.bead_path(id);
+        match Self::read_record(&mut self.error, &path) {
+            Some(loaded) => {
+                self.beads.insert(id.to_string(), loaded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn bead(&mut self, id: &str) -> Option<&Bead> {
+        self.load_bead(id);
+        self.beads.get(id).map(|l| &l.value)
+    }
+
+    /// A bead this call has already read (see [`State::bead_ids`]).
+    pub fn loaded_bead(&self, id: &str) -> Option<&Bead> {
+        self.beads.get(id).map(|l| &l.value)
     }
 
     pub fn bead_mut(&mut self, id: &str) -> Option<&mut Bead> {
-        self.beads.iter_mut().find(|b| b.id == id)
+        self.load_bead(id);
+        self.beads.get_mut(id).map(|l| &mut l.value)
+    }
+
+    /// Adds a new bead (its creation order is set here).
+    pub fn add_bead(&mut self, mut bead: Bead) {
+        bead.order = self.next_order();
+        self.index.beads += 1;
+        self.beads.insert(
+            bead.id.clone(),
+            Loaded {
+                value: bead,
+                read_as: None,
+            },
+        );
+    }
+
+    fn next_order(&mut self) -> u64 {
+        self.index.next_order += 1;
+        self.index.next_order
+    }
+
+    /// Names of the files in `sub` (without `.json`), sorted.
+    fn record_names(&mut self, sub: &Path) -> Vec<String> {
+        let dir = self.dir.join(sub);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                self.error
+                    .get_or_insert_with(|| format!("reading {}: {e}", dir.display()));
+                return Vec::new();
+            }
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .filter(|n| file_safe(n))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every bead ID, in creation order (reads every bead).
+    pub fn bead_ids(&mut self) -> Vec<String> {
+        for id in self.record_names(Path::new("beads")) {
+            self.load_bead(&id);
+        }
+        let mut ids: Vec<(u64, &String)> = self.beads.iter().map(|(id, l)| (l.value.order, id)).collect();
+        ids.sort();
+        ids.into_iter().map(|(_, id)| id.clone()).collect()
+    }
+
+    fn load_convoy(&mut self, id: &str) -> bool {
+        if self.convoys.contains_key(id) {
+            return true;
+        }
+        if !file_safe(id) {
+            return false;
+        }
+        let path = self.convoy_path(id);
+        match Self::read_record(&mut self.error, &path) {
+            Some(loaded) => {
+                self.convoys.insert(id.to_string(), loaded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn convoy(&mut self, id: &str) -> Option<&Convoy> {
+        self.load_convoy(id);
+        self.convoys.get(id).map(|l| &l.value)
+    }
+
+    pub fn convoy_mut(&mut self, id: &str) -> Option<&mut Convoy> {
+        self.load_convoy(id);
+        self.convoys.get_mut(id).map(|l| &mut l.value)
+    }
+
+    pub fn add_convoy(&mut self, mut convoy: Convoy) {
+        convoy.order = self.next_order();
+        self.convoys.insert(
+            convoy.id.clone(),
+            Loaded {
+                value: convoy,
+                read_as: None,
+            },
+        );
+    }
+
+    /// Every convoy, in creation order (reads every convoy).
+    pub fn convoys(&mut self) -> Vec<Convoy> {
+        for id in self.record_names(Path::new("convoys")) {
+            self.load_convoy(&id);
+        }
+        let mut all: Vec<Convoy> = self.convoys.values().map(|l| l.value.clone()).collect();
+        all.sort_by_key(|c| c.order);
+        all
+    }
+
+    /// A convoy as `bd show` prints it: closed once every bead it tracks is closed.
+    pub fn convoy_json(&mut self, id: &str) -> Option<Value> {
+        let convoy = self.convoy(id)?.clone();
+        let done = convoy.beads.iter().all(|b| {
+            self.bead(b)
+                .is_some_and(|b| matches!(b.status.as_str(), "closed" | "tombstone"))
+        });
+        Some(convoy.to_json(done))
+    }
+
+    fn load_polecat(&mut self, rig: &str, name: &str) -> bool {
+        let key = (rig.to_string(), name.to_string());
+        if self.polecats.contains_key(&key) {
+            return true;
+        }
+        if !file_safe(rig) || !file_safe(name) {
+            return false;
+        }
+        let path = self.polecat_path(rig, name);
+        match Self::read_record(&mut self.error, &path) {
+            Some(loaded) => {
+                self.polecats.insert(key, loaded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn polecat(&mut self, rig: &str, name: &str) -> Option<&Polecat> {
+        self.load_polecat(rig, name);
+        self.polecats
+            .get(&(rig.to_string(), name.to_string()))
+            .map(|l| &l.value)
     }
 
     pub fn polecat_mut(&mut self, rig: &str, name: &str) -> Option<&mut Polecat> {
-        self.polecats.iter_mut().find(|p| p.rig == rig && p.name == name)
+        self.load_polecat(rig, name);
+        self.polecats
+            .get_mut(&(rig.to_string(), name.to_string()))
+            .map(|l| &mut l.value)
     }
 
-    fn id_taken(&self, id: &str) -> bool {
-        self.beads.iter().any(|b| b.id == id) || self.convoys.iter().any(|c| c.id == id)
+    pub fn add_polecat(&mut self, polecat: Polecat) {
+        self.polecats.insert(
+            (polecat.rig.clone(), polecat.name.clone()),
+            Loaded {
+                value: polecat,
+                read_as: None,
+            },
+        );
+    }
+
+    /// Every polecat, oldest first (reads every polecat).
+    pub fn polecats(&mut self) -> Vec<Polecat> {
+        for rig in self.record_dirs(Path::new("polecats")) {
+            for name in self.record_names(&Path::new("polecats").join(&rig)) {
+                self.load_polecat(&rig, &name);
+            }
+        }
+        let mut all: Vec<Polecat> = self.polecats.values().map(|l| l.value.clone()).collect();
+        all.sort_by(|a, b| (a.created_at_ms, &a.rig, &a.name).cmp(&(b.created_at_ms, &b.rig, &b.name)));
+        all
+    }
+
+    fn record_dirs(&mut self, sub: &Path) -> Vec<String> {
+        let dir = self.dir.join(sub);
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| file_safe(n))
+                    .collect();
+                names.sort();
+                names
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                self.error
+                    .get_or_insert_with(|| format!("reading {}: {e}", dir.display()));
+                Vec::new()
+            }
+        }
+    }
+
+    /// The workers holding a bead: assignee → bead IDs. From the index, with the beads this
+    /// call has read (and maybe changed) in their current state.
+    pub fn busy(&self) -> HashMap<String, Vec<String>> {
+        let mut busy: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, assignee) in &self.index.active {
+            if !self.beads.contains_key(id) {
+                busy.entry(assignee.clone()).or_default().push(id.clone());
+            }
+        }
+        for (id, l) in &self.beads {
+            if let Some(a) = l.value.assignee.as_ref().filter(|_| l.value.is_active()) {
+                busy.entry(a.clone()).or_default().push(id.clone());
+            }
+        }
+        for ids in busy.values_mut() {
+            ids.sort();
+        }
+        busy
+    }
+
+    /// Number of beads (for bd's adaptive ID length).
+    pub fn bead_count(&self) -> usize {
+        self.index.beads
+    }
+
+    fn id_taken(&mut self, id: &str) -> bool {
+        self.load_bead(id) || self.load_convoy(id)
+    }
+
+    /// Writes what this call changed: the index, then every new or changed record.
+    pub fn save(&mut self) -> Result<(), String> {
+        for (id, l) in &self.beads {
+            match l.value.assignee.as_ref().filter(|_| l.value.is_active()) {
+                Some(a) => self.index.active.insert(id.clone(), a.clone()),
+                None => self.index.active.remove(id),
+            };
+        }
+        let index = serde_json::to_vec(&self.index).map_err(|e| format!("encoding the index: {e}"))?;
+        if self.index_read_as.as_ref() != Some(&index) {
+            write_atomic(&self.dir.join("index.json"), &index).map_err(|e| format!("writing the index: {e}"))?;
+            self.index_read_as = Some(index);
+        }
+        let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        for (id, l) in &self.beads {
+            writes.extend(changed_bytes(l, || self.bead_path(id))?);
+        }
+        for (id, l) in &self.convoys {
+            writes.extend(changed_bytes(l, || self.convoy_path(id))?);
+        }
+        for ((rig, name), l) in &self.polecats {
+            writes.extend(changed_bytes(l, || self.polecat_path(rig, name))?);
+        }
+        for (path, bytes) in writes {
+            let write = || -> io::Result<()> {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                write_atomic(&path, &bytes)
+            };
+            write().map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// A fresh `<prefix>-<hash>` ID: lowercase base 36, 3 to 6 characters, growing with the
     /// number of beads and on collisions, like bd's adaptive IDs.
-    pub fn new_bead_id(&self, prefix: &str, salt: u64) -> Option<String> {
-        let start = match self.beads.len() {
+    pub fn new_bead_id(&mut self, prefix: &str, salt: u64) -> Option<String> {
+        let start = match self.bead_count() {
             0..500 => 3,
             500..20_000 => 4,
             _ => 5,
@@ -473,7 +831,7 @@ impl State {
     }
 
     /// A fresh convoy ID `hq-cv-xxxx`.
-    pub fn new_convoy_id(&self, salt: u64) -> Option<String> {
+    pub fn new_convoy_id(&mut self, salt: u64) -> Option<String> {
         for len in 4..=8 {
             for attempt in 0..16u64 {
                 let id = format!("hq-cv-{}", base36(random_u64(salt.wrapping_add(attempt << 8)), len));
@@ -484,6 +842,15 @@ impl State {
         }
         None
     }
+}
+
+/// The record's file and new bytes, if it is new or changed since it was read.
+fn changed_bytes<T: Serialize>(
+    l: &Loaded<T>,
+    path: impl FnOnce() -> PathBuf,
+) -> Result<Option<(PathBuf, Vec<u8>)>, String> {
+    let bytes = serde_json::to_vec(&l.value).map_err(|e| format!("encoding a record: {e}"))?;
+    Ok((l.read_as.as_ref() != Some(&bytes)).then(|| (path(), bytes)))
 }
 
 #[cfg(test)]
