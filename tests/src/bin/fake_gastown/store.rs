@@ -506,43 +506,9 @@ impl State {
         self.dir.join("polecats").join(rig).join(format!("{name}.json"))
     }
 
-    /// Reads one record; a missing file is `None`, an unreadable one is remembered as the
-    /// call's error.
-    fn read_record<T: for<'de> Deserialize<'de>>(error: &mut Option<String>, path: &Path) -> Option<Loaded<T>> {
-        match fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(value) => Some(Loaded {
-                    value,
-                    read_as: Some(bytes),
-                }),
-                Err(e) => {
-                    error.get_or_insert_with(|| format!("reading {}: invalid JSON: {e}", path.display()));
-                    None
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => {
-                error.get_or_insert_with(|| format!("reading {}: {e}", path.display()));
-                None
-            }
-        }
-    }
-
     fn load_bead(&mut self, id: &str) -> bool {
-        if self.beads.contains_key(id) {
-            return true;
-        }
-        if !file_safe(id) {
-            return false;
-        }
-        let path = self.bead_path(id);
-        match Self::read_record(&mut self.error, &path) {
-            Some(loaded) => {
-                self.beads.insert(id.to_string(), loaded);
-                true
-            }
-            None => false,
-        }
+        let path = file_safe(id).then(|| self.bead_path(id));
+        load_into(&mut self.beads, id.to_string(), path, &mut self.error)
     }
 
     pub fn bead(&mut self, id: &str) -> Option<&Bead> {
@@ -611,20 +577,8 @@ impl State {
     }
 
     fn load_convoy(&mut self, id: &str) -> bool {
-        if self.convoys.contains_key(id) {
-            return true;
-        }
-        if !file_safe(id) {
-            return false;
-        }
-        let path = self.convoy_path(id);
-        match Self::read_record(&mut self.error, &path) {
-            Some(loaded) => {
-                self.convoys.insert(id.to_string(), loaded);
-                true
-            }
-            None => false,
-        }
+        let path = file_safe(id).then(|| self.convoy_path(id));
+        load_into(&mut self.convoys, id.to_string(), path, &mut self.error)
     }
 
     pub fn convoy(&mut self, id: &str) -> Option<&Convoy> {
@@ -669,21 +623,13 @@ impl State {
     }
 
     fn load_polecat(&mut self, rig: &str, name: &str) -> bool {
-        let key = (rig.to_string(), name.to_string());
-        if self.polecats.contains_key(&key) {
-            return true;
-        }
-        if !file_safe(rig) || !file_safe(name) {
-            return false;
-        }
-        let path = self.polecat_path(rig, name);
-        match Self::read_record(&mut self.error, &path) {
-            Some(loaded) => {
-                self.polecats.insert(key, loaded);
-                true
-            }
-            None => false,
-        }
+        let path = (file_safe(rig) && file_safe(name)).then(|| self.polecat_path(rig, name));
+        load_into(
+            &mut self.polecats,
+            (rig.to_string(), name.to_string()),
+            path,
+            &mut self.error,
+        )
     }
 
     pub fn polecat(&mut self, rig: &str, name: &str) -> Option<&Polecat> {
@@ -841,6 +787,40 @@ impl State {
             }
         }
         None
+    }
+}
+
+/// Reads the record at `path` (`None`: its key cannot name a file) into `map` unless it is
+/// there already; whether it exists. An unreadable file is remembered as the call's error.
+fn load_into<K: Hash + Eq, T: for<'de> Deserialize<'de>>(
+    map: &mut HashMap<K, Loaded<T>>,
+    key: K,
+    path: Option<PathBuf>,
+    error: &mut Option<String>,
+) -> bool {
+    if map.contains_key(&key) {
+        return true;
+    }
+    let Some(path) = path else { return false };
+    let read = match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(|value| Loaded {
+                value,
+                read_as: Some(bytes),
+            })
+            .map_err(|e| format!("reading {}: invalid JSON: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    };
+    match read {
+        Ok(loaded) => {
+            map.insert(key, loaded);
+            true
+        }
+        Err(e) => {
+            error.get_or_insert(e);
+            false
+        }
     }
 }
 
