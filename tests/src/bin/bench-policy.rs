@@ -226,6 +226,18 @@ fn check_answer(which: &str, s: &Scenario, inst: &PolicyInstance, l: &Loaded, ba
     Ok(())
 }
 
+/// `path` relative to the workspace root when it is inside it (results do not record the
+/// machine's directories), else as given.
+fn shown(path: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|r| r.canonicalize().ok());
+    match (path.canonicalize(), root) {
+        (Ok(p), Some(root)) => p.strip_prefix(&root).unwrap_or(&p).display().to_string(),
+        _ => path.display().to_string(),
+    }
+}
+
 fn module_info(path: &Path, compiles: usize) -> Result<(Vec<u8>, Value, PolicyModule)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     // Compile a few times: policy-server compiles (or loads from its cache) once per policy.
@@ -238,7 +250,7 @@ fn module_info(path: &Path, compiles: usize) -> Result<(Vec<u8>, Value, PolicyMo
     }
     let Some(module) = module else { bail!("no module") };
     let info = json!({
-        "path": path.display().to_string(),
+        "path": shown(path),
         "bytes": bytes.len(),
         "kib": round3(bytes.len() as f64 / 1024.0),
         "compile_ms_median": round3(median(&compile_ms)),
