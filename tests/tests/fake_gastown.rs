@@ -812,3 +812,41 @@ fn list_keeps_creation_order_across_many_beads() {
         .collect();
     assert_eq!(listed, ids);
 }
+
+#[test]
+fn a_town_written_by_the_older_whole_file_fake_is_migrated() {
+    let t = town();
+    let legacy = serde_json::json!({
+        "beads": [
+            {"id": "gt-b2", "title": "second", "status": "hooked", "issue_type": "task", "priority": 2,
+             "assignee": "gastown/polecats/Toast", "created_at_ms": 1_767_225_599_000u64,
+             "updated_at_ms": 1_767_225_599_000u64, "slung_at_ms": 1_767_225_599_000u64},
+            {"id": "gt-a1", "title": "first", "status": "open", "issue_type": "task", "priority": 2,
+             "created_at_ms": 1_767_225_599_000u64, "updated_at_ms": 1_767_225_599_000u64},
+        ],
+        "convoys": [{"id": "hq-cv-zz", "title": "Work: second", "beads": ["gt-b2"],
+                     "created_at_ms": 1_767_225_599_000u64, "created_by": "mayor"}],
+        "polecats": [{"rig": "gastown", "name": "Toast", "issue": "gt-b2",
+                      "created_at_ms": 1_767_225_599_000u64, "last_activity_ms": 1_767_225_599_000u64}],
+    });
+    std::fs::create_dir_all(t.state_dir()).unwrap();
+    std::fs::write(t.state_dir().join("state.json"), legacy.to_string()).unwrap();
+
+    let ids: Vec<String> = t
+        .beads()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["gt-b2", "gt-a1"], "the old order is kept");
+    assert!(!t.state_dir().join("state.json").exists());
+    assert!(t.state_dir().join("state.json.migrated").is_file());
+    assert_eq!(show(&t, "hq-cv-zz")["status"], "open");
+    // Toast still holds gt-b2, so the next sling gets another polecat.
+    ok(&t, "gt", &["sling", "gt-a1", "gastown"]);
+    assert_eq!(show(&t, "gt-a1")["assignee"], "gastown/polecats/Nux");
+    let polecat: Value =
+        serde_json::from_str(&ok(&t, "gt", &["polecat", "status", "gastown/Toast", "--json"])).unwrap();
+    assert_eq!(polecat["issue"], "gt-b2");
+    assert_eq!(polecat["state"], "working");
+}

@@ -478,7 +478,7 @@ impl State {
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Index::default(), None),
             Err(e) => return Err(format!("reading {}: {e}", path.display())),
         };
-        Ok(State {
+        let mut state = State {
             dir: dir.to_path_buf(),
             index,
             index_read_as,
@@ -486,7 +486,49 @@ impl State {
             convoys: HashMap::new(),
             polecats: HashMap::new(),
             error: None,
-        })
+        };
+        state.migrate_legacy()?;
+        Ok(state)
+    }
+
+    /// A town written by an older fake kept everything in one `state.json`: its records are
+    /// moved into files (in their order) and the file is renamed to `state.json.migrated`.
+    fn migrate_legacy(&mut self) -> Result<(), String> {
+        #[derive(Default, Deserialize)]
+        #[serde(default)]
+        struct Legacy {
+            beads: Vec<Bead>,
+            convoys: Vec<Convoy>,
+            polecats: Vec<Polecat>,
+        }
+        let path = self.dir.join("state.json");
+        if !path.is_file() {
+            return Ok(());
+        }
+        let legacy: Legacy = read_json(&path)?;
+        for bead in legacy.beads {
+            if !file_safe(&bead.id) || self.load_bead(&bead.id) {
+                return Err(format!("{}: cannot migrate bead {:?}", path.display(), bead.id));
+            }
+            self.add_bead(bead);
+        }
+        for convoy in legacy.convoys {
+            if !file_safe(&convoy.id) || self.load_convoy(&convoy.id) {
+                return Err(format!("{}: cannot migrate convoy {:?}", path.display(), convoy.id));
+            }
+            self.add_convoy(convoy);
+        }
+        for polecat in legacy.polecats {
+            if !file_safe(&polecat.rig) || !file_safe(&polecat.name) {
+                return Err(format!("{}: cannot migrate polecat {:?}", path.display(), polecat.name));
+            }
+            self.add_polecat(polecat);
+        }
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.save()?;
+        fs::rename(&path, self.dir.join("state.json.migrated")).map_err(|e| format!("renaming {}: {e}", path.display()))
     }
 
     /// The first record that could not be read, if any.
