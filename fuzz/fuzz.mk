@@ -39,10 +39,10 @@ fuzz-libfuzzer: fuzz-tools fuzz-corpus
 fuzz: policy fuzz-libfuzzer ## Fuzz the policy: libFuzzer on validate/settings (FUZZ_SECONDS), then 1,000,000 generated requests through policy.wasm
 	@echo "==> $(FUZZ_REQUESTS) generated AdmissionRequests through $(POLICY_WASM) (seed $(FUZZ_SEED), release build)"
 	GASTOWN_FUZZ_REQUESTS=$(FUZZ_REQUESTS) GASTOWN_FUZZ_SEED=$(FUZZ_SEED) \
-		$(CARGO) test --release -p gastown-tests --test policy_fuzz -- --nocapture generated_admission_requests
+		$(CARGO) test --release --workspace --test policy_fuzz -- --nocapture generated_admission_requests
 
 fuzz-smoke: FUZZ_SECONDS = 30
 fuzz-smoke: FUZZ_SETTINGS_SECONDS = 15
 fuzz-smoke: policy fuzz-libfuzzer ## Short fuzzing run: 30 s libFuzzer per target and 20,000 generated requests (dev build)
 	GASTOWN_FUZZ_REQUESTS=20000 GASTOWN_FUZZ_SEED=$(FUZZ_SEED) \
-		$(CARGO) test -p gastown-tests --test policy_fuzz -- --nocapture generated_admission_requests
+		$(CARGO) test --workspace --test policy_fuzz -- --nocapture generated_admission_requests

@@ -8,7 +8,7 @@
 //!   killed are started again with the same identity, as a kubelet would.
 //!
 //! The same workload runs once without any fault first; both timings are printed as a table
-//! (`cargo test --workspace --test chaos -- --nocapture`, or `make chaos`).
+//! (`cargo build --workspace --bins && cargo test --workspace --test chaos -- --nocapture`, or `make chaos`).
 //!
 //! Workload (by claim index, out of ten): seven are merged by Gas Town (auto progress) and end
 //! `Succeeded`; one is rejected (the test closes its bead with a failure) and ends `Failed`;

@@ -3,7 +3,7 @@
 # from Debian's source package (about 6-10 minutes), later ones start in seconds.
 #
 #   make cluster-up                    # then: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig
-#   GASTOWN_TEST_CLUSTER_DIR=$(CLUSTER_DIR) cargo test -p gastown-tests --test cluster
+#   GASTOWN_TEST_CLUSTER_DIR=$(CLUSTER_DIR) cargo test --workspace --test cluster
 #   make cluster-down
 
 CLUSTER_DIR ?= $(CURDIR)/.cluster

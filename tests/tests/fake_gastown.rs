@@ -1,4 +1,4 @@
-//! The fake Gas Town obeys the contract in docs/gastown-contract.md: each test runs the real
+//! The fake Gas Town obeys the contract in shared/docs/gastown-contract.md: each test runs the real
 //! `fake-gastown` binary as `gt` or `bd` and checks one rule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test

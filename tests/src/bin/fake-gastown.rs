@@ -3,11 +3,12 @@
 //!
 //! It behaves as `gt` or `bd` according to the name it is invoked as (symlinks named `gt` and
 //! `bd`), or as `fake-gastown gt ...` / `fake-gastown bd ...`. It follows
-//! `docs/gastown-contract.md`: the town is found from the working directory (`mayor/town.json`
+//! `shared/docs/gastown-contract.md`: the town is found from the working directory (`mayor/town.json`
 //! in it or an ancestor), `bd show --json` prints an array, `gt sling` prints only text, and so on.
 //!
-//! State lives in `<town>/.fake-gastown/`, one file per bead, convoy and polecat (a call reads
-//! only the records it needs, so its cost does not grow with the town); every call takes an
+//! State lives in `<town>/.fake-gastown/`, one file per bead, convoy and polecat plus a small
+//! `index.json`; most calls read only the index and the records they need, so their cost
+//! hardly grows with the town (`bd list` reads every bead, as the real `bd` does). Every call takes an
 //! exclusive lock for its read-modify-write and writes each file atomically, so many processes
 //! may run at once. Every
 //! call appends one JSON line to `calls.jsonl`. Faults (`faults.json`) and configuration

@@ -4,12 +4,14 @@
 //! Layout under `<town>/.fake-gastown/`:
 //! `beads/`, `convoys/`, `polecats/<rig>/` (one JSON file per record) and `index.json` (see
 //! [`State`]), `config.json` (rigs, prefix, auto progress),
-//! `faults.json` (fault injection), `calls.jsonl` (call log), `seq` (call counter), `lock`.
+//! `faults.json` (fault injection), `calls.jsonl` (call log), `seq` (call counter), `lock`,
+//! `bin/` (the `gt` and `bd` links made by `fake-gastown init`), and `state.json.migrated`
+//! where a town of the older whole-file fake was moved into per-record files.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::hash_map::{DefaultHasher, RandomState};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::{self, Write};
@@ -425,8 +427,9 @@ struct Index {
     next_order: u64,
     /// Number of beads (bd's ID length grows with it).
     beads: usize,
-    /// Beads held by a worker (`hooked` or `in_progress` with an assignee): bead ID → assignee.
-    active: BTreeMap<String, String>,
+    /// Beads held by a worker (`hooked` or `in_progress` with an assignee): (bead ID, assignee).
+    /// Never less than the truth on disk; see [`State::save`].
+    held: BTreeSet<(String, String)>,
 }
 
 /// A record read from disk: its value and the bytes it was read from (unchanged records are
@@ -437,13 +440,12 @@ struct Loaded<T> {
     read_as: Option<Vec<u8>>,
 }
 
-/// Everything the fake town remembers, one file per record so that a call costs the same
-/// whatever the size of the town: `beads/<id>.json`, `convoys/<id>.json`,
-/// `polecats/<rig>/<name>.json` and `index.json`. Records are read on first use and cached;
-/// [`State::save`] writes the changed ones (index first: if a call is killed half way, the
-/// index may name a bead as active that is not, which only makes a polecat name look busy).
-/// Only `bd list`, `gt status` and the `list` subcommands read every record, like the real
-/// tools do.
+/// Everything the fake town remembers: `beads/<id>.json`, `convoys/<id>.json`,
+/// `polecats/<rig>/<name>.json` (one file per record) and `index.json` (the bead count and the
+/// held beads, which grow only with the work in progress). A call reads the index and the
+/// records it needs, on first use, so most calls cost about the same whatever the size of the
+/// town; only `bd list`, `gt status` and the `list` subcommands read every record, like the
+/// real tools do. [`State::save`] writes what changed.
 #[derive(Debug)]
 pub struct State {
     dir: PathBuf,
@@ -467,7 +469,8 @@ fn file_safe(s: &str) -> bool {
 }
 
 impl State {
-    /// Opens the town's state (reads only the index).
+    /// Opens the town's state: reads the index (and moves a town of the older whole-file fake
+    /// into per-record files).
     pub fn open(dir: &Path) -> Result<State, String> {
         let path = dir.join("index.json");
         let (index, index_read_as) = match fs::read(&path) {
@@ -736,7 +739,7 @@ impl State {
     /// call has read (and maybe changed) in their current state.
     pub fn busy(&self) -> HashMap<String, Vec<String>> {
         let mut busy: HashMap<String, Vec<String>> = HashMap::new();
-        for (id, assignee) in &self.index.active {
+        for (id, assignee) in &self.index.held {
             if !self.beads.contains_key(id) {
                 busy.entry(assignee.clone()).or_default().push(id.clone());
             }
@@ -761,19 +764,20 @@ impl State {
         self.load_bead(id) || self.load_convoy(id)
     }
 
-    /// Writes what this call changed: the index, then every new or changed record.
+    /// Writes what this call changed. The index is written before the records with both the
+    /// old and the new holds, and after them with the new holds only: a call killed half way
+    /// leaves an index that names every bead held on disk, and at worst one that is no longer
+    /// held, which only makes a polecat name look busy (never two beads on one polecat).
     pub fn save(&mut self) -> Result<(), String> {
+        let mut exact = self.index.held.clone();
+        exact.retain(|(id, _)| !self.beads.contains_key(id));
         for (id, l) in &self.beads {
-            match l.value.assignee.as_ref().filter(|_| l.value.is_active()) {
-                Some(a) => self.index.active.insert(id.clone(), a.clone()),
-                None => self.index.active.remove(id),
-            };
+            if let Some(a) = l.value.assignee.as_ref().filter(|_| l.value.is_active()) {
+                exact.insert((id.clone(), a.clone()));
+            }
         }
-        let index = serde_json::to_vec(&self.index).map_err(|e| format!("encoding the index: {e}"))?;
-        if self.index_read_as.as_ref() != Some(&index) {
-            write_atomic(&self.dir.join("index.json"), &index).map_err(|e| format!("writing the index: {e}"))?;
-            self.index_read_as = Some(index);
-        }
+        self.index.held.extend(exact.iter().cloned());
+        self.write_index()?;
         let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         for (id, l) in &self.beads {
             writes.extend(changed_bytes(l, || self.bead_path(id))?);
@@ -792,6 +796,17 @@ impl State {
                 write_atomic(&path, &bytes)
             };
             write().map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        self.index.held = exact;
+        self.write_index()
+    }
+
+    /// Writes the index unless it is what was read or last written.
+    fn write_index(&mut self) -> Result<(), String> {
+        let index = serde_json::to_vec(&self.index).map_err(|e| format!("encoding the index: {e}"))?;
+        if self.index_read_as.as_ref() != Some(&index) {
+            write_atomic(&self.dir.join("index.json"), &index).map_err(|e| format!("writing the index: {e}"))?;
+            self.index_read_as = Some(index);
         }
         Ok(())
     }
@@ -885,6 +900,51 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_500), "2000-02-29T00:00:00.5Z");
         assert_eq!(rfc3339(1_767_225_599_123), "2025-12-31T23:59:59.123Z");
         assert_eq!(gt_time(1_767_225_599_123), "2025-12-31 23:59:59");
+    }
+
+    /// A fresh state directory under the system's temporary directory.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fake-gastown-{name}-{}-{}", std::process::id(), now_ms()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn held(dir: &Path) -> Vec<(String, String)> {
+        let st = State::open(dir).expect("open");
+        st.index.held.into_iter().collect()
+    }
+
+    #[test]
+    fn the_index_holds_exactly_the_held_beads_after_a_save() {
+        let dir = temp_dir("held");
+        let pair = |b: &str, a: &str| (b.to_string(), a.to_string());
+        let mut st = State::open(&dir).expect("open");
+        for id in ["gt-a", "gt-b"] {
+            st.add_bead(Bead {
+                id: id.into(),
+                status: "hooked".into(),
+                assignee: Some(format!("gastown/polecats/{id}")),
+                ..Bead::default()
+            });
+        }
+        st.save().expect("save");
+        assert_eq!(
+            held(&dir),
+            [
+                pair("gt-a", "gastown/polecats/gt-a"),
+                pair("gt-b", "gastown/polecats/gt-b")
+            ]
+        );
+
+        // Moved to another worker, and closed: the old holds go, the new one stays.
+        let mut st = State::open(&dir).expect("open");
+        st.bead_mut("gt-a").expect("gt-a").assignee = Some("demo/polecats/Nux".into());
+        st.bead_mut("gt-b").expect("gt-b").status = "closed".into();
+        assert_eq!(st.busy().len(), 1, "the call sees its own changes before saving");
+        st.save().expect("save");
+        assert_eq!(held(&dir), [pair("gt-a", "demo/polecats/Nux")]);
+        assert_eq!(State::open(&dir).expect("open").bead_count(), 2);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
