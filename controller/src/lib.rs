@@ -244,11 +244,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut stores: Vec<Store<Automaton>> = Vec::new();
     let mut runs = Vec::new();
-    let listed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // How many watches have listed their objects (each counts once).
+    let (listed_tx, mut listed_rx) = watch::channel(0usize);
     let watches = apis.len();
     for api in apis {
         let (reader, writer) = reflector::store();
-        let listed = Arc::clone(&listed);
+        let listed = listed_tx.clone();
         let mut initialised = false;
         // Cache only what reconciles read: managedFields is about half of a stored Automaton.
         let objects = watcher(
@@ -260,7 +261,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) && !initialised {
                 initialised = true;
-                listed.fetch_add(1, Ordering::Relaxed);
+                listed.send_modify(|n| *n += 1);
             }
         })
         .reflect(writer)
@@ -292,11 +293,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let health = Arc::clone(&health);
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
+            if listed_rx.wait_for(|n| *n >= watches).await.is_ok() {
+                info!("watches listed; ready");
+                health.ready.store(true, Ordering::Relaxed);
+            }
             loop {
-                if !health.ready.load(Ordering::Relaxed) && listed.load(Ordering::Relaxed) >= watches {
-                    info!("watches listed; ready");
-                    health.ready.store(true, Ordering::Relaxed);
-                }
                 let mut counts: HashMap<String, i64> = HashMap::new();
                 for s in &stores {
                     for a in s.state() {
@@ -308,12 +309,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 for (phase, n) in counts {
                     metrics.active_claims.get_or_create(&PhaseLabels { phase }).set(n);
                 }
-                let tick = if health.ready.load(Ordering::Relaxed) {
-                    5000
-                } else {
-                    200
-                };
-                tokio::time::sleep(Duration::from_millis(tick)).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
     }

@@ -93,26 +93,17 @@ impl Failures {
     /// The delay before retrying `key` after a failure at `now`; `seed` (0..1) is the jitter.
     pub fn next_delay(&self, key: &str, now: Instant, seed: f64) -> Duration {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match map.get_mut(key) {
-            Some(f) if now < f.retry_at => f.retry_at - now,
-            Some(f) => {
-                f.count = f.count.saturating_add(1);
-                let delay = backoff_delay(f.count, seed);
-                f.retry_at = now + delay;
-                delay
-            }
-            None => {
-                let delay = backoff_delay(1, seed);
-                map.insert(
-                    key.to_string(),
-                    Failure {
-                        count: 1,
-                        retry_at: now + delay,
-                    },
-                );
-                delay
-            }
+        let f = map.entry(key.to_string()).or_insert(Failure {
+            count: 0,
+            retry_at: now,
+        });
+        if now < f.retry_at {
+            return f.retry_at - now;
         }
+        f.count = f.count.saturating_add(1);
+        let delay = backoff_delay(f.count, seed);
+        f.retry_at = now + delay;
+        delay
     }
 
     /// How many failures in a row `key` has had.
@@ -633,7 +624,6 @@ pub async fn write_status(
     if let Some(rv) = resource_version {
         patch["metadata"] = json!({"resourceVersion": rv});
     }
-
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let updated = api.patch_status(&a.name_any(), &params, &Patch::Apply(&patch)).await?;
     ctx.metrics.api_write("status");
