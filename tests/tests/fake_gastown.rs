@@ -800,17 +800,20 @@ fn ids_cannot_reach_outside_the_town_and_a_damaged_record_is_a_clear_error() {
     assert_eq!(show(&t, &good)["status"], "hooked", "the failed close changed nothing");
 }
 
+/// The IDs `bd list --all --json` prints, in its order.
+fn listed_ids(t: &FakeGasTown) -> Vec<String> {
+    t.beads()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn list_keeps_creation_order_across_many_beads() {
     let t = town();
     let ids: Vec<String> = (0..30).map(|i| create(&t, &format!("bead {i}"))).collect();
-    let listed: Vec<String> = t
-        .beads()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(listed, ids);
+    assert_eq!(listed_ids(&t), ids);
 }
 
 #[test]
@@ -832,13 +835,7 @@ fn a_town_written_by_the_older_whole_file_fake_is_migrated() {
     std::fs::create_dir_all(t.state_dir()).unwrap();
     std::fs::write(t.state_dir().join("state.json"), legacy.to_string()).unwrap();
 
-    let ids: Vec<String> = t
-        .beads()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(ids, ["gt-b2", "gt-a1"], "the old order is kept");
+    assert_eq!(listed_ids(&t), ["gt-b2", "gt-a1"], "the old order is kept");
     assert!(!t.state_dir().join("state.json").exists());
     assert!(t.state_dir().join("state.json.migrated").is_file());
     assert_eq!(show(&t, "hq-cv-zz")["status"], "open");

@@ -797,8 +797,12 @@ impl State {
             };
             write().map_err(|e| format!("writing {}: {e}", path.display()))?;
         }
-        self.index.held = exact;
-        self.write_index()
+        // The union is the exact set unless holds were dropped.
+        if self.index.held.len() != exact.len() {
+            self.index.held = exact;
+            self.write_index()?;
+        }
+        Ok(())
     }
 
     /// Writes the index unless it is what was read or last written.
