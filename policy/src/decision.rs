@@ -47,7 +47,7 @@ pub enum Decision {
     },
 }
 
-fn reject(code: u16, message: impl Into<String>) -> Decision {
+pub(crate) fn reject(code: u16, message: impl Into<String>) -> Decision {
     Decision::Reject {
         code,
         message: message.into(),

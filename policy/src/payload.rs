@@ -10,7 +10,9 @@
 //! - every part of the payload but the settings goes through the same `serde_json` parsing
 //!   (UTF-8, escapes and surrogates, number range, nesting depth); the settings text is parsed
 //!   into a `Value` afterwards, and a payload found malformed either way is reported with the
-//!   error of a whole-payload `Value` parse;
+//!   error of a whole-payload `Value` parse. One difference: settings nested to within one
+//!   level of serde_json's depth limit are reported as invalid settings (500), not as a
+//!   malformed payload (400), because they are parsed on their own;
 //! - a repeated key means its last value, as in a `Value` map;
 //! - a field of an unexpected JSON type is remembered as such (never an early parse error), so the
 //!   decision reports it with the same message.
@@ -24,7 +26,8 @@ use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visi
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// A JSON value that is checked like any other and then dropped.
+/// A JSON value that is checked like any other and then dropped. (Not `serde::de::IgnoredAny`:
+/// serde_json skips ignored values without checking surrogates, number range or depth.)
 struct Skip;
 
 impl<'de> Deserialize<'de> for Skip {
@@ -339,9 +342,10 @@ impl<'de> Visitor<'de> for Key {
 /// The top level of the payload.
 #[derive(Debug, Default)]
 pub(crate) struct Payload<'a> {
-    /// The policy settings as written in the payload (`None` when absent). Only their JSON
-    /// syntax is checked here (not UTF-8, escapes or number range): they are parsed into a
-    /// `Value` when they differ from the last settings seen (see `crate::settings_for`).
+    /// The policy settings as written in the payload (`None` when absent). Only their syntax,
+    /// UTF-8 and escapes are checked here (not surrogate pairs, number range or nesting depth):
+    /// they are parsed into a `Value` when they differ from the last settings seen (see
+    /// `crate::settings_for`). A value that a repeated `settings` key replaces is checked fully.
     pub settings: Option<&'a RawValue>,
     /// The AdmissionRequest.
     pub request: Object<RequestFields<'a>>,
@@ -352,7 +356,11 @@ impl<'de> Fields<'de> for Payload<'de> {
 
     fn read<A: MapAccess<'de>>(&mut self, index: usize, map: &mut A) -> Result<(), A::Error> {
         match index {
-            0 => self.settings = Some(map.next_value()?),
+            0 => {
+                if let Some(replaced) = self.settings.replace(map.next_value()?) {
+                    serde_json::from_str::<Skip>(replaced.get()).map_err(A::Error::custom)?;
+                }
+            }
             _ => self.request = map.next_value()?,
         }
         Ok(())
