@@ -253,9 +253,46 @@ pub fn bead_recorded(
     st
 }
 
-/// Status written right before `bd create`: `beadCreated: true` without a `beadId` says that a
-/// bead may exist (found again by its external ref) although none is recorded yet, e.g. when the
-/// process dies between `bd create` and recording the ID.
+/// Whether a bead may exist for `a` that its status does not name: `bd create` ran but the
+/// process died, or the status write failed, before the ID was recorded. Such a bead is found
+/// again by its external ref instead of creating another, and closed if the claim is released.
+///
+/// `bd create` runs only on an object that carries our finalizer, and the finalizer is added
+/// with a write conditional on the object read. So an object with the finalizer and no recorded
+/// bead may have one, unless `beadCreated: false` says that the last `bd create` certainly made
+/// none. `beadCreated: true` without a `beadId` is the "creating a bead" mark (see
+/// [`creating_bead`]).
+pub fn bead_may_exist_unrecorded(a: &Automaton) -> bool {
+    if a.spec.task.bead_id.is_some() {
+        // The bead comes from the spec: the controller never creates one.
+        return false;
+    }
+    let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
+    if g.is_some_and(|g| g.bead_id.is_some()) {
+        return false;
+    }
+    match g.and_then(|g| g.bead_created) {
+        Some(marked) => marked,
+        None => has_finalizer(a),
+    }
+}
+
+/// Whether the reconcile that adds our finalizer to `a` may go on to `bd create` without a
+/// lookup or a mark: no earlier attempt can have run (none does without the finalizer), and the
+/// status holds no `beadCreated` that would outweigh the finalizer in
+/// [`bead_may_exist_unrecorded`] after a crash.
+pub fn creates_first(a: &Automaton) -> bool {
+    !has_finalizer(a)
+        && a.status
+            .as_ref()
+            .and_then(|s| s.gastown.as_ref())
+            .and_then(|g| g.bead_created)
+            .is_none()
+}
+
+/// Status written before every `bd create` but the first (whose conditional write is adding
+/// the finalizer): `beadCreated: true` without a `beadId`, a "creating a bead" mark that also
+/// replaces a `false` left by a failed `bd create`.
 pub fn creating_bead(a: &Automaton, settings: &Settings) -> AutomatonStatus {
     let mut st = base_status(a, settings);
     st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
@@ -263,10 +300,12 @@ pub fn creating_bead(a: &Automaton, settings: &Settings) -> AutomatonStatus {
     st
 }
 
-/// Whether a bead may exist for `a` that its status does not name (see [`creating_bead`]).
-pub fn bead_may_exist_unrecorded(a: &Automaton) -> bool {
-    let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
-    g.is_some_and(|g| g.bead_id.is_none() && g.bead_created == Some(true))
+/// The status after `bd create` certainly made no bead (it never ran, or exited non-zero) and
+/// none was found before it: `beadCreated: false` without a `beadId`, so that releasing the
+/// claim need not ask Gas Town.
+pub fn no_bead_created(mut st: AutomatonStatus) -> AutomatonStatus {
+    gastown_mut(&mut st).bead_created = Some(false);
+    st
 }
 
 /// Status for a spec the controller cannot act on.

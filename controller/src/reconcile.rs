@@ -188,11 +188,12 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
         Stage::Deleting => delete(&api, &a, &ctx, now).await?,
         Stage::FinishRelease => finish_release(&api, &a, &ctx, now).await?,
         Stage::AddFinalizer => {
+            let first = decision::creates_first(&a);
             let updated = add_finalizer(&api, &a, &ctx).await?;
             match decision::stage(&updated, &ctx.settings.claimer) {
                 // Go on with the object the API server returned instead of waiting for the
                 // watch to bring it back.
-                Stage::ObtainBead => obtain_bead(&api, &updated, &ctx, now).await?,
+                Stage::ObtainBead => obtain_bead(&api, &updated, first, &ctx, now).await?,
                 // Anything else: the update's watch event triggers the next step.
                 _ => Action::requeue(ctx.settings.sync_interval),
             }
@@ -207,7 +208,7 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
                 claim_expiry_check(&api, &a, &ctx, now).await?
             }
         }
-        Stage::ObtainBead => obtain_bead(&api, &a, &ctx, now).await?,
+        Stage::ObtainBead => obtain_bead(&api, &a, false, &ctx, now).await?,
         Stage::Sync(bead) => sync(&api, &a, &bead, &ctx, now).await?,
     };
     ctx.failures.reset(&k);
@@ -285,9 +286,18 @@ async fn claim_expiry_check(
     Ok(Action::requeue(ctx.settings.sync_interval))
 }
 
-async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+/// Finds or creates the bead for a claim, records it, and goes on to dispatch it. `first`: this
+/// reconcile has just added our finalizer, so no earlier attempt can have created a bead (see
+/// [`decision::creates_first`]).
+async fn obtain_bead(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    first: bool,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
     let mut current = a.clone();
-    let source = match find_bead(api, &mut current, ctx).await {
+    let source = match find_bead(api, &mut current, first, ctx).await {
         Ok(source) => source,
         Err(Error::GasTown(e)) => return gastown_failed(api, current, e, false, ctx, now).await,
         Err(e) => return Err(e),
@@ -303,8 +313,8 @@ async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Ti
                     let bead = gastown::Bead::just_created(&id, title, &external);
                     (id, true, Some(bead))
                 }
-                // `bd create` ran only after no bead was found; if it certainly made none,
-                // nothing can exist unrecorded and the mark goes.
+                // `bd create` ran only after no bead was found (or none could exist); if it
+                // certainly made none, the status says so and a release need not ask Gas Town.
                 Err(e) => {
                     let nothing_created = e.is_definite_failure();
                     return gastown_failed(api, current, e, nothing_created, ctx, now).await;
@@ -326,19 +336,18 @@ async fn obtain_bead(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Ti
 
 /// Gas Town failed while finding or creating the bead (Dolt down, binary missing, proxy
 /// unreachable): report it on the condition, back off, and give the claim back once it is too
-/// old. `clear_mark`: no bead can exist unrecorded, so the "creating a bead" mark is removed and
-/// a release need not ask Gas Town first.
+/// old. `nothing_created`: no bead can exist unrecorded (see [`decision::no_bead_created`]).
 async fn gastown_failed(
     api: &Api<Automaton>,
     mut current: Automaton,
     e: gastown::Error,
-    clear_mark: bool,
+    nothing_created: bool,
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let mut st = decision::unreachable(&current, e.metric_label(), &e.to_string(), now, &ctx.settings);
-    if clear_mark && let Some(g) = st.gastown.as_mut() {
-        g.bead_created = None;
+    if nothing_created {
+        st = decision::no_bead_created(st);
     }
     if decision::status_needs_write(current.status.as_ref(), &st, &ctx.settings) {
         current = write_status(api, &current, &st, ctx).await?;
@@ -357,14 +366,20 @@ enum BeadSource {
     Create(ExternalRef),
 }
 
-/// Finds the bead for the claim in `current`, or says to create one. Before either, the status
-/// is marked "creating a bead" (`current` becomes the object as written): if the ID never gets
-/// recorded, the next attempt (or the release) looks the bead up by its external ref instead of
-/// creating another or leaving it open. The write is conditional on the object read (see
-/// [`write_status`]), so a stale cached copy gets a conflict and retries: one that misses an
-/// earlier mark cannot create a second bead, and one that still shows a mark a later write
-/// cleared cannot create on its word either.
-async fn find_bead(api: &Api<Automaton>, current: &mut Automaton, ctx: &Context) -> Result<BeadSource, Error> {
+/// Finds the bead for the claim in `current`, or says to create one.
+///
+/// Every `bd create` follows a write, in the same reconcile, that was conditional on the object
+/// read (see [`write_status`]), so a reconcile on a stale cached copy gets a conflict before it
+/// can create a second bead. For the `first` attempt that write was adding the finalizer. A
+/// later attempt marks the status "creating a bead" (`current` becomes the object as written),
+/// then looks up by its external ref a bead an earlier attempt may have created without
+/// recording it (see [`decision::bead_may_exist_unrecorded`]).
+async fn find_bead(
+    api: &Api<Automaton>,
+    current: &mut Automaton,
+    first: bool,
+    ctx: &Context,
+) -> Result<BeadSource, Error> {
     if let Some(id) = current.spec.task.bead_id.as_deref() {
         return Ok(BeadSource::Known(BeadId::parse(id)?, false));
     }
@@ -373,7 +388,9 @@ async fn find_bead(api: &Api<Automaton>, current: &mut Automaton, ctx: &Context)
         &current.name_any(),
         current.uid().as_deref().unwrap_or_default(),
     )?;
-    // Without the mark no earlier attempt can have created a bead: nothing to look up.
+    if first {
+        return Ok(BeadSource::Create(external));
+    }
     let may_exist = decision::bead_may_exist_unrecorded(current);
     *current = write_status(api, current, &decision::creating_bead(current, &ctx.settings), ctx).await?;
     if may_exist && let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
@@ -607,7 +624,7 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
 /// The write carries the resourceVersion of `a`, so it fails with a conflict when the object
 /// has changed since it was read. A reconcile that runs on a stale cached copy (e.g. on the
 /// watch event of one of our own earlier writes) can therefore never put back a status that a
-/// later write replaced, such as a "creating a bead" mark that was cleared.
+/// later write replaced, such as a second bead recorded over the first.
 pub async fn write_status(
     api: &Api<Automaton>,
     a: &Automaton,
@@ -670,13 +687,18 @@ async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) ->
 /// The status says Released: close the bead we created if nobody took it (it was never
 /// dispatched and is neither with an agent nor closed), then give the claim back. While Gas
 /// Town fails, the claim is kept and this is retried with backoff, up to the release timeout.
-/// A bead created but never recorded (see `decision::creating_bead`) is found by its external ref.
+/// A bead created but never recorded (see [`decision::bead_may_exist_unrecorded`]) is found by
+/// its external ref.
 async fn finish_release(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
-    let ours = g.and_then(|g| g.bead_created).unwrap_or(false) && g.and_then(|g| g.dispatched_at.as_ref()).is_none();
     let recorded = g
         .and_then(|g| g.bead_id.as_deref())
         .and_then(|id| BeadId::parse(id).ok());
+    let ours = if recorded.is_some() {
+        g.and_then(|g| g.bead_created).unwrap_or(false) && g.and_then(|g| g.dispatched_at.as_ref()).is_none()
+    } else {
+        decision::bead_may_exist_unrecorded(a)
+    };
     if ours {
         let close = async {
             let bead = match &recorded {

@@ -472,6 +472,86 @@ fn stage_uses_the_given_claimer() {
     assert_eq!(stage(&a, "gastown-local"), Stage::NotOurs);
 }
 
+#[test]
+fn a_bead_may_exist_unrecorded_once_the_finalizer_is_on() {
+    // (name, patch over `claimed_json`, may exist)
+    let cases = [
+        // `bd create` runs only after the finalizer is on: an attempt may have run.
+        ("finalizer, no status", json!({}), true),
+        (
+            "finalizer, Gas Town was unreachable",
+            json!({"status": {"phase": "Claimed", "gastown": {}}}),
+            true,
+        ),
+        (
+            "finalizer, the last bd create certainly made none",
+            json!({"status": {"phase": "Claimed", "gastown": {"beadCreated": false}}}),
+            false,
+        ),
+        (
+            "finalizer, marked before a retried bd create",
+            json!({"status": {"phase": "Claimed", "gastown": {"beadCreated": true}}}),
+            true,
+        ),
+        (
+            "no finalizer, no status",
+            json!({"metadata": {"finalizers": null}}),
+            false,
+        ),
+        (
+            "no finalizer, an earlier version's mark",
+            json!({"metadata": {"finalizers": null}, "status": {"gastown": {"beadCreated": true}}}),
+            true,
+        ),
+        (
+            "no finalizer, adopted before",
+            json!({"metadata": {"finalizers": null}, "status": {"gastown": {"beadCreated": false}}}),
+            false,
+        ),
+        (
+            "recorded",
+            json!({"status": {"gastown": {"beadId": BEAD, "beadCreated": true}}}),
+            false,
+        ),
+        (
+            "the bead comes from the spec",
+            json!({"spec": {"task": {"beadId": BEAD}}, "status": {"gastown": {"beadCreated": true}}}),
+            false,
+        ),
+    ];
+    for (name, patch, want) in cases {
+        assert_eq!(decision::bead_may_exist_unrecorded(&claimed(patch)), want, "{name}");
+    }
+}
+
+#[test]
+fn only_an_object_without_finalizer_or_bead_mark_creates_without_a_lookup() {
+    let fresh = json!({"metadata": {"finalizers": null}});
+    // (name, patch over `fresh`, creates first)
+    let cases = [
+        ("new claim", json!({}), true),
+        ("status without Gas Town", json!({"status": {"phase": "Claimed"}}), true),
+        (
+            "finalizer already on",
+            json!({"metadata": {"finalizers": ["gastown.io/release"]}}),
+            false,
+        ),
+        ("marked", json!({"status": {"gastown": {"beadCreated": true}}}), false),
+        // Without the finalizer a crash after `bd create` would leave `false` standing.
+        (
+            "said none exists",
+            json!({"status": {"gastown": {"beadCreated": false}}}),
+            false,
+        ),
+    ];
+    for (name, patch, want) in cases {
+        let mut json = claimed_json();
+        merge(&mut json, &fresh);
+        merge(&mut json, &patch);
+        assert_eq!(decision::creates_first(&automaton(json)), want, "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Claim time and expiry
 // ---------------------------------------------------------------------------------------------

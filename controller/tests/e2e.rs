@@ -202,6 +202,15 @@ async fn claim_is_dispatched_once_and_followed_to_success() {
         .filter(|c| c.is_sling_of(&bead))
         .collect();
     assert_eq!(slings.len(), 1, "exactly one gt sling: {slings:?}");
+    // The first attempt knows no bead can exist yet: it creates without looking one up.
+    let lookups: Vec<_> = env
+        .town
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.tool == "bd" && c.verb() == Some("list"))
+        .collect();
+    assert!(lookups.is_empty(), "{lookups:?}");
     let argv = slings[0].argv.join(" ");
     assert!(
         argv.contains("--merge=mr") && argv.contains("--agent claude") && argv.ends_with(&format!("-- {bead} gastown")),
@@ -286,6 +295,8 @@ async fn deletion_releases_the_work_in_gastown() {
     assert_eq!(unslings, 1);
 }
 
+/// `bd create` fails outright every time, so the status says no bead exists and the release
+/// does not wait for Gas Town (it would otherwise be retried for the 600 s release timeout).
 #[tokio::test]
 async fn claim_expires_when_gastown_never_takes_it() {
     let env = Env::new("expiry").await;
@@ -356,6 +367,29 @@ async fn restart_in_the_middle_does_not_dispatch_twice() {
         );
     }
     assert_eq!(env.town.beads().unwrap().len(), 5, "one bead per Automaton");
+}
+
+/// A crash between `bd create` and recording the bead leaves an object with our finalizer and
+/// no bead in its status. The next attempt must find that bead by its external ref and dispatch
+/// it, not create a second one.
+#[tokio::test]
+async fn a_bead_created_but_never_recorded_is_found_not_created_again() {
+    let env = Env::new("unrecorded").await;
+    let mut obj = env.create_claimed("orphan", json!({})).await;
+    obj.metadata.finalizers = Some(vec![RELEASE_FINALIZER.to_string()]);
+    let obj = env.api().replace("orphan", &PostParams::default(), &obj).await.unwrap();
+    let external = format!("automaton:{}/orphan/{}", env.ns.name(), obj.uid().unwrap());
+    let bead = env
+        .town
+        .create_bead_with_external_ref("Task orphan", &external)
+        .unwrap();
+    let _c = env.controller("c", &[]);
+    let a = env.wait_phase("orphan", Phase::Dispatched, T).await;
+    assert_eq!(bead_of(&a), bead);
+    let g = a.status.as_ref().unwrap().gastown.as_ref().unwrap();
+    assert_eq!(g.bead_created, Some(true), "the bead is ours: released by deleting");
+    assert_eq!(env.town.beads().unwrap().len(), 1, "no second bead");
+    assert_eq!(env.town.dispatch_count(&bead), 1);
 }
 
 #[tokio::test]
@@ -520,9 +554,10 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
     assert!(!log.contains("PRIVATE KEY"));
 }
 
-/// The "creating a bead" mark is written with server-side apply carrying the resourceVersion
-/// the controller read: the API server must refuse it when the object has moved on (a stale
-/// cache), or a second `bd create` could follow. This checks that assumption on the real server.
+/// Status is written with server-side apply carrying the resourceVersion the controller read:
+/// the API server must refuse it when the object has moved on (a stale cache), or a stale
+/// reconcile could record a second bead over the first. This checks that assumption on the
+/// real server.
 #[tokio::test]
 async fn status_apply_with_a_stale_resource_version_conflicts() {
     use kube::api::{Patch, PatchParams};

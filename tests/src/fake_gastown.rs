@@ -445,6 +445,16 @@ impl FakeGasTown {
         Ok(out.trim().to_string())
     }
 
+    /// Creates a bead carrying `external_ref` (as the controller's `bd create` does) and
+    /// returns its ID.
+    pub fn create_bead_with_external_ref(&self, title: &str, external_ref: &str) -> anyhow::Result<String> {
+        let out = self.internal_ok(
+            "bd",
+            &["create", "--silent", "--external-ref", external_ref, "--", title],
+        )?;
+        Ok(out.trim().to_string())
+    }
+
     /// Writes `faults.json` (applies from the next call).
     pub fn set_faults(&self, faults: &Faults) -> anyhow::Result<()> {
         fs::create_dir_all(self.state_dir())?;
