@@ -18,6 +18,14 @@
 //!    it ran (its reaped children: cutime+cstime), of kube-apiserver and etcd, and of this
 //!    process (clients and watchers) over the burst.
 //!
+//! 6. the *pipeline floor*, in another fresh namespace and fake town with no controller: this
+//!    process runs, for each claim its watch brings, only the steps the Gas Town contract
+//!    requires before and at dispatch, with the controller's own Gas Town client and the same
+//!    concurrency limits: the finalizer (conditional), `bd create`, the bead recorded
+//!    (conditional), `gt sling`, `bd show` and Dispatched with the worker. No reconciler, cache,
+//!    Events, conditions or metrics. Its claim-to-sling latency, measured the same way, is what
+//!    this machine allows any controller that keeps the contract.
+//!
 //! Then the cached run: N (default 5000) claimed Automatons in a terminal phase with a real
 //! status (copied from the last burst) exist before a controller starts; RSS once it has
 //! listed and reconciled them all.
@@ -34,8 +42,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
+use gastown_controller::gastown::{ExternalRef, GasTown, GasTownConfig, Transport};
 use gastown_crds::contract::{
     CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER, FIELD_MANAGER,
+    RELEASE_FINALIZER,
 };
 use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{TestCluster, TestNamespace};
@@ -620,6 +630,21 @@ async fn start_tracker(api: Api<Automaton>, seen: Shared) -> Result<tokio::task:
     Ok(handle)
 }
 
+/// Claim-to-dispatch comes from the fake's call log: when the first `gt sling` that hooked each
+/// bead was called, by bead.
+fn first_slings(calls: &[gastown_tests::fake_gastown::Call]) -> HashMap<String, u64> {
+    let mut first_sling: HashMap<String, u64> = HashMap::new();
+    for c in calls
+        .iter()
+        .filter(|c| c.tool == "gt" && c.verb() == Some("sling") && c.dispatched)
+    {
+        if let Some(bead) = c.argv.iter().skip_while(|a| *a != "--").nth(1) {
+            first_sling.entry(bead.clone()).or_insert(c.ts_ms);
+        }
+    }
+    first_sling
+}
+
 /// Waits until `count(seen) >= n` or the timeout; returns whether it got there.
 async fn wait_count(seen: &Shared, n: usize, timeout: Duration, what: &str, count: impl Fn(&Seen) -> usize) -> bool {
     let deadline = Instant::now() + timeout;
@@ -850,16 +875,7 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
         last_dispatch_ms.saturating_sub(t0)
     );
 
-    // Claim-to-dispatch from the fake's call log: first `gt sling` that hooked each bead.
-    let mut first_sling: HashMap<String, u64> = HashMap::new();
-    for c in calls
-        .iter()
-        .filter(|c| c.tool == "gt" && c.verb() == Some("sling") && c.dispatched)
-    {
-        if let Some(bead) = c.argv.iter().skip_while(|a| *a != "--").nth(1) {
-            first_sling.entry(bead.clone()).or_insert(c.ts_ms);
-        }
-    }
+    let first_sling = first_slings(&calls);
     let mut sling_latency = Vec::new();
     let mut last_sling = t0;
     for (name, bead) in &beads {
@@ -1008,6 +1024,189 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
         idle_rss_kib: idle.rss_kib,
         succeeded_status,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline floor
+
+/// Field manager of the pipeline floor's status writes.
+const FLOOR_MANAGER: &str = "gastown-bench-floor";
+
+/// A status write with server-side apply, conditional on `a`'s resourceVersion (as the
+/// controller's).
+async fn floor_status(api: &Api<Automaton>, a: &Automaton, status: Value) -> Result<Automaton> {
+    let patch = json!({"apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+                       "metadata": {"resourceVersion": a.resource_version()}, "status": status});
+    Ok(api
+        .patch_status(
+            &a.name_any(),
+            &PatchParams::apply(FLOOR_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?)
+}
+
+/// The steps the contract requires from a claim to its dispatch, nothing else; returns the bead.
+async fn floor_dispatch(api: &Api<Automaton>, gastown: &GasTown, a: Automaton) -> Result<String> {
+    let name = a.name_any();
+    let patch = json!({"metadata": {"resourceVersion": a.resource_version(), "finalizers": [RELEASE_FINALIZER]}});
+    let a = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("adding the finalizer to {name}"))?;
+    let external = ExternalRef::for_automaton(
+        a.namespace().as_deref().unwrap_or_default(),
+        &name,
+        a.uid().as_deref().unwrap_or_default(),
+    )?;
+    let title = &a.spec.task.title;
+    let description = a.spec.task.description.as_deref().unwrap_or_default();
+    let bead = gastown.create_bead(title, description, &external).await?;
+    let rig = a.spec.rig.clone().unwrap_or_default();
+    let recorded = json!({"beadId": bead.as_str(), "beadCreated": true, "rig": rig});
+    let a = floor_status(api, &a, json!({"phase": "Claimed", "gastown": recorded}))
+        .await
+        .with_context(|| format!("recording the bead of {name}"))?;
+    gastown.sling(&bead, &rig, None, None).await?;
+    let shown = gastown.show_bead(&bead).await?;
+    let mut dispatched = recorded;
+    dispatched["assignee"] = json!(shown.as_ref().and_then(|b| b.assignee.clone()));
+    dispatched["beadStatus"] = json!(shown.as_ref().map(|b| b.status.as_str().to_string()));
+    dispatched["dispatchedAt"] = json!(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())?.to_string());
+    floor_status(api, &a, json!({"phase": "Dispatched", "gastown": dispatched}))
+        .await
+        .with_context(|| format!("recording the dispatch of {name}"))?;
+    Ok(bead.as_str().to_string())
+}
+
+/// The pipeline floor for a burst of `n` (see the module docs, step 6).
+async fn run_pipeline_floor(ctx: &Ctx<'_>, n: usize) -> Result<Value> {
+    eprintln!("pipeline floor, burst of {n}:");
+    let ns: TestNamespace = ctx.cluster.namespace(&format!("floor-{n}")).await?;
+    let town = FakeGasTown::with_binary(&ctx.fake_bin)?;
+    let mut config = GasTownConfig::new(Transport::Exec {
+        town_root: town.town_root().to_path_buf(),
+        gt_path: town.gt_path(),
+        bd_path: town.bd_path(),
+        actor: Some("gastown-operator".to_string()),
+    });
+    config.max_concurrency = ctx.args.gastown_concurrency;
+    let gastown = GasTown::new(config)?;
+    let api: Api<Automaton> = Api::namespaced(ctx.cluster.client(), ns.name());
+
+    // The watch hands each claim, once, to at most `--concurrency` pipelines at a time.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (claims_tx, claims_rx) = tokio::sync::mpsc::unbounded_channel::<Automaton>();
+    let watch = tokio::spawn({
+        let api = api.clone();
+        async move {
+            let mut ready = Some(ready_tx);
+            let mut handed = std::collections::HashSet::new();
+            let mut stream = watcher(api, selector()).boxed();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(a)) if handed.insert(a.name_any()) => {
+                        let _ = claims_tx.send(a);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .context("pipeline floor watcher not ready")??;
+    let finished: Shared = Arc::default();
+    let pipelines = tokio::spawn({
+        let (api, gastown, finished) = (api.clone(), gastown.clone(), finished.clone());
+        let claims = futures::stream::unfold(claims_rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+        claims
+            .take(n)
+            .map(move |a| {
+                let (api, gastown, finished) = (api.clone(), gastown.clone(), finished.clone());
+                async move {
+                    let name = a.name_any();
+                    let bead = floor_dispatch(&api, &gastown, a).await?;
+                    let mut s = lock(&finished);
+                    s.dispatched.insert(name.clone(), now_ms());
+                    s.bead.insert(name, bead);
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(usize::from(ctx.args.concurrency.max(1)))
+            .try_collect::<Vec<()>>()
+    });
+
+    let me = std::process::id();
+    let cpu0 = cpu_snapshot(me, &ctx.pids);
+    let names: Vec<String> = (0..n).map(|i| format!("f{n}-{i:05}")).collect();
+    let t0 = now_ms();
+    let created = create_all(&api, &names, ctx.args.in_flight, false).await?;
+    let timeout = Duration::from_secs(120) + Duration::from_millis(500 * n as u64);
+    tokio::time::timeout(timeout, pipelines)
+        .await
+        .context("the pipeline floor did not dispatch every claim in time")???;
+    let cpu1 = cpu_snapshot(me, &ctx.pids);
+    watch.abort();
+
+    let calls = town.calls()?;
+    let first_sling = first_slings(&calls);
+    let (latency, last_dispatch) = {
+        let s = lock(&finished);
+        let latency: Vec<f64> = s
+            .bead
+            .iter()
+            .filter_map(|(name, bead)| Some(*first_sling.get(bead)? as f64 - *created.get(name)? as f64))
+            .collect();
+        (latency, s.dispatched.values().copied().max().unwrap_or(t0))
+    };
+    ensure!(
+        latency.len() == n,
+        "pipeline floor: {} of {n} slings found in the fake's log",
+        latency.len()
+    );
+    let d = |a: u64, b: u64| round3(b.saturating_sub(a) as f64 / ctx.tck);
+    let result = json!({
+        "claim_to_dispatch_ms": percentiles(&latency),
+        "time_to_all_dispatched_ms": last_dispatch.saturating_sub(t0),
+        "api_writes_per_claim_at_dispatch": 3,
+        "gastown_calls_per_claim": num(calls.len() as f64 / n as f64),
+        "cpu_seconds_by_process": {
+            // This process: the pipelines, the creates and the watch.
+            "bench_pipeline_and_client": d(cpu0.controller, cpu1.controller),
+            "fake_gastown": d(cpu0.fake, cpu1.fake),
+            "kube_apiserver": d(cpu0.apiserver, cpu1.apiserver),
+            "etcd": d(cpu0.etcd, cpu1.etcd),
+        },
+    });
+    eprintln!(
+        "  claim→sling p99 {} ms, all Dispatched after {} ms",
+        f(&result["claim_to_dispatch_ms"]["p99"]),
+        result["time_to_all_dispatched_ms"]
+    );
+    // Nothing will remove the finalizers: take them off, then delete.
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                let patch = json!({"metadata": {"finalizers": null}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .with_context(|| format!("removing the finalizer of {name}"))?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(ctx.args.in_flight.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    delete_all(&api, &names, ctx.args.in_flight).await?;
+    drop(ns);
+    Ok(result)
 }
 
 /// RSS of a controller that starts with `m` terminal Automatons to list and cache.
@@ -1171,11 +1370,12 @@ async fn main() -> Result<()> {
     let mut idle_rss = None;
     let mut status = None;
     for &n in &args.bursts {
-        let outcome = run_burst(&ctx, n).await?;
+        let mut outcome = run_burst(&ctx, n).await?;
         idle_rss.get_or_insert(outcome.idle_rss_kib);
         if outcome.succeeded_status.is_some() {
             status = outcome.succeeded_status;
         }
+        outcome.result["pipeline_floor"] = run_pipeline_floor(&ctx, n).await?;
         bursts.push(outcome.result);
     }
     let cached = if args.cached > 0 {
@@ -1285,21 +1485,24 @@ fn print_table(r: &Value) {
         r["date"].as_str().unwrap_or("?")
     );
     println!(
-        "| burst | claim→sling p50 / p95 / p99 ms | floor (watch event) p50 / p99 ms | all Dispatched s | writes / lifecycle (+ events) | peak RSS MiB | controller CPU s | fake CPU s | apiserver+etcd CPU s |"
+        "| burst | claim→sling p50 / p95 / p99 ms | pipeline floor p50 / p99 ms | watch floor p50 / p99 ms | all Dispatched s | writes / lifecycle (+ events) | peak RSS MiB | controller CPU s | fake CPU s | apiserver+etcd CPU s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for b in r["bursts"].as_array().into_iter().flatten() {
         let c = &b["claim_to_dispatch_ms"];
         let fl = &b["floor_watch_event_ms"];
+        let pf = &b["pipeline_floor"]["claim_to_dispatch_ms"];
         let burst_cpu = &b["cpu_seconds_burst_by_process"];
         let life_cpu = &b["cpu_seconds_lifecycle_by_process"];
         let sum = |k: &str| burst_cpu[k].as_f64().unwrap_or(0.0) + life_cpu[k].as_f64().unwrap_or(0.0);
         println!(
-            "| {} | {} / {} / {} | {} / {} | {} | {} (+{}) | {} | {} | {} | {} |",
+            "| {} | {} / {} / {} | {} / {} | {} / {} | {} | {} (+{}) | {} | {} | {} | {} |",
             b["n"],
             f(&c["p50"]),
             f(&c["p95"]),
             f(&c["p99"]),
+            f(&pf["p50"]),
+            f(&pf["p99"]),
             f(&fl["p50"]),
             f(&fl["p99"]),
             f(&json!(
@@ -1343,6 +1546,17 @@ fn print_table(r: &Value) {
             t["name"].as_str().unwrap_or("?"),
             t["value"],
             t["limit"]
+        );
+    }
+    if let Some(b) = r["bursts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["n"].as_u64() == Some(P99_AT as u64))
+    {
+        println!(
+            "  context: claim-to-dispatch p99 at {P99_AT} of the pipeline floor (the contract's steps, no controller): {} ms",
+            b["pipeline_floor"]["claim_to_dispatch_ms"]["p99"]
         );
     }
 }
