@@ -300,9 +300,9 @@ pub fn creating_bead(a: &Automaton, settings: &Settings) -> AutomatonStatus {
     st
 }
 
-/// The status after `bd create` certainly made no bead (it never ran, or exited non-zero) and
-/// none was found before it: `beadCreated: false` without a `beadId`, so that releasing the
-/// claim need not ask Gas Town.
+/// The status when no bead can exist: `bd create` certainly made none (it never ran, or exited
+/// non-zero) and none was found before it, or the first attempt found the spec invalid.
+/// `beadCreated: false` without a `beadId`, so that releasing the claim need not ask Gas Town.
 pub fn no_bead_created(mut st: AutomatonStatus) -> AutomatonStatus {
     gastown_mut(&mut st).bead_created = Some(false);
     st

@@ -194,20 +194,12 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
                 // Go on with the object the API server returned instead of waiting for the
                 // watch to bring it back.
                 Stage::ObtainBead => obtain_bead(&api, &updated, first, &ctx, now).await?,
+                Stage::Invalid(message) => invalid_spec(&api, &updated, &message, first, &ctx, now).await?,
                 // Anything else: the update's watch event triggers the next step.
                 _ => Action::requeue(ctx.settings.sync_interval),
             }
         }
-        Stage::Invalid(message) => {
-            let st = decision::invalid(&a, &message, now, &ctx.settings);
-            if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
-                let updated = write_status(&api, &a, &st, &ctx).await?;
-                ctx.publish(&a, true, "InvalidSpec", &message).await;
-                claim_expiry_check(&api, &updated, &ctx, now).await?
-            } else {
-                claim_expiry_check(&api, &a, &ctx, now).await?
-            }
-        }
+        Stage::Invalid(message) => invalid_spec(&api, &a, &message, false, &ctx, now).await?,
         Stage::ObtainBead => obtain_bead(&api, &a, false, &ctx, now).await?,
         Stage::Sync(bead) => sync(&api, &a, &bead, &ctx, now).await?,
     };
@@ -232,6 +224,30 @@ pub fn error_policy(a: Arc<Automaton>, error: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(delay)
 }
 
+/// The spec cannot be acted upon: say why, and give the claim back once it is too old. `first`:
+/// this reconcile has just added our finalizer, so the status can say that no bead exists and a
+/// release need not ask Gas Town (see [`decision::creates_first`]).
+async fn invalid_spec(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    message: &str,
+    first: bool,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let mut st = decision::invalid(a, message, now, &ctx.settings);
+    if first {
+        st = decision::no_bead_created(st);
+    }
+    if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
+        let updated = write_status(api, a, &st, ctx).await?;
+        ctx.publish(a, true, "InvalidSpec", message).await;
+        claim_expiry_check(api, &updated, ctx, now).await
+    } else {
+        claim_expiry_check(api, a, ctx, now).await
+    }
+}
+
 async fn claim_expiry_check(
     api: &Api<Automaton>,
     a: &Automaton,
@@ -241,7 +257,8 @@ async fn claim_expiry_check(
     if decision::claim_expired(a, now, &ctx.settings) {
         // A bead created but never recorded must not stay behind (best effort: Gas Town may be
         // the reason the claim expired).
-        if let Ok(Some(found)) = unrecorded_bead(a, ctx).await
+        if decision::bead_may_exist_unrecorded(a)
+            && let Ok(Some(found)) = unrecorded_bead(a, ctx).await
             && !matches!(
                 found.status,
                 crate::gastown::BeadStatus::Closed | crate::gastown::BeadStatus::Tombstone

@@ -458,9 +458,11 @@ async fn sigterm_stops_cleanly() {
 }
 
 #[tokio::test]
-async fn invalid_spec_is_reported() {
+async fn invalid_spec_is_reported_and_released_without_asking_gastown() {
     let env = Env::new("invalid").await;
-    let _c = env.controller("c", &[]);
+    // Gas Town is down, and no bead can exist: the release must not wait for it.
+    env.town.set_faults(&Faults::down()).unwrap();
+    let _c = env.controller("c", &["--claim-timeout", "3s"]);
     // No rig: the policy would have filled it in; the controller says what is missing.
     let obj: Automaton = serde_json::from_value(json!({
         "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
@@ -475,6 +477,12 @@ async fn invalid_spec_is_reported() {
         })
         .await;
     assert!(a.status.unwrap().message.unwrap().contains("spec.rig"));
+    let a = env
+        .wait_for("norig", "release", T, |a| {
+            a.phase() == Some(Phase::Released) && a.claimed_by().is_none()
+        })
+        .await;
+    assert!(!a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
     assert!(env.town.calls().unwrap().is_empty(), "nothing reaches Gas Town");
 }
 

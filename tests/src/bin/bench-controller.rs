@@ -23,8 +23,9 @@
 //!    requires before and at dispatch, with the controller's own Gas Town client and the same
 //!    concurrency limits: the finalizer (conditional), `bd create`, the bead recorded
 //!    (conditional), `gt sling`, `bd show` and Dispatched with the worker. No reconciler, cache,
-//!    Events, conditions or metrics. Its claim-to-sling latency, measured the same way, is what
-//!    this machine allows any controller that keeps the contract.
+//!    Events, conditions or metrics; the two watchers of step 1 run as in the burst. Its
+//!    claim-to-sling latency, measured the same way, is what this machine allows any
+//!    controller that keeps the contract.
 //!
 //! Then the cached run: N (default 5000) claimed Automatons in a terminal phase with a real
 //! status (copied from the last burst) exist before a controller starts; RSS once it has
@@ -1093,6 +1094,12 @@ async fn run_pipeline_floor(ctx: &Ctx<'_>, n: usize) -> Result<Value> {
     config.max_concurrency = ctx.args.gastown_concurrency;
     let gastown = GasTown::new(config)?;
     let api: Api<Automaton> = Api::namespaced(ctx.cluster.client(), ns.name());
+    // The same observers as in the controller's burst, so the API server serves as many watches.
+    let seen: Shared = Arc::default();
+    let observers = [
+        start_floor_watcher(api.clone(), seen.clone()).await?,
+        start_tracker(api.clone(), seen.clone()).await?,
+    ];
 
     // The watch hands each claim, once, to at most `--concurrency` pipelines at a time.
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -1153,6 +1160,9 @@ async fn run_pipeline_floor(ctx: &Ctx<'_>, n: usize) -> Result<Value> {
         .context("the pipeline floor did not dispatch every claim in time")???;
     let cpu1 = cpu_snapshot(me, &ctx.pids);
     watch.abort();
+    for o in observers {
+        o.abort();
+    }
 
     let calls = town.calls()?;
     let first_sling = first_slings(&calls);
