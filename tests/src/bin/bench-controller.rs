@@ -1401,6 +1401,10 @@ async fn main() -> Result<()> {
         .iter()
         .map(|b| point(b, &|b| b["time_to_all_dispatched_ms"].as_f64()))
         .collect();
+    let floor_time_pts: Vec<(f64, f64)> = bursts
+        .iter()
+        .map(|b| point(b, &|b| b["pipeline_floor"]["time_to_all_dispatched_ms"].as_f64()))
+        .collect();
     let cpu_pts: Vec<(f64, f64)> = bursts
         .iter()
         .map(|b| point(b, &|b| b["controller"]["cpu_seconds_total"].as_f64()))
@@ -1420,6 +1424,7 @@ async fn main() -> Result<()> {
             "peak_rss_above_idle_kib": num(b["controller"]["peak_rss_kib"].as_f64().unwrap_or(f64::NAN) - idle),
         })).collect::<Vec<_>>(),
         "loglog_slope_time": num(loglog_slope(&time_pts)),
+        "loglog_slope_time_pipeline_floor": num(loglog_slope(&floor_time_pts)),
         "loglog_slope_controller_cpu": num(loglog_slope(&cpu_pts)),
         "loglog_slope_peak_rss_above_idle": num(loglog_slope(&mem_pts)),
         "note": "slope of log(value) against log(n): 1 = linear, 2 = quadratic",
@@ -1539,8 +1544,9 @@ fn print_table(r: &Value) {
     }
     let s = &r["scaling"];
     println!(
-        "scaling (log-log slope, 1 = linear): time to all Dispatched {}, controller CPU {}, peak RSS above idle {}",
+        "scaling (log-log slope, 1 = linear): time to all Dispatched {} (pipeline floor {}), controller CPU {}, peak RSS above idle {}",
         f(&s["loglog_slope_time"]),
+        f(&s["loglog_slope_time_pipeline_floor"]),
         f(&s["loglog_slope_controller_cpu"]),
         f(&s["loglog_slope_peak_rss_above_idle"])
     );
