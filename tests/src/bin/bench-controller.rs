@@ -545,90 +545,92 @@ fn selector() -> watcher::Config {
     watcher::Config::default().labels(&format!("{CLAIMED_BY_LABEL}={DEFAULT_CLAIMER}"))
 }
 
-/// The floor: a bare watcher that only notes when it first sees each object. Returns once its
-/// initial list is done.
-async fn start_floor_watcher(api: Api<Automaton>, seen: Shared) -> Result<tokio::task::JoinHandle<()>> {
+/// Starts a watch of the claimed Automatons that hands every event to `on_event` (errors are
+/// the watcher's to retry); returns once its initial list is done.
+async fn start_watch(
+    api: Api<Automaton>,
+    what: &'static str,
+    mut on_event: impl FnMut(watcher::Event<Automaton>) + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let handle = tokio::spawn(async move {
         let mut ready = Some(ready_tx);
         let mut stream = watcher(api, selector()).boxed();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Apply(a)) if a.name_any() != SENTINEL => {
-                    let t = now_ms();
-                    lock(&seen).first_event.entry(a.name_any()).or_insert(t);
-                }
                 Ok(watcher::Event::InitDone) => {
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(());
                     }
                 }
-                _ => {}
+                Ok(event) => on_event(event),
+                Err(_) => {}
             }
         }
     });
     tokio::time::timeout(Duration::from_secs(30), ready_rx)
         .await
-        .context("floor watcher not ready")??;
+        .with_context(|| format!("{what} not ready"))??;
     Ok(handle)
+}
+
+/// The floor: a bare watcher that only notes when it first sees each object. Returns once its
+/// initial list is done.
+async fn start_floor_watcher(api: Api<Automaton>, seen: Shared) -> Result<tokio::task::JoinHandle<()>> {
+    start_watch(api, "floor watcher", move |event| {
+        if let watcher::Event::Apply(a) = event
+            && a.name_any() != SENTINEL
+        {
+            let t = now_ms();
+            lock(&seen).first_event.entry(a.name_any()).or_insert(t);
+        }
+    })
+    .await
 }
 
 /// Tracks phases and deletions.
 async fn start_tracker(api: Api<Automaton>, seen: Shared) -> Result<tokio::task::JoinHandle<()>> {
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        let mut stream = watcher(api, selector()).boxed();
-        while let Some(event) = stream.next().await {
-            let t = now_ms();
-            match event {
-                Ok(watcher::Event::Apply(a)) if a.name_any() != SENTINEL => {
-                    let name = a.name_any();
-                    let mut s = lock(&seen);
-                    let flat = flatten_written(&a);
-                    if let Some(before) = s.last.insert(name.clone(), flat.clone()) {
-                        *s.updates.entry(describe_update(&before, &flat)).or_default() += 1;
+    start_watch(api, "tracker", move |event| {
+        let t = now_ms();
+        match event {
+            watcher::Event::Apply(a) if a.name_any() != SENTINEL => {
+                let name = a.name_any();
+                let mut s = lock(&seen);
+                let flat = flatten_written(&a);
+                if let Some(before) = s.last.insert(name.clone(), flat.clone()) {
+                    *s.updates.entry(describe_update(&before, &flat)).or_default() += 1;
+                }
+                if let Some(bead) = a
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.gastown.as_ref())
+                    .and_then(|g| g.bead_id.clone())
+                {
+                    s.bead.entry(name.clone()).or_insert(bead);
+                }
+                match a.phase() {
+                    Some(Phase::Dispatched | Phase::Running) => {
+                        s.dispatched.entry(name).or_insert(t);
                     }
-                    if let Some(bead) = a
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.gastown.as_ref())
-                        .and_then(|g| g.bead_id.clone())
-                    {
-                        s.bead.entry(name.clone()).or_insert(bead);
-                    }
-                    match a.phase() {
-                        Some(Phase::Dispatched | Phase::Running) => {
-                            s.dispatched.entry(name).or_insert(t);
+                    Some(Phase::Succeeded | Phase::Failed) => {
+                        s.dispatched.entry(name.clone()).or_insert(t);
+                        s.succeeded.entry(name.clone()).or_insert(t);
+                        if s.succeeded_status.is_none() {
+                            s.succeeded_status = serde_json::to_value(&a.status).ok();
                         }
-                        Some(Phase::Succeeded | Phase::Failed) => {
-                            s.dispatched.entry(name.clone()).or_insert(t);
-                            s.succeeded.entry(name).or_insert(t);
-                            if s.succeeded_status.is_none() {
-                                s.succeeded_status = serde_json::to_value(&a.status).ok();
-                            }
-                        }
-                        _ => {}
                     }
+                    _ => {}
                 }
-                Ok(watcher::Event::Delete(a)) => {
-                    let mut s = lock(&seen);
-                    s.last.remove(&a.name_any());
-                    s.deleted.entry(a.name_any()).or_insert(t);
-                }
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                _ => {}
             }
+            watcher::Event::Delete(a) => {
+                let mut s = lock(&seen);
+                s.last.remove(&a.name_any());
+                s.deleted.entry(a.name_any()).or_insert(t);
+            }
+            _ => {}
         }
-    });
-    tokio::time::timeout(Duration::from_secs(30), ready_rx)
-        .await
-        .context("tracker not ready")??;
-    Ok(handle)
+    })
+    .await
 }
 
 /// Claim-to-dispatch comes from the fake's call log: when the first `gt sling` that hooked each
@@ -1102,32 +1104,16 @@ async fn run_pipeline_floor(ctx: &Ctx<'_>, n: usize) -> Result<Value> {
     ];
 
     // The watch hands each claim, once, to at most `--concurrency` pipelines at a time.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (claims_tx, claims_rx) = tokio::sync::mpsc::unbounded_channel::<Automaton>();
-    let watch = tokio::spawn({
-        let api = api.clone();
-        async move {
-            let mut ready = Some(ready_tx);
-            let mut handed = std::collections::HashSet::new();
-            let mut stream = watcher(api, selector()).boxed();
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(watcher::Event::Apply(a)) if handed.insert(a.name_any()) => {
-                        let _ = claims_tx.send(a);
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    _ => {}
-                }
-            }
+    let mut handed = std::collections::HashSet::new();
+    let watch = start_watch(api.clone(), "pipeline floor watcher", move |event| {
+        if let watcher::Event::Apply(a) = event
+            && handed.insert(a.name_any())
+        {
+            let _ = claims_tx.send(a);
         }
-    });
-    tokio::time::timeout(Duration::from_secs(30), ready_rx)
-        .await
-        .context("pipeline floor watcher not ready")??;
+    })
+    .await?;
     let finished: Shared = Arc::default();
     let pipelines = tokio::spawn({
         let (api, gastown, finished) = (api.clone(), gastown.clone(), finished.clone());
