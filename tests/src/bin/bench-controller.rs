@@ -735,17 +735,27 @@ async fn create_all(
 }
 
 async fn delete_all(api: &Api<Automaton>, names: &[String], in_flight: usize) -> Result<()> {
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    Err(e) => Err(anyhow::Error::from(e).context(format!("deleting {name}"))),
-                }
+    for_each_name(names, in_flight, |name| {
+        let api = api.clone();
+        async move {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(anyhow::Error::from(e).context(format!("deleting {name}"))),
             }
-        })
+        }
+    })
+    .await
+}
+
+/// Runs `op` for every name, `in_flight` at a time; the first error ends it.
+async fn for_each_name<F, Fut>(names: &[String], in_flight: usize, op: F) -> Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    futures::stream::iter(names.iter().cloned())
+        .map(op)
         .buffer_unordered(in_flight.max(1))
         .try_collect::<Vec<()>>()
         .await?;
@@ -1186,20 +1196,17 @@ async fn run_pipeline_floor(ctx: &Ctx<'_>, n: usize) -> Result<Value> {
         result["time_to_all_dispatched_ms"]
     );
     // Nothing will remove the finalizers: take them off, then delete.
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            async move {
-                let patch = json!({"metadata": {"finalizers": null}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .with_context(|| format!("removing the finalizer of {name}"))?;
-                Ok::<_, anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(ctx.args.in_flight.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
+    for_each_name(&names, ctx.args.in_flight, |name| {
+        let api = api.clone();
+        async move {
+            let patch = json!({"metadata": {"finalizers": null}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("removing the finalizer of {name}"))?;
+            Ok(())
+        }
+    })
+    .await?;
     delete_all(&api, &names, ctx.args.in_flight).await?;
     drop(ns);
     Ok(result)
@@ -1219,20 +1226,17 @@ async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Result<Va
     let t0 = Instant::now();
     create_all(&api, &names, ctx.args.in_flight, ctx.args.subsecond_claimed_at).await?;
     // Terminal phase, as the controller writes it (server-side apply under its field manager).
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            let patch = json!({"apiVersion": "olympus.io/v1alpha1", "kind": "Automaton", "status": status_template});
-            async move {
-                api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-                    .await
-                    .with_context(|| format!("writing the status of {name}"))?;
-                Ok::<_, anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(ctx.args.in_flight.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
+    for_each_name(&names, ctx.args.in_flight, |name| {
+        let api = api.clone();
+        let patch = json!({"apiVersion": "olympus.io/v1alpha1", "kind": "Automaton", "status": status_template});
+        async move {
+            api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+                .await
+                .with_context(|| format!("writing the status of {name}"))?;
+            Ok(())
+        }
+    })
+    .await?;
     eprintln!(
         "  {m} terminal Automatons prepared in {:.1} s",
         t0.elapsed().as_secs_f64()
