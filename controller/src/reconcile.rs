@@ -106,6 +106,14 @@ impl Failures {
         delay
     }
 
+    /// How long until the retry of `key` is due, while it is in backoff after a failure.
+    pub fn pending(&self, key: &str, now: Instant) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key)
+            .and_then(|f| f.retry_at.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
     /// How many failures in a row `key` has had.
     #[cfg(test)]
     fn count(&self, key: &str) -> u32 {
@@ -183,7 +191,16 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
     let api: Api<Automaton> = Api::namespaced(ctx.client.clone(), &ns);
     let now = decision::whole_seconds(Timestamp::now());
     let k = key(&a);
-    let action = match decision::stage(&a, &ctx.settings.claimer) {
+    let stage = decision::stage(&a, &ctx.settings.claimer);
+    // A failed attempt's own status write (e.g. "Gas Town unreachable") brings a watch event
+    // that would start the next attempt at once, and a failure that changes the status every
+    // time would then retry without pause. Until the backoff is due only a deletion goes ahead.
+    if stage != Stage::Deleting
+        && let Some(wait) = ctx.failures.pending(&k, Instant::now())
+    {
+        return Ok(Action::requeue(wait));
+    }
+    let action = match stage {
         Stage::NotOurs | Stage::Terminal => Action::await_change(),
         Stage::Deleting => delete(&api, &a, &ctx, now).await?,
         Stage::FinishRelease => finish_release(&api, &a, &ctx, now).await?,
@@ -587,7 +604,9 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
         Some(b) => Some(read_bead(ctx, b).await),
         None => None,
     };
-    if bead.is_none() {
+    // Without a recorded bead, Gas Town is asked only if one may exist: a claim whose status
+    // says none was created goes without waiting for Gas Town.
+    if bead.is_none() && decision::bead_may_exist_unrecorded(&a) {
         match unrecorded_bead(&a, ctx).await {
             Ok(Some(found)) => {
                 if let Ok(id) = found.bead_id() {
@@ -794,6 +813,23 @@ mod tests {
         }
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(f.count("ns/a"), 12);
+    }
+
+    #[test]
+    fn pending_says_how_long_until_the_retry_is_due() {
+        let f = Failures::default();
+        let t0 = Instant::now();
+        assert_eq!(f.pending("ns/a", t0), None, "never failed");
+        let d = f.next_delay("ns/a", t0, 0.5);
+        assert_eq!(f.pending("ns/a", t0), Some(d));
+        assert_eq!(
+            f.pending("ns/a", t0 + Duration::from_millis(300)),
+            Some(d - Duration::from_millis(300))
+        );
+        assert_eq!(f.pending("ns/a", t0 + d), None, "due");
+        assert_eq!(f.pending("ns/b", t0), None, "other objects are not held back");
+        f.reset("ns/a");
+        assert_eq!(f.pending("ns/a", t0), None);
     }
 
     #[test]

@@ -336,6 +336,39 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
     assert_eq!(env.town.beads().unwrap().len(), 1);
 }
 
+/// `bd create` failed outright, so no bead exists: deleting the claim while Gas Town is still
+/// down does not wait for it (it would otherwise wait for the 600 s release timeout).
+#[tokio::test]
+async fn deleting_a_claim_gastown_never_took_does_not_wait_for_gastown() {
+    let env = Env::new("delete-down").await;
+    env.town.set_faults(&Faults::down()).unwrap();
+    let _c = env.controller("c", &[]);
+    env.create_claimed("never", json!({})).await;
+    env.wait_for("never", "GasTownReachable=False", T, |a| {
+        condition(a, "GasTownReachable") == Some(ConditionStatus::False)
+    })
+    .await;
+    env.api().delete("never", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("never", T).await;
+    assert!(env.town.beads().unwrap().is_empty());
+}
+
+/// While Gas Town is down, each failed attempt changes the status, and the watch event of that
+/// write must not start the next attempt before the backoff is due (it used to: hundreds of
+/// `bd create` calls a second).
+#[tokio::test]
+async fn gastown_down_is_retried_with_backoff_not_at_once() {
+    let env = Env::new("backoff").await;
+    env.town.set_faults(&Faults::down()).unwrap();
+    let _c = env.controller("c", &[]);
+    env.create_claimed("patient", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Backoff 1 s, 2 s, 4 s (±25 %): at most four attempts of one call each in 6 s.
+    let calls = env.town.calls().unwrap();
+    assert!(!calls.is_empty(), "Gas Town was never asked");
+    assert!(calls.len() <= 6, "{} calls in 6 s: {calls:?}", calls.len());
+}
+
 #[tokio::test]
 async fn restart_in_the_middle_does_not_dispatch_twice() {
     let env = Env::new("restart").await;
