@@ -41,6 +41,14 @@ impl Env {
         }
     }
 
+    /// A namespace whose Gas Town is down from the start, and a controller with `extra` flags.
+    async fn gastown_down(prefix: &str, extra: &[&str]) -> (Env, ControllerProcess) {
+        let env = Env::new(prefix).await;
+        env.town.set_faults(&Faults::down()).unwrap();
+        let c = env.controller("c", extra);
+        (env, c)
+    }
+
     fn api(&self) -> Api<Automaton> {
         Api::namespaced(self.cluster.client(), self.ns.name())
     }
@@ -122,6 +130,13 @@ impl Env {
     async fn wait_phase(&self, name: &str, phase: Phase, timeout: Duration) -> Automaton {
         self.wait_for(name, phase.as_str(), timeout, |a| a.phase() == Some(phase))
             .await
+    }
+
+    async fn wait_unreachable(&self, name: &str) -> Automaton {
+        self.wait_for(name, "GasTownReachable=False", T, |a| {
+            condition(a, "GasTownReachable") == Some(ConditionStatus::False)
+        })
+        .await
     }
 
     async fn wait_gone(&self, name: &str, timeout: Duration) {
@@ -299,9 +314,7 @@ async fn deletion_releases_the_work_in_gastown() {
 /// does not wait for Gas Town (it would otherwise be retried for the 600 s release timeout).
 #[tokio::test]
 async fn claim_expires_when_gastown_never_takes_it() {
-    let env = Env::new("expiry").await;
-    env.town.set_faults(&Faults::down()).unwrap();
-    let _c = env.controller("c", &["--claim-timeout", "3s"]);
+    let (env, _c) = Env::gastown_down("expiry", &["--claim-timeout", "3s"]).await;
     env.create_claimed("orphan", json!({})).await;
     let a = env
         .wait_for("orphan", "release", T, |a| {
@@ -318,15 +331,9 @@ async fn claim_expires_when_gastown_never_takes_it() {
 
 #[tokio::test]
 async fn gastown_outage_is_reported_and_recovers_without_restart() {
-    let env = Env::new("outage").await;
-    env.town.set_faults(&Faults::down()).unwrap();
-    let _c = env.controller("c", &[]);
+    let (env, _c) = Env::gastown_down("outage", &[]).await;
     env.create_claimed("patient", json!({})).await;
-    let a = env
-        .wait_for("patient", "GasTownReachable=False", T, |a| {
-            condition(a, "GasTownReachable") == Some(ConditionStatus::False)
-        })
-        .await;
+    let a = env.wait_unreachable("patient").await;
     assert_ne!(a.phase(), Some(Phase::Dispatched));
     env.town.clear_faults();
     let a = env
@@ -340,14 +347,9 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
 /// down does not wait for it (it would otherwise wait for the 600 s release timeout).
 #[tokio::test]
 async fn deleting_a_claim_gastown_never_took_does_not_wait_for_gastown() {
-    let env = Env::new("delete-down").await;
-    env.town.set_faults(&Faults::down()).unwrap();
-    let _c = env.controller("c", &[]);
+    let (env, _c) = Env::gastown_down("delete-down", &[]).await;
     env.create_claimed("never", json!({})).await;
-    env.wait_for("never", "GasTownReachable=False", T, |a| {
-        condition(a, "GasTownReachable") == Some(ConditionStatus::False)
-    })
-    .await;
+    env.wait_unreachable("never").await;
     env.api().delete("never", &DeleteParams::default()).await.unwrap();
     env.wait_gone("never", T).await;
     assert!(env.town.beads().unwrap().is_empty());
@@ -358,9 +360,7 @@ async fn deleting_a_claim_gastown_never_took_does_not_wait_for_gastown() {
 /// `bd create` calls a second).
 #[tokio::test]
 async fn gastown_down_is_retried_with_backoff_not_at_once() {
-    let env = Env::new("backoff").await;
-    env.town.set_faults(&Faults::down()).unwrap();
-    let _c = env.controller("c", &[]);
+    let (env, _c) = Env::gastown_down("backoff", &[]).await;
     env.create_claimed("patient", json!({})).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     // Backoff 1 s, 2 s, 4 s (±25 %): at most four attempts of one call each in 6 s.
@@ -492,10 +492,8 @@ async fn sigterm_stops_cleanly() {
 
 #[tokio::test]
 async fn invalid_spec_is_reported_and_released_without_asking_gastown() {
-    let env = Env::new("invalid").await;
     // Gas Town is down, and no bead can exist: the release must not wait for it.
-    env.town.set_faults(&Faults::down()).unwrap();
-    let _c = env.controller("c", &["--claim-timeout", "3s"]);
+    let (env, _c) = Env::gastown_down("invalid", &["--claim-timeout", "3s"]).await;
     // No rig: the policy would have filled it in; the controller says what is missing.
     let obj: Automaton = serde_json::from_value(json!({
         "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
