@@ -78,9 +78,10 @@ pub struct Context {
     pub failures: Failures,
 }
 
-/// Consecutive failures per object. A failure counts only once the previous backoff has run
-/// out: a reconcile that the watch event of our own status write starts early, and that fails
-/// for the same reason, keeps the schedule instead of doubling the delay again.
+/// Consecutive failures per object, and when each may be retried. A reconcile started before
+/// then (by a watch event) waits for it, see [`Failures::pending`]; only a deletion runs early,
+/// and a failure counts only once the previous backoff has run out, so that early run keeps the
+/// schedule instead of doubling the delay again.
 #[derive(Default)]
 pub struct Failures(Mutex<HashMap<String, Failure>>);
 
