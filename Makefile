@@ -22,7 +22,7 @@ include bench/bench.mk
 include fuzz/fuzz.mk
 include tests/chaos.mk
 
-.PHONY: help setup build policy test test-unit test-chart lint crds run clean annotate push artifacthub
+.PHONY: help setup build policy test test-unit test-chart lint crds run clean annotate push artifacthub artifacthub-readme
 
 help: ## List the targets
 	@printf 'gastown-operator targets:\n\n'
@@ -77,6 +77,39 @@ annotate: policy ## Embed metadata.yml + README into policy/annotated-policy.was
 push: annotate ## Push the annotated policy to registry://$(POLICY_OCI) (needs kwctl)
 	$(KWCTL) push policy/annotated-policy.wasm registry://$(POLICY_OCI)
 
-artifacthub: annotate ## Regenerate artifacthub/artifacthub-pkg.yml from the annotated module (needs kwctl)
-	$(KWCTL) scaffold artifacthub --metadata-path policy/metadata.yml \
-		--questions-path policy/questions-ui.yml > artifacthub/artifacthub-pkg.yml
+# The header of artifacthub/artifacthub-pkg.yml: kwctl's own, and what `make artifacthub`
+# changes in kwctl's output.
+define ARTIFACTHUB_HEADER
+# Kubewarden Artifacthub Package config
+#
+# Use this config to submit the policy to https://artifacthub.io.
+#
+# This config can be saved to its default location with:
+#   kwctl scaffold artifacthub > artifacthub-pkg.yml
+#
+# Regenerate with `make artifacthub` (needs kwctl) after changing policy/metadata.yml or
+# policy/questions-ui.yml; policy/tests/packaging.rs fails when this file and those disagree.
+# Two changes to kwctl's output (made by `make artifacthub`): the `policy` link names the
+# module the release pushes (`make push`: registry://POLICY_OCI) instead of a GitHub release
+# asset that no release uploads, and the install text scaffolds with --allow-context-aware.
+# Artifact Hub shows artifacthub/README.md, a copy of policy/README.md (`make artifacthub-readme`).
+endef
+export ARTIFACTHUB_HEADER
+
+artifacthub-readme: ## Copy policy/README.md to artifacthub/README.md, the README Artifact Hub shows
+	cp policy/README.md artifacthub/README.md
+
+# kwctl scaffold artifacthub links `policy` to <source>/releases/download/v<version>/policy.wasm
+# whenever the source is on github.com (kubewarden-controller
+# crates/policy-evaluator/src/policy_artifacthub.rs, parse_links); no release uploads that file,
+# so the link is pointed at the pushed module. Its install text runs `kwctl scaffold manifest`
+# without --allow-context-aware, which drops contextAwareResources (crates/kwctl/src/scaffold/manifest.rs).
+artifacthub: annotate artifacthub-readme ## Regenerate artifacthub/ (artifacthub-pkg.yml from the annotated module, README.md) (needs kwctl)
+	set -o pipefail; { printf '%s\n' "$$ARTIFACTHUB_HEADER"; \
+	  $(KWCTL) scaffold artifacthub --metadata-path policy/metadata.yml \
+	    --questions-path policy/questions-ui.yml \
+	  | sed -e '1,/^#   kwctl scaffold artifacthub/d' \
+	    -e 's#^\( *url: \).*/releases/download/.*/policy\.wasm$$#\1registry://$(POLICY_OCI)#' \
+	    -e 's#kwctl scaffold manifest -t ClusterAdmissionPolicy#kwctl scaffold manifest --allow-context-aware -t ClusterAdmissionPolicy#'; \
+	} > artifacthub/artifacthub-pkg.yml.tmp
+	mv artifacthub/artifacthub-pkg.yml.tmp artifacthub/artifacthub-pkg.yml

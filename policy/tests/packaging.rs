@@ -60,6 +60,133 @@ fn artifacthub_pkg() -> Value {
     yaml_file(&repo_root().join("artifacthub/artifacthub-pkg.yml"))
 }
 
+/// `$(POLICY_OCI)` as the Makefile defines it (`POLICY_OCI ?= ...:v$(POLICY_VERSION)`), with the
+/// version the Makefile reads from metadata.yml: the reference `make push` pushes to.
+fn makefile_policy_oci() -> String {
+    let makefile = read(&repo_root().join("Makefile"));
+    let definitions: Vec<&str> = makefile
+        .lines()
+        .filter_map(|line| line.strip_prefix("POLICY_OCI ?="))
+        .map(str::trim)
+        .collect();
+    assert_eq!(definitions.len(), 1, "Makefile: one `POLICY_OCI ?=` line");
+    let version = annotation(&metadata(), "io.kubewarden.policy.version");
+    definitions[0].replace("$(POLICY_VERSION)", &version)
+}
+
+/// Every host capability policy-server knows, as `<namespace>/<operation>` (kubewarden-controller
+/// crates/policy-evaluator/src/host_capabilities.rs, CAPABILITY_TREE): what metadata.yml
+/// `hostCapabilities` may name, and what `kwctl annotate` looks for in a module.
+const KNOWN_HOST_CAPABILITIES: &[&str] = &[
+    "crypto/v1/is_certificate_trusted",
+    "kubernetes/can_i",
+    "kubernetes/get_resource",
+    "kubernetes/list_resources_all",
+    "kubernetes/list_resources_by_namespace",
+    "net/v1/dns_lookup_host",
+    "oci/v1/manifest_digest",
+    "oci/v1/oci_manifest",
+    "oci/v1/oci_manifest_config",
+    "oci/v1/verify",
+    "oci/v2/verify",
+];
+
+/// The host capabilities a module calls, found the way `kwctl annotate` finds them
+/// (kubewarden-controller crates/kwctl/src/wasm_scanner.rs): a capability counts when both its
+/// namespace and its operation string occur in the module, the operation not only as the start
+/// of a longer operation (`v1/oci_manifest` inside `v1/oci_manifest_config`). kwctl scans the
+/// data segments; this scans the whole module, which contains them.
+fn host_capabilities_in_module(module: &[u8]) -> BTreeSet<String> {
+    let find_all = |needle: &[u8]| -> Vec<usize> {
+        module
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, window)| *window == needle)
+            .map(|(at, _)| at)
+            .collect()
+    };
+    let operations: Vec<(&str, &str)> = KNOWN_HOST_CAPABILITIES
+        .iter()
+        .map(|path| path.split_once('/').expect("namespace/operation"))
+        .collect();
+    operations
+        .iter()
+        .filter(|(namespace, operation)| {
+            let longer: Vec<&str> = operations
+                .iter()
+                .map(|(_, other)| *other)
+                .filter(|other| other != operation && other.starts_with(operation))
+                .collect();
+            !find_all(namespace.as_bytes()).is_empty()
+                && find_all(operation.as_bytes())
+                    .into_iter()
+                    .any(|at| !longer.iter().any(|l| module[at..].starts_with(l.as_bytes())))
+        })
+        .map(|(namespace, operation)| format!("{namespace}/{operation}"))
+        .collect()
+}
+
+/// The `wapc_guest::host_call("kubewarden", "<namespace>", "<operation>", ...)` calls in the
+/// policy's source, as `<namespace>/<operation>`.
+fn host_calls_in_source() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut dirs = vec![policy_dir().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let source: String = read(&path).split_whitespace().collect();
+            let calls = source.matches("host_call(").count();
+            let literal: Vec<&str> = source.split("host_call(\"kubewarden\",\"").skip(1).collect();
+            assert_eq!(
+                literal.len(),
+                calls,
+                "{}: a host_call whose binding, namespace and operation are not string literals \
+                 cannot be checked against metadata.yml",
+                path.display()
+            );
+            for call in literal {
+                // `kubernetes","list_resources_by_namespace",&msg)...`
+                let parts: Vec<&str> = call.splitn(4, '"').collect();
+                assert!(
+                    parts.len() == 4 && parts[1] == ",",
+                    "{}: cannot read host_call({call:.60}",
+                    path.display()
+                );
+                found.insert(format!("{}/{}", parts[0], parts[2]));
+            }
+        }
+    }
+    found
+}
+
+fn declared_host_capabilities() -> BTreeSet<String> {
+    let meta = metadata();
+    let list = meta["hostCapabilities"]
+        .as_array()
+        .expect("metadata.yml: hostCapabilities must be a list");
+    let declared: BTreeSet<String> = list
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("metadata.yml: hostCapabilities entry {v} is not a string"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        declared.len(),
+        list.len(),
+        "metadata.yml: hostCapabilities has duplicates"
+    );
+    declared
+}
+
 /// A metadata.yml annotation; kwctl requires every annotation to be a string.
 fn annotation(meta: &Value, key: &str) -> String {
     meta["annotations"][key]
@@ -582,19 +709,28 @@ fn artifacthub_pkg_matches_metadata() {
         json!([{"name": "policy", "image": format!("{oci}:v{version}")}]),
         "{file}: containersImages"
     );
+    // Links only to what the release publishes: the module `make push` pushes
+    // (registry://$(POLICY_OCI)) and the repository ([workspace.package].repository). kwctl
+    // would link a GitHub release asset `policy.wasm` that no release uploads (see the
+    // Makefile's artifacthub target).
+    let module = format!("registry://{}", makefile_policy_oci());
+    assert_eq!(module, format!("registry://{oci}:v{version}"), "Makefile POLICY_OCI");
+    assert_eq!(source, env!("CARGO_PKG_REPOSITORY"), "io.kubewarden.policy.source");
     assert_eq!(
         pkg["links"],
         json!([
-            {"name": "policy", "url": format!("{source}/releases/download/v{version}/policy.wasm")},
-            {"name": "source", "url": source}
+            {"name": "policy", "url": module},
+            {"name": "source", "url": env!("CARGO_PKG_REPOSITORY")}
         ]),
         "{file}: links"
     );
     let install = str_at(&pkg, "/install", file);
-    assert!(
-        install.contains(&format!("{oci}:v{version}")),
-        "{file}: install must name the module"
-    );
+    for command in [
+        format!("kwctl pull {oci}:v{version}"),
+        format!("kwctl scaffold manifest --allow-context-aware -t ClusterAdmissionPolicy registry://{oci}:v{version}"),
+    ] {
+        assert!(install.contains(&command), "{file}: install must say `{command}`");
+    }
     assert_eq!(pkg["provider"], json!({"name": "kubewarden"}));
     let recommendations = pkg["recommendations"].as_array().map(Vec::as_slice).unwrap_or_default();
     assert!(
@@ -656,5 +792,178 @@ fn artifacthub_repo_has_id_and_owners() {
     for owner in owners {
         assert!(!str_at(owner, "/name", file).trim().is_empty(), "{file}: owner name");
         assert!(str_at(owner, "/email", file).contains('@'), "{file}: owner email");
+    }
+}
+
+#[test]
+fn metadata_declares_the_host_capabilities_the_policy_calls() {
+    let declared = declared_host_capabilities();
+    for capability in &declared {
+        assert!(
+            KNOWN_HOST_CAPABILITIES.contains(&capability.as_str()),
+            "metadata.yml: hostCapabilities {capability:?} is not a host capability policy-server knows"
+        );
+    }
+    let called = host_calls_in_source();
+    assert_eq!(
+        called,
+        BTreeSet::from(["kubernetes/list_resources_by_namespace".to_string()]),
+        "the host calls in policy/src (update this test and metadata.yml together)"
+    );
+    // kwctl annotate warns both ways: used but not declared, declared but not used.
+    assert_eq!(
+        declared, called,
+        "metadata.yml hostCapabilities must be exactly the host calls the policy makes"
+    );
+    // The resource the call lists is the one contextAwareResources grants.
+    assert_eq!(
+        metadata()["contextAwareResources"],
+        json!([{"apiVersion": API_VERSION, "kind": KIND}])
+    );
+}
+
+#[test]
+fn metadata_host_capabilities_match_the_compiled_module() {
+    // The module `make annotate` embeds metadata.yml into; `make policy` builds it.
+    let path = policy_dir().join("policy.wasm");
+    let module = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `make policy` first", path.display()));
+    assert!(module.starts_with(b"\0asm"), "{} is not a wasm module", path.display());
+    assert_eq!(
+        host_capabilities_in_module(&module),
+        declared_host_capabilities(),
+        "what `kwctl annotate` would find in {} against metadata.yml hostCapabilities",
+        path.display()
+    );
+}
+
+#[test]
+fn host_capability_scan_works_like_kwctl() {
+    let module = |strings: &[&str]| strings.join("\u{0}").into_bytes();
+    assert!(host_capabilities_in_module(&module(&["hello", "world"])).is_empty());
+    assert_eq!(
+        host_capabilities_in_module(&module(&["kubewarden", "kubernetes", "list_resources_by_namespace"])),
+        BTreeSet::from(["kubernetes/list_resources_by_namespace".to_string()])
+    );
+    // The operation without its namespace string is not a call.
+    assert!(host_capabilities_in_module(&module(&["list_resources_by_namespace"])).is_empty());
+    // v1/oci_manifest only inside v1/oci_manifest_config is not v1/oci_manifest.
+    assert_eq!(
+        host_capabilities_in_module(&module(&["oci", "v1/oci_manifest_config"])),
+        BTreeSet::from(["oci/v1/oci_manifest_config".to_string()])
+    );
+    assert_eq!(
+        host_capabilities_in_module(&module(&["oci", "v1/oci_manifest_config", "v1/oci_manifest"])).len(),
+        2
+    );
+}
+
+#[test]
+fn deployment_docs_name_what_the_context_aware_policy_needs() {
+    let scaffold = "kwctl scaffold manifest --allow-context-aware -t ClusterAdmissionPolicy";
+    let manifest_text = read(&policy_dir().join("manifests/cluster-admission-policy.yaml"));
+    let readme = read(&policy_dir().join("README.md"));
+    for (file, text) in [
+        ("manifests/cluster-admission-policy.yaml", &manifest_text),
+        ("README.md", &readme),
+    ] {
+        let flat: String = text
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("\\ ", "");
+        assert!(flat.contains(scaffold), "{file} must say `{scaffold}`");
+        assert!(
+            !flat.contains("kwctl scaffold manifest -t"),
+            "{file}: `kwctl scaffold manifest` without --allow-context-aware drops contextAwareResources"
+        );
+        assert!(
+            flat.contains("policyServerRbac"),
+            "{file} must name the chart's PolicyServer RBAC"
+        );
+    }
+    for needle in [
+        "hostCapabilities",
+        "kubernetes/list_resources_by_namespace",
+        "namespacedPoliciesCapabilities",
+        "AdmissionPolicy",
+        "`list` and `watch`",
+    ] {
+        assert!(readme.contains(needle), "README.md must explain {needle}");
+    }
+}
+
+#[test]
+fn artifacthub_shows_the_policy_readme() {
+    // Artifact Hub takes the package README from artifacthub-pkg.yml `readme` or, when that is
+    // empty, from a regular file README.md next to it (a symlink is refused): artifacthub/hub
+    // internal/tracker/source/generic/generic.go PreparePackage, internal/util/file.go.
+    let pkg = artifacthub_pkg();
+    assert!(
+        pkg.get("readme").is_none(),
+        "artifacthub-pkg.yml: no `readme`, so that Artifact Hub shows artifacthub/README.md"
+    );
+    let copy = repo_root().join("artifacthub/README.md");
+    let kind = std::fs::symlink_metadata(&copy)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make artifacthub-readme`", copy.display()))
+        .file_type();
+    assert!(
+        kind.is_file(),
+        "{} must be a regular file, not a symlink",
+        copy.display()
+    );
+    assert!(
+        read(&copy) == read(&policy_dir().join("README.md")),
+        "artifacthub/README.md must be policy/README.md (the README `kwctl annotate -u` embeds): \
+         run `make artifacthub-readme`"
+    );
+}
+
+#[test]
+fn artifacthub_pkg_uses_only_fields_artifact_hub_reads() {
+    // Artifact Hub parses artifacthub-pkg.yml strictly (yaml.UnmarshalStrict in artifacthub/hub
+    // internal/pkg/metadata.go): an unknown field fails the whole package. The fields of
+    // artifacthub/hub docs/metadata/artifacthub-pkg.yml:
+    let known: BTreeSet<&str> = [
+        "version",
+        "name",
+        "alternativeName",
+        "category",
+        "displayName",
+        "createdAt",
+        "description",
+        "logoPath",
+        "logoURL",
+        "digest",
+        "license",
+        "homeURL",
+        "appVersion",
+        "containersImages",
+        "containsSecurityUpdates",
+        "operator",
+        "deprecated",
+        "prerelease",
+        "keywords",
+        "links",
+        "readme",
+        "install",
+        "changes",
+        "maintainers",
+        "provider",
+        "ignore",
+        "recommendations",
+        "screenshots",
+        "annotations",
+    ]
+    .into_iter()
+    .collect();
+    let pkg = artifacthub_pkg();
+    let unknown: Vec<String> = keys(&pkg).into_iter().filter(|k| !known.contains(k.as_str())).collect();
+    assert!(
+        unknown.is_empty(),
+        "artifacthub-pkg.yml: fields Artifact Hub rejects: {unknown:?}"
+    );
+    for link in pkg["links"].as_array().expect("links") {
+        assert_eq!(keys(link), BTreeSet::from(["name".to_string(), "url".to_string()]));
     }
 }
