@@ -460,7 +460,10 @@ mod tests {
         assert!(leadership.acquired().await);
         assert!(leadership.is_leader());
         assert!(task.await.is_err_and(|e| e.is_panic()));
-        assert!(!leadership.is_leader(), "a replica whose election task died must not lead");
+        assert!(
+            !leadership.is_leader(),
+            "a replica whose election task died must not lead"
+        );
         timeout(Duration::from_secs(1), leadership.lost())
             .await
             .expect("lost() must resolve once the task is gone");

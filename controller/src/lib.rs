@@ -179,7 +179,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".to_string());
-        let cfg = leader::LeaseConfig::new(args.lease_name.clone(), namespace, identity.clone(), args.lease_duration);
+        let cfg = leader::LeaseConfig::new(
+            args.lease_name.clone(),
+            namespace,
+            identity.clone(),
+            args.lease_duration,
+        );
         info!(
             lease = %cfg.name, namespace = %cfg.namespace, %identity, duration = ?cfg.duration,
             retry = ?cfg.retry, request_timeout = ?cfg.request_timeout(), validity = ?cfg.validity(),

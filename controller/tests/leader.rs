@@ -106,7 +106,10 @@ impl Env {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "{identity} did not take the Lease within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{identity} did not take the Lease within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -147,7 +150,11 @@ impl Env {
     fn wait_admin(&self, c: &ControllerProcess) {
         let deadline = Instant::now() + T;
         while c.admin_addr().is_none() {
-            assert!(Instant::now() < deadline, "the controller never served /metrics:\n{}", c.log());
+            assert!(
+                Instant::now() < deadline,
+                "the controller never served /metrics:\n{}",
+                c.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -242,7 +249,10 @@ async fn a_hung_renew_ends_leadership_before_the_lease_expires() {
         stopped - renewed,
         lease_end - stopped
     );
-    assert!(frozen_calls > 0, "A made no Gas Town call while the API server was frozen");
+    assert!(
+        frozen_calls > 0,
+        "A made no Gas Town call while the API server was frozen"
+    );
     assert!(
         stopped < lease_end,
         "A stopped acting {} ms after its lease expired; log:\n{}",

@@ -139,7 +139,11 @@ impl ControllerProcess {
 pub fn metric_in(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let (metric, value) = line.split_once(' ')?;
-        if metric == name { value.trim().parse().ok() } else { None }
+        if metric == name {
+            value.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 
