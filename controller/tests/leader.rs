@@ -326,3 +326,121 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
     assert!(status.success(), "B exited with {status}; log:\n{}", b.log());
     assert_eq!(env.lease().await.unwrap().0, None, "B exited still holding the Lease");
 }
+
+/// The election module itself, two identities in one process against a frozen API server,
+/// checked every 10 ms: the holder's leadership ends before `renewTime + leaseDuration` although
+/// its renew hangs, nobody leads while it is frozen, the two never lead at the same moment after
+/// it answers again, and a release hands the Lease over within a retry period or two.
+#[tokio::test]
+async fn elections_never_overlap_across_a_frozen_api_server() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use gastown_controller::leader::{Election, LeaseConfig};
+
+    let env = Env::new(TestCluster::start_dedicated().await.unwrap(), "leader-module").await;
+    let cfg = |identity: &str| {
+        LeaseConfig::new(
+            LEASE.to_string(),
+            env.ns.name().to_string(),
+            identity.to_string(),
+            Duration::from_secs(3),
+        )
+    };
+    let (duration, retry) = (cfg("x").duration, cfg("x").retry);
+    let a = Election::spawn(env.cluster.client(), cfg("module-a"));
+    env.wait_holder("module-a", T).await;
+    let b = Election::spawn(env.cluster.client(), cfg("module-b"));
+    let (la, lb) = (a.leadership(), b.leadership());
+
+    // Sample both every 10 ms: (wall-clock ms, a leads, b leads).
+    let samples: Arc<Mutex<Vec<(i64, bool, bool)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (samples, done) = (Arc::clone(&samples), Arc::clone(&done));
+        let (la, lb) = (la.clone(), lb.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                samples.lock().unwrap().push((now_ms(), la.is_leader(), lb.is_leader()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(la.is_leader() && !lb.is_leader());
+
+    // Freeze right after A renewed.
+    let (_, before) = env.lease().await.unwrap();
+    let renewed = loop {
+        let (_, renew) = env.lease().await.unwrap();
+        if renew != before {
+            break renew;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let paused = env.cluster.pause_apiserver().unwrap();
+    let lease_end = renewed + i64::try_from(duration.as_millis()).unwrap();
+    tokio::time::sleep(duration + Duration::from_secs(2)).await;
+    assert!(
+        !la.is_leader() && !lb.is_leader(),
+        "nobody may lead while the server is frozen"
+    );
+    let resumed_at = now_ms();
+    paused.resume().unwrap();
+
+    // Either may lead now (A renews its own Lease as soon as the server answers, unless B got
+    // it first), never both (checked by the sampler).
+    let deadline = Instant::now() + T;
+    while !la.is_leader() && !lb.is_leader() {
+        assert!(Instant::now() < deadline, "nobody leads after the server came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (leader, standby, standby_name) = if la.is_leader() {
+        (a, (b, lb.clone()), "module-b")
+    } else {
+        (b, (a, la.clone()), "module-a")
+    };
+    let leader_leadership = if standby_name == "module-b" {
+        la.clone()
+    } else {
+        lb.clone()
+    };
+
+    // The leader releases (as on SIGTERM): the other one takes over within a retry period or two.
+    let released = Instant::now();
+    leader.release().await;
+    assert!(!leader_leadership.is_leader());
+    env.wait_holder(standby_name, 2 * retry + Duration::from_secs(1)).await;
+    let deadline = Instant::now() + T;
+    while !standby.1.is_leader() {
+        assert!(
+            Instant::now() < deadline,
+            "{standby_name} holds the Lease but never leads"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = released.elapsed();
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    standby.0.release().await;
+    assert_eq!(env.lease().await.unwrap().0, None, "{standby_name} released the Lease");
+    assert!(
+        took < 2 * retry + Duration::from_secs(1),
+        "{standby_name} took over {took:?} after the release"
+    );
+
+    let samples = samples.lock().unwrap();
+    let both: Vec<_> = samples.iter().filter(|(_, a, b)| *a && *b).collect();
+    assert!(both.is_empty(), "A and B led at the same moment: {both:?}");
+    let a_last = samples
+        .iter()
+        .filter(|(t, a, _)| *a && *t > renewed && *t < resumed_at)
+        .map(|(t, ..)| *t)
+        .max()
+        .unwrap_or(renewed);
+    assert!(
+        a_last < lease_end,
+        "A still led {} ms after its lease expired (renewTime {renewed}) while the server was frozen",
+        a_last - lease_end
+    );
+}
