@@ -11,16 +11,17 @@
 //!   [`LeaseConfig::request_timeout`], shorter than the lease duration; a hung request is
 //!   abandoned and retried instead of blocking the election.
 //! - A candidate takes over a held Lease only after it has seen the same record (resourceVersion)
-//!   for a whole lease duration by its own clock, as client-go's `leaderelection` does
-//!   (`observedTime`), so clock skew between nodes cannot shorten the wait. The holder's last
+//!   for a whole lease duration by its own clock, as client-go does (`observedTime` in
+//!   `tryAcquireOrRenew`, kubernetes/client-go `tools/leaderelection/leaderelection.go`), so
+//!   clock skew between nodes cannot shorten the wait. The holder's last
 //!   successful renew started before the candidate could have seen it, and the holder stops at
 //!   `validity < duration` after that start: the two never overlap.
 //! - If the election task ends or panics, its [`watch::Sender`] is dropped and every
 //!   [`Leadership`] reports "not leader" at once.
 //! - [`Election::release`] (on SIGTERM, after the last reconcile ended) stops renewing, drops
-//!   leadership and then clears `holderIdentity` (and sets `leaseDurationSeconds: 1`, as
-//!   client-go's `ReleaseOnCancel` does), so a standby takes over at its next attempt instead of
-//!   waiting for the lease to expire.
+//!   leadership and then clears `holderIdentity` (as client-go's `release` does with
+//!   `ReleaseOnCancel`, same file) and sets `leaseDurationSeconds: 1`, so a standby takes over
+//!   at its next attempt instead of waiting for the lease to expire.
 
 use std::time::Duration;
 
