@@ -1,8 +1,8 @@
 //! `/metrics`, `/livez` and `/readyz` on one port.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 /// Health flags the HTTP endpoints report.
@@ -20,6 +21,8 @@ use crate::metrics::Metrics;
 pub struct Health {
     /// The watches have listed their objects (or this replica is a standby).
     pub ready: AtomicBool,
+    /// This replica's leadership, reported as `gastown_leader` when `/metrics` is scraped.
+    pub leadership: OnceLock<Leadership>,
 }
 
 /// Binds `addr` and serves until the task is dropped. Returns the bound address.
@@ -61,11 +64,15 @@ pub async fn serve(
 
 fn route(path: &str, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
-        "/metrics" => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
-        ),
+        "/metrics" => {
+            let leader = health.leadership.get().is_some_and(Leadership::is_leader);
+            metrics.leader.set(i64::from(leader));
+            (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics.encode(),
+            )
+        }
         "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" if health.ready.load(Ordering::Relaxed) => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" => (

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use gastown_crds::Automaton;
 use gastown_crds::contract::CLAIMED_BY_LABEL;
@@ -26,7 +26,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info};
 
 use crate::config::{RunArgs, TransportKind};
 use crate::gastown::{GasTown, GasTownConfig, Transport};
@@ -135,8 +135,23 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Runs the controller until SIGTERM/Ctrl-C (exit 0) or until leadership is lost (error, so
-/// the process restarts as a candidate).
+/// How the controller stopped, when it did not stop cleanly: the replica must not go on as
+/// leader, and the process should exit at once (non-zero) so that it restarts as a candidate.
+/// Nothing is waited for: every Gas Town call and write checks leadership first, so the
+/// reconciles still running can no longer act.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    /// The last successful Lease renew got too old, or another replica took the Lease.
+    #[error("leadership lost")]
+    LeadershipLost,
+    /// The election task ended or panicked.
+    #[error("{0}")]
+    ElectionEnded(String),
+}
+
+/// Runs the controller until SIGTERM/Ctrl-C (exit 0; the leader finishes its running
+/// reconciles, then releases the Lease) or until leadership is lost or the election task dies
+/// (an error of type [`Stopped`]: the caller should exit at once, see `main.rs`).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     gastown_crds::validate::validate_dns_label("claimer", &args.claimer)?;
     let client = kube_client(args.context.as_deref()).await?;
@@ -150,39 +165,61 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.metrics_addr))?;
     info!(%addr, transport = gastown.transport_kind(), claimer = %args.claimer, "serving /metrics, /livez, /readyz");
 
+    // One signal listener; `terminated` turns true on SIGTERM or Ctrl-C.
+    let (term_tx, mut terminated) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = term_tx.send(true);
+    });
+
     let identity = identity(&args);
-    let (leader_tx, mut leader_rx) = watch::channel(!args.leader_election);
-    if args.leader_election {
+    let mut election = if args.leader_election {
         let namespace = args
             .lease_namespace
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".to_string());
-        let cfg = leader::LeaseConfig {
-            name: args.lease_name.clone(),
+        let cfg = leader::LeaseConfig::new(
+            args.lease_name.clone(),
             namespace,
-            identity: identity.clone(),
-            duration: args.lease_duration,
-            retry: (args.lease_duration / 3).max(Duration::from_millis(500)),
-        };
-        info!(lease = %cfg.name, namespace = %cfg.namespace, %identity, "leader election on");
-        tokio::spawn(leader::run(client.clone(), cfg, leader_tx));
+            identity.clone(),
+            args.lease_duration,
+        );
+        info!(
+            lease = %cfg.name, namespace = %cfg.namespace, %identity, duration = ?cfg.duration,
+            retry = ?cfg.retry, request_timeout = ?cfg.request_timeout(), validity = ?cfg.validity(),
+            "leader election on"
+        );
+        Some(leader::Election::spawn(client.clone(), cfg))
+    } else {
+        None
+    };
+    let leadership = election
+        .as_ref()
+        .map_or_else(leader::Leadership::unconditional, leader::Election::leadership);
+    let _ = health.leadership.set(leadership.clone());
+    if let Some(e) = election.as_mut() {
         // A standby replica is healthy and ready.
         health.ready.store(true, Ordering::Relaxed);
-        let shutdown = shutdown_signal();
-        tokio::pin!(shutdown);
-        loop {
-            if *leader_rx.borrow() {
-                break;
+        let mut waiting = leadership.clone();
+        let stopped = tokio::select! {
+            _ = terminated.wait_for(|t| *t) => None,
+            acquired = waiting.acquired() => {
+                (!acquired).then(|| Stopped::ElectionEnded("the leader election task ended".to_string()))
             }
-            tokio::select! {
-                _ = &mut shutdown => { info!("shutting down (standby)"); return Ok(()); }
-                changed = leader_rx.changed() => { if changed.is_err() { bail!("leader election stopped"); } }
+            why = e.ended() => Some(Stopped::ElectionEnded(why)),
+        };
+        if let Some(stopped) = stopped {
+            return Err(stopped.into());
+        }
+        if *terminated.borrow() {
+            info!("shutting down (standby)");
+            if let Some(e) = election.take() {
+                e.release().await;
             }
+            return Ok(());
         }
         health.ready.store(false, Ordering::Relaxed);
-    } else {
-        drop(leader_tx);
     }
 
     let settings = decision::Settings {
@@ -204,32 +241,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: Arc::clone(&metrics),
-        leader: leader_rx.clone(),
+        leader: leadership.clone(),
         failures: reconcile::Failures::default(),
     });
 
-    // Stop on a signal, or at once when leadership is lost.
+    // On a signal, stop starting reconciles and let the running ones finish.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
-        let stop_tx = stop_tx.clone();
-        let lost = Arc::clone(&lost_leadership);
-        let mut leader_rx = leader_rx.clone();
-        let elected = args.leader_election;
+        let mut terminated = terminated.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown_signal() => info!("shutdown requested; finishing running reconciles"),
-                _ = async {
-                    loop {
-                        if leader_rx.changed().await.is_err() { futures::future::pending::<()>().await; }
-                        if elected && !*leader_rx.borrow() { break; }
-                    }
-                } => {
-                    warn!("leadership lost; stopping");
-                    lost.store(true, Ordering::Relaxed);
-                }
+            if terminated.wait_for(|t| *t).await.is_ok() {
+                info!("shutdown requested; finishing running reconciles");
+                let _ = stop_tx.send(true);
             }
-            let _ = stop_tx.send(true);
         });
     }
 
@@ -314,9 +338,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     info!(namespaces = ?args.namespaces, %selector, "controller started");
-    futures::future::join_all(runs).await;
-    if lost_leadership.load(Ordering::Relaxed) {
-        bail!("leadership lost");
+    let stopped = {
+        let mut lost = leadership.clone();
+        let ended = async {
+            match election.as_mut() {
+                Some(e) => e.ended().await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = futures::future::join_all(runs) => None,
+            () = lost.lost() => Some(Stopped::LeadershipLost),
+            why = ended => Some(Stopped::ElectionEnded(why)),
+        }
+    };
+    if let Some(stopped) = stopped {
+        error!(reason = %stopped, "exiting at once without waiting for running reconciles (they can no longer act)");
+        return Err(stopped.into());
+    }
+    // Every reconcile has ended: stop leading, then give the Lease up so that a standby takes
+    // over at once instead of after the lease duration.
+    if let Some(e) = election.take() {
+        e.release().await;
     }
     info!("stopped cleanly");
     Ok(())

@@ -16,5 +16,13 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => tracing_subscriber::fmt().with_env_filter(filter).json().init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
-    gastown_controller::run(cli.run).await
+    match gastown_controller::run(cli.run).await {
+        Err(e) if e.is::<gastown_controller::Stopped>() => {
+            // Lost leadership or a dead election task: exit now (non-zero, so the replica restarts
+            // as a candidate) instead of letting the runtime wait for reconciles still in flight.
+            eprintln!("Error: {e:#}");
+            std::process::exit(1);
+        }
+        result => result,
+    }
 }

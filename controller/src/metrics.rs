@@ -54,6 +54,9 @@ pub struct Metrics {
     pub active_claims: Family<PhaseLabels, Gauge>,
     /// Kubernetes API writes made by the controller, by kind (`status`, `finalizer`, `release`).
     pub api_writes: Family<ErrorLabels, Counter>,
+    /// 1 while this replica may act (leads, or runs without leader election), else 0; set when
+    /// scraped.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,6 +78,7 @@ impl Metrics {
         let claim_to_dispatch = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let active_claims = Family::<PhaseLabels, Gauge>::default();
         let api_writes = Family::<ErrorLabels, Counter>::default();
+        let leader = Gauge::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconcile errors by kind", errors.clone());
         registry.register(
@@ -94,6 +98,11 @@ impl Metrics {
         );
         registry.register("active_claims", "Claimed Automatons by phase", active_claims.clone());
         registry.register("api_writes", "Kubernetes API writes by kind", api_writes.clone());
+        registry.register(
+            "leader",
+            "1 while this replica may act (it holds the Lease, or leader election is off)",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -103,6 +112,7 @@ impl Metrics {
             claim_to_dispatch,
             active_claims,
             api_writes,
+            leader,
         }
     }
 

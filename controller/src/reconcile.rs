@@ -16,7 +16,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::conditions;
@@ -72,8 +71,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// `true` while this replica may act.
-    pub leader: watch::Receiver<bool>,
+    /// Whether this replica may act: the time of its last successful Lease renew, checked
+    /// before every Gas Town call and write (see `leader.rs`).
+    pub leader: crate::leader::Leadership,
     /// Consecutive failures per object, for exponential backoff.
     pub failures: Failures,
 }
@@ -133,7 +133,7 @@ impl Failures {
 
 impl Context {
     fn ensure_leader(&self) -> Result<(), Error> {
-        if *self.leader.borrow() {
+        if self.leader.is_leader() {
             Ok(())
         } else {
             Err(Error::NotLeader)

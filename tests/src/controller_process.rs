@@ -122,7 +122,30 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
-impl ControllerProcess {}
+impl ControllerProcess {
+    /// The value of an unlabelled metric (e.g. `gastown_leader`) from `/metrics`; `None` if
+    /// the admin address is not known yet, the scrape failed or the metric is absent.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let addr = self.admin_addr()?;
+        let (code, body) = http_get(&addr, "/metrics").ok()?;
+        if code != 200 {
+            return None;
+        }
+        metric_in(&body, name)
+    }
+}
+
+/// The value of the unlabelled sample `name` in an OpenMetrics text.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (metric, value) = line.split_once(' ')?;
+        if metric == name {
+            value.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
 
 impl Drop for ControllerProcess {
     fn drop(&mut self) {
