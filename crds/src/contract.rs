@@ -37,3 +37,46 @@ pub mod condition {
     /// The claim was released back to Kubernetes.
     pub const RELEASED: &str = "Released";
 }
+
+/// The fields of `status` that only the controller writes (through the status subresource):
+/// the claim as it saw it (`status.claim`) and Gas Town's side of the work (`status.gastown`:
+/// bead ID, `beadCreated`, ...). The controller trusts them on every reconcile (which bead to
+/// sync, close or release), so the claim policy refuses them from anyone else, on any
+/// Automaton, and refuses to claim an Automaton whose status already carries them.
+pub const CONTROLLER_STATUS_FIELDS: [&str; 2] = ["claim", "gastown"];
+
+/// The `status.phase` values that only the controller writes: the Gas Town side of the
+/// lifecycle. The Kubernetes executor's phases (`Pending`, `Running`, `Succeeded`, `Failed`)
+/// stay writable by others on Automatons that are not claimed.
+pub const CONTROLLER_PHASES: [crate::Phase; 3] =
+    [crate::Phase::Claimed, crate::Phase::Dispatched, crate::Phase::Released];
+
+#[cfg(test)]
+mod controller_status_tests {
+    use super::{CONTROLLER_PHASES, CONTROLLER_STATUS_FIELDS};
+    use crate::{AutomatonStatus, ClaimStatus, GasTownStatus, Phase};
+
+    /// The names are the ones the status is serialized with.
+    #[test]
+    fn controller_status_fields_are_the_serialized_names() {
+        let status = AutomatonStatus {
+            claim: Some(ClaimStatus::default()),
+            gastown: Some(GasTownStatus::default()),
+            ..AutomatonStatus::default()
+        };
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        assert_eq!(keys, CONTROLLER_STATUS_FIELDS);
+    }
+
+    #[test]
+    fn controller_phases_are_not_the_executors() {
+        for phase in [Phase::Pending, Phase::Running, Phase::Succeeded, Phase::Failed] {
+            assert!(!CONTROLLER_PHASES.contains(&phase), "{phase:?}");
+        }
+    }
+}

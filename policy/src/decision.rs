@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use gastown_crds::Phase;
 use gastown_crds::contract::{
     CLAIM_REQUEST_ANNOTATION, CLAIM_REQUEST_VALUE, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION,
-    CLAIMED_BY_LABEL,
+    CLAIMED_BY_LABEL, CONTROLLER_PHASES, CONTROLLER_STATUS_FIELDS, RELEASE_FINALIZER,
 };
 use gastown_crds::validate::{validate_bead_id, validate_rig_name};
 use serde_json::{Map, Value};
@@ -208,7 +208,33 @@ impl<'a> View<'a> {
     }
 
     fn phase(&self) -> Option<Phase> {
-        self.section("status")?.get("phase")?.as_str().and_then(Phase::parse)
+        self.phase_str().and_then(Phase::parse)
+    }
+
+    fn phase_str(&self) -> Option<&'a str> {
+        self.section("status")?.get("phase")?.as_str()
+    }
+
+    /// `status.<name>`, `None` when absent or `null`.
+    fn status_field(&self, name: &str) -> Option<&'a Value> {
+        self.section("status")?.get(name).filter(|v| !v.is_null())
+    }
+
+    /// The controller-owned status fields this status carries, as `status.<name>`.
+    fn controller_status(&self) -> Vec<String> {
+        CONTROLLER_STATUS_FIELDS
+            .iter()
+            .filter(|field| self.status_field(field).is_some())
+            .map(|field| format!("status.{field}"))
+            .collect()
+    }
+
+    /// Whether `metadata.finalizers` holds the controller's release finalizer.
+    fn has_release_finalizer(&self) -> bool {
+        self.section("metadata")
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(RELEASE_FINALIZER)))
     }
 
     /// The claim request annotation: `Ok(true)` for `local`, an error for any other value.
@@ -292,8 +318,11 @@ fn decide_status_update(settings: &Settings, req: &Request<'_>) -> Decision {
         Ok(v) => v,
         Err(e) => return reject(code::BAD_REQUEST, e),
     };
-    match old.label(CLAIMED_BY_LABEL) {
-        Some(claimer) if claimer == settings.claimer => reject(
+    // Claimed by any claimer, like the main resource: a claim label that this policy did not
+    // set came from a controller identity (users' marks are refused as forged), so the work is
+    // some Gas Town's and its status that controller's.
+    if let Some(claimer) = old.label(CLAIMED_BY_LABEL) {
+        return reject(
             code::FORBIDDEN,
             format!(
                 "Automaton {}/{} is claimed by Gas Town {claimer:?}: its status is reported only by the \
@@ -303,9 +332,41 @@ fn decide_status_update(settings: &Settings, req: &Request<'_>) -> Decision {
                 settings.controller_users.join(", "),
                 req.username
             ),
-        ),
-        _ => Decision::Accept,
+        );
     }
+    // Not claimed: the Kubernetes executor's fields (phase, conditions, message, ...) are
+    // writable; what the controller trusts when it (re)claims the Automaton is not.
+    let new = match View::new(&req.object, "object") {
+        Ok(v) => v,
+        Err(e) => return reject(code::BAD_REQUEST, e),
+    };
+    let mut changed: Vec<String> = CONTROLLER_STATUS_FIELDS
+        .iter()
+        .filter(|field| old.status_field(field) != new.status_field(field))
+        .map(|field| format!("status.{field}"))
+        .collect();
+    if let Some(phase) = new.phase_str()
+        && new.phase_str() != old.phase_str()
+        && CONTROLLER_PHASES.iter().any(|p| p.as_str() == phase)
+    {
+        changed.push(format!("status.phase {phase}"));
+    }
+    if changed.is_empty() {
+        return Decision::Accept;
+    }
+    reject(
+        code::FORBIDDEN,
+        format!(
+            "Automaton {}/{}: {} may be written only by the gastown controller ({}), not by {:?}; the \
+             controller trusts them to find the Gas Town bead of a claim. Leave them as they are (the phases \
+             Pending, Running, Succeeded and Failed, the conditions and the message stay writable)",
+            req.namespace,
+            old.name(),
+            changed.join(", "),
+            settings.controller_users.join(", "),
+            req.username
+        ),
+    )
 }
 
 fn decide_create(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Plan {
@@ -318,6 +379,9 @@ fn decide_create(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedge
     }
     if new.has_claim_marks() {
         return reject(code::FORBIDDEN, forged_claim_message(settings)).into();
+    }
+    if new.has_release_finalizer() {
+        return reject(code::FORBIDDEN, finalizer_message(settings, &req.username)).into();
     }
     let mode = match new.execution_mode() {
         Ok(m) => m,
@@ -352,6 +416,11 @@ fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedge
     if new.has_claim_marks() && new.claim_marks() != old.claim_marks() {
         return reject(code::FORBIDDEN, forged_claim_message(settings)).into();
     }
+    // Removing it from an Automaton that is not claimed is allowed: the controller, which
+    // watches claimed Automatons only, would never remove it, and deletion would hang.
+    if new.has_release_finalizer() && !old.has_release_finalizer() {
+        return reject(code::FORBIDDEN, finalizer_message(settings, &req.username)).into();
+    }
     let requested = match new.claim_requested() {
         Ok(r) => r,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
@@ -378,6 +447,36 @@ fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedge
         )
         .into();
     }
+    if old.phase() == Some(Phase::Released) {
+        // The controller gave this claim back (see controller/src/reconcile.rs
+        // `release_claim`); a claim on it would be released again at once.
+        return reject(
+            code::CONFLICT,
+            format!(
+                "Automaton {}/{} was released by Gas Town (status.phase Released) and cannot be claimed again: \
+                 its status keeps the earlier claim's bead and history. Create a new Automaton to claim the work \
+                 again, or run this one in Kubernetes (remove the {CLAIM_REQUEST_ANNOTATION} annotation and set \
+                 spec.executionMode to \"kubernetes\")",
+                req.namespace,
+                old.name()
+            ),
+        )
+        .into();
+    }
+    let carried = old.controller_status();
+    if !carried.is_empty() {
+        return reject(
+            code::CONFLICT,
+            format!(
+                "Automaton {}/{} cannot be claimed: its status already carries {}, which only the gastown \
+                 controller writes for a claim of its own. Create a new Automaton to claim the work",
+                req.namespace,
+                old.name(),
+                carried.join(" and ")
+            ),
+        )
+        .into();
+    }
     claim(settings, req, &new, ledger)
 }
 
@@ -388,7 +487,7 @@ fn decide_update_of_claimed(
     new: &View<'_>,
     holder: &str,
 ) -> Decision {
-    let mut changed: Vec<&str> = Vec::new();
+    let mut changed: Vec<String> = Vec::new();
     let old_marks = old.claim_marks();
     let new_marks = new.claim_marks();
     let mark_names = [
@@ -398,22 +497,31 @@ fn decide_update_of_claimed(
     ];
     for ((o, n), name) in old_marks.iter().zip(new_marks.iter()).zip(mark_names) {
         if o != n {
-            changed.push(name);
+            changed.push(name.to_string());
         }
     }
     if old.annotation(CLAIM_REQUEST_ANNOTATION).is_some()
         && old.annotation(CLAIM_REQUEST_ANNOTATION) != new.annotation(CLAIM_REQUEST_ANNOTATION)
     {
-        changed.push("metadata.annotations[gastown.io/claim]");
+        changed.push(format!("metadata.annotations[{CLAIM_REQUEST_ANNOTATION}]"));
     }
-    for field in ["executionMode", "rig", "task"] {
-        if old.spec_field(field) != new.spec_field(field) {
-            changed.push(match field {
-                "executionMode" => "spec.executionMode",
-                "rig" => "spec.rig",
-                _ => "spec.task",
-            });
+    if old.has_release_finalizer() != new.has_release_finalizer() {
+        changed.push(format!("metadata.finalizers[{RELEASE_FINALIZER}]"));
+    }
+    // The whole spec is the work Gas Town was given: frozen.
+    match (old.spec(), new.spec()) {
+        (Some(Value::Object(o)), Some(Value::Object(n))) => {
+            for (key, value) in o {
+                if n.get(key) != Some(value) {
+                    changed.push(format!("spec.{key}"));
+                }
+            }
+            for key in n.keys().filter(|k| !o.contains_key(*k)) {
+                changed.push(format!("spec.{key}"));
+            }
         }
+        (o, n) if o != n => changed.push("spec".to_string()),
+        _ => {}
     }
     if changed.is_empty() {
         // Re-admission of a claimed object (idempotent): no patch, the timestamp stays.
@@ -428,8 +536,9 @@ fn decide_update_of_claimed(
         code::FORBIDDEN,
         format!(
             "Automaton {}/{} is claimed by Gas Town {holder:?}{hint}: {} may be changed only by the gastown \
-             controller ({}), not by {:?}. Leave these fields as they are; to stop the work, delete the \
-             Automaton (the controller releases it in Gas Town)",
+             controller ({}), not by {:?}. Leave these fields as they are (the spec of claimed work is frozen); \
+             to stop or change the work, delete the Automaton (the controller releases it in Gas Town) and \
+             create a new one",
             req.namespace,
             old.name(),
             changed.join(", "),
@@ -445,6 +554,14 @@ fn forged_claim_message(settings: &Settings) -> String {
          annotations) are set only by the gastown claim policy for Gas Town {:?}; remove them and request a \
          claim with the annotation {CLAIM_REQUEST_ANNOTATION}: {CLAIM_REQUEST_VALUE} or spec.executionMode: local",
         settings.claimer
+    )
+}
+
+fn finalizer_message(settings: &Settings, user: &str) -> String {
+    format!(
+        "the finalizer {RELEASE_FINALIZER} is added and removed only by the gastown controller ({}), not by {user:?}: \
+         it keeps a claimed Automaton until its work is released in Gas Town. Leave metadata.finalizers without it",
+        settings.controller_users.join(", ")
     )
 }
 

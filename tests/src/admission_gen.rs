@@ -11,7 +11,10 @@
 //! [`check`] states what the policy must answer: no trap, valid JSON with `accepted`, a message
 //! with every rejection, a JSONPatch (computed like policy-server, `json_patch::diff`) that
 //! touches only the claim fields, and the security rules (no forged or hijacked claims, no
-//! claims by unauthorized users, no changes to claimed work by others than the controller).
+//! claims by unauthorized users, no changes to the claim marks, the spec or the release
+//! finalizer of claimed work by others than the controller, no status writes to claimed work
+//! and no controller-owned status fields or phases by others, no finalizer added by others, no
+//! claim of an Automaton that Gas Town released or whose status carries controller fields).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -34,6 +37,13 @@ pub const CLAIMED_AT: &str = "gastown.io/claimed-at";
 pub const REQUESTED_BY: &str = "gastown.io/claim-requested-by";
 /// The claim request annotation (value `local`).
 pub const CLAIM_REQUEST: &str = "gastown.io/claim";
+/// The controller's finalizer.
+pub const RELEASE_FINALIZER: &str = "gastown.io/release";
+/// The status fields only the controller writes (the policy's rule model; the policy reads
+/// `gastown_crds::contract::CONTROLLER_STATUS_FIELDS`).
+pub const CONTROLLER_STATUS: [&str; 2] = ["claim", "gastown"];
+/// The phases only the controller writes.
+pub const CONTROLLER_PHASES: [&str; 3] = ["Claimed", "Dispatched", "Released"];
 
 /// The JSON pointers of the fields a mutation may set.
 pub const CLAIM_PATHS: [&str; 5] = [
@@ -829,6 +839,9 @@ impl AdmissionGen {
         }
         if self.rng.percent(40) {
             o["status"] = json!({"phase": self.rng.pick(PHASES)});
+            if self.rng.one_in(4) {
+                self.controller_status(&mut o);
+            }
         }
         if self.rng.one_in(8) {
             o["metadata"]["finalizers"] = json!(["gastown.io/release"]);
@@ -903,6 +916,24 @@ impl AdmissionGen {
         }
     }
 
+    /// Puts fields only the controller writes into the status: a bead (maybe another team's),
+    /// the claim as the controller saw it, or both.
+    fn controller_status(&mut self, o: &mut Value) {
+        if !o.get("status").is_some_and(Value::is_object) {
+            o["status"] = json!({});
+        }
+        match self.rng.below(4) {
+            0 => o["status"]["claim"] = json!({"claimedBy": CLAIMER, "requestedBy": "alice"}),
+            1 => o["status"]["gastown"] = Value::Null,
+            _ => {
+                o["status"]["gastown"] = json!({
+                    "beadId": self.rng.pick(&["gt-a3f8", "gt-team7.3", "go-7xq"]),
+                    "beadCreated": self.rng.percent(50),
+                })
+            }
+        }
+    }
+
     /// An Automaton that asks for a claim the way users do (mode local or the annotation,
     /// a valid or no rig, no forged marks), so that many cases reach the claim itself.
     fn claim_request(&mut self) -> Value {
@@ -970,7 +1001,7 @@ impl AdmissionGen {
             old.clone()
         };
         for _ in 0..self.rng.below(4) {
-            match self.rng.below(9) {
+            match self.rng.below(11) {
                 0 => new["metadata"]["annotations"][CLAIM_REQUEST] = json!("local"),
                 1 => new["spec"]["executionMode"] = json!("local"),
                 2 => self.forge_marks(&mut new),
@@ -979,8 +1010,22 @@ impl AdmissionGen {
                 5 => new["metadata"]["labels"][CLAIMED_BY] = json!(claimer),
                 6 => new["spec"]["executionMode"] = json!("kubernetes"),
                 7 => new["status"] = json!({"phase": self.rng.pick(PHASES)}),
+                8 => new["metadata"]["finalizers"] = json!([RELEASE_FINALIZER]),
+                9 => new["metadata"]["finalizers"] = json!([]),
                 _ => new = self.random_automaton(),
             }
+        }
+        if claim && self.rng.one_in(4) {
+            // A claim of an Automaton Gas Town released, or whose status someone planted.
+            let mut stored = old.clone();
+            stored["status"] = json!({"phase": self.rng.pick(&["Released", "Pending", "Claimed"])});
+            if self.rng.percent(70) {
+                self.controller_status(&mut stored);
+            }
+            new["status"] = stored["status"].clone();
+            let mut req = self.request("UPDATE", "", new, stored);
+            self.authorized_user(&mut req);
+            return req;
         }
         if self.rng.one_in(10) {
             // Marks already on the stored object (without the label), kept by the update.
@@ -1021,7 +1066,14 @@ impl AdmissionGen {
         let old = self.claimed_automaton(claimer);
         let mut new = old.clone();
         for _ in 0..self.rng.below(4) {
-            match self.rng.below(20) {
+            match self.rng.below(27) {
+                20 => new["spec"]["timeoutSeconds"] = json!(self.rng.pick(&[999_999, 1, 0, -1])),
+                21 => new["spec"]["agent"]["model"] = json!("sonnet"),
+                22 => new["spec"]["mergeStrategy"] = json!(self.rng.pick(&["direct", "mr", "local"])),
+                23 => new["spec"]["forge"] = json!("other-forge"),
+                24 => new["metadata"]["finalizers"] = json!([RELEASE_FINALIZER, "example.com/keep"]),
+                25 => new["metadata"]["finalizers"] = json!(["example.com/keep"]),
+                26 => new["spec"]["futureField"] = json!({"kept": false}),
                 0 => new["metadata"]["labels"][CLAIMED_BY] = json!("other-town"),
                 1 => {
                     let v = new["metadata"]["labels"][CLAIMED_BY]
@@ -1076,11 +1128,32 @@ impl AdmissionGen {
             0 => strip_marks(self.random_automaton()),
             _ => self.claimed_automaton(claimer),
         };
+        let mut old = old;
+        if self.rng.one_in(3) {
+            // Released by Gas Town, or planted earlier.
+            old["status"] = json!({"phase": self.rng.pick(&["Released", "Running", "Pending"])});
+            self.controller_status(&mut old);
+        }
         let mut new = old.clone();
-        new["status"] = json!({
-            "phase": self.rng.pick(PHASES),
-            "conditions": [{"type": "Completed", "status": "True", "reason": "Spoofed"}]
-        });
+        match self.rng.below(4) {
+            // The executor's way: the controller's fields kept as they are.
+            0 => {
+                if !new.get("status").is_some_and(Value::is_object) {
+                    new["status"] = json!({});
+                }
+                new["status"]["phase"] = json!(self.rng.pick(PHASES));
+                new["status"]["message"] = json!("written by the executor");
+            }
+            _ => {
+                new["status"] = json!({
+                    "phase": self.rng.pick(PHASES),
+                    "conditions": [{"type": "Completed", "status": "True", "reason": "Spoofed"}]
+                });
+                if self.rng.one_in(3) {
+                    self.controller_status(&mut new);
+                }
+            }
+        }
         if self.rng.one_in(4) {
             remove_at(&mut new, "/metadata/labels", CLAIMED_BY);
         }
@@ -1491,6 +1564,18 @@ fn phase(o: &Value) -> Option<&str> {
     o.get("status")?.as_object()?.get("phase")?.as_str()
 }
 
+/// `status.<name>`, `None` when absent or `null`.
+fn status_field<'a>(o: &'a Value, name: &str) -> Option<&'a Value> {
+    o.get("status")?.as_object()?.get(name).filter(|v| !v.is_null())
+}
+
+fn has_release_finalizer(o: &Value) -> bool {
+    o.get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(RELEASE_FINALIZER)))
+}
+
 /// Why one JSONPatch operation of a mutation is not allowed (`None`: allowed). Allowed: `add`
 /// or `replace` of the five claim fields, and `add`/`replace` of `metadata`, `labels`,
 /// `annotations` or `spec` where the original has none (absent or `null`), holding only claim
@@ -1673,23 +1758,45 @@ pub fn check(case: &Case, response: &Value, patch: Option<&json_patch::Patch>) -
         let mut changed = marks(old) != marks(new);
         changed |= meta_str(old, "annotations", CLAIM_REQUEST).is_some()
             && meta_str(old, "annotations", CLAIM_REQUEST) != meta_str(new, "annotations", CLAIM_REQUEST);
-        for f in ["executionMode", "rig", "task"] {
-            changed |= spec_field(old, f) != spec_field(new, f);
-        }
+        // The whole spec is frozen, and the finalizer is the controller's.
+        changed |= old.get("spec") != new.get("spec");
+        changed |= has_release_finalizer(old) != has_release_finalizer(new);
         if changed {
-            return fail("a claimed Automaton's claim or work fields were changed by a non-controller identity");
+            return fail(
+                "a claimed Automaton's claim marks, spec or finalizer were changed by a non-controller identity",
+            );
         }
         if mutated.is_some() {
             return fail("a claimed Automaton was claimed again");
         }
     }
-    // Status spoofing.
-    if op == Some("UPDATE")
-        && sub == Some("status")
-        && meta_str(old, "labels", CLAIMED_BY) == Some(model.claimer.as_str())
-        && !rejected
-    {
+    // Status spoofing: claimed by any claimer, like the main resource.
+    if op == Some("UPDATE") && sub == Some("status") && has_meta_key(old, "labels", CLAIMED_BY) && !rejected {
         return fail("status of a claimed Automaton written by a non-controller identity");
+    }
+    // Planted status: the controller's fields, on any Automaton.
+    if op == Some("UPDATE") && sub == Some("status") && !rejected {
+        if CONTROLLER_STATUS
+            .iter()
+            .any(|f| status_field(old, f) != status_field(new, f))
+        {
+            return fail("status.claim or status.gastown written by a non-controller identity");
+        }
+        if let Some(p) = phase(new)
+            && phase(new) != phase(old)
+            && CONTROLLER_PHASES.contains(&p)
+        {
+            return fail("a phase only the controller writes was set by a non-controller identity");
+        }
+    }
+    // The finalizer is added only by the controller (and removed only by it from claimed work).
+    let adds_finalizer = match op {
+        Some("CREATE") => has_release_finalizer(new),
+        Some("UPDATE") => has_release_finalizer(new) && !has_release_finalizer(old),
+        _ => false,
+    };
+    if sub == Some("") && adds_finalizer && !rejected {
+        return fail("the gastown.io/release finalizer was added by a non-controller identity");
     }
     // Forged claim marks.
     let forged_create = op == Some("CREATE")
@@ -1729,6 +1836,12 @@ pub fn check(case: &Case, response: &Value, patch: Option<&json_patch::Patch>) -
         }
         if op == Some("UPDATE") && matches!(phase(old), Some("Running" | "Succeeded" | "Failed")) {
             return fail("an Automaton that ran in Kubernetes was claimed");
+        }
+        if op == Some("UPDATE") && phase(old) == Some("Released") {
+            return fail("an Automaton released by Gas Town was claimed again");
+        }
+        if op == Some("UPDATE") && CONTROLLER_STATUS.iter().any(|f| status_field(old, f).is_some()) {
+            return fail("an Automaton whose status carries status.claim or status.gastown was claimed");
         }
         let expected_rig = match spec_field(new, "rig").and_then(Value::as_str) {
             Some(r) if !r.is_empty() => Some(r),

@@ -338,6 +338,35 @@ fn claimed_changes() -> Vec<Change> {
         ("spec removed", |o| {
             o.as_object_mut().unwrap().remove("spec");
         }),
+        // The whole spec is the work: frozen (issue 14 item 12).
+        ("spec.timeoutSeconds to 999999", |o| {
+            o["spec"]["timeoutSeconds"] = json!(999_999)
+        }),
+        ("spec.timeoutSeconds changed", |o| {
+            o["spec"]["timeoutSeconds"] = json!(7_200)
+        }),
+        ("spec.agent model", |o| o["spec"]["agent"]["model"] = json!("sonnet")),
+        ("spec.agent removed", |o| {
+            o["spec"].as_object_mut().unwrap().remove("agent");
+        }),
+        ("spec.mergeStrategy set", |o| {
+            o["spec"]["mergeStrategy"] = json!("direct")
+        }),
+        ("spec.forge changed", |o| o["spec"]["forge"] = json!("other-forge")),
+        ("an unknown spec field", |o| {
+            o["spec"]["futureField"]["kept"] = json!(false)
+        }),
+        ("a new spec field", |o| o["spec"]["newField"] = json!("x")),
+        // The release finalizer is the controller's.
+        ("the release finalizer removed", |o| {
+            o["metadata"]["finalizers"] = json!([])
+        }),
+        ("the release finalizer replaced", |o| {
+            o["metadata"]["finalizers"] = json!(["example.com/other"])
+        }),
+        ("finalizers removed", |o| {
+            o["metadata"].as_object_mut().unwrap().remove("finalizers");
+        }),
     ]
 }
 
@@ -380,7 +409,12 @@ fn changes_to_claimed_work_by_non_controller_identities_are_refused() {
         ("another annotation", |o| {
             o["metadata"]["annotations"]["team.example.com/owner"] = json!("x")
         }),
-        ("the agent", |o| o["spec"]["agent"]["model"] = json!("sonnet")),
+        ("another finalizer added", |o| {
+            o["metadata"]["finalizers"] = json!(["gastown.io/release", "example.com/keep"])
+        }),
+        ("the status (ignored by the API server on the main resource)", |o| {
+            o["status"] = json!({"phase": "Succeeded"})
+        }),
     ] {
         let mut new = old.clone();
         apply(&mut new);
@@ -462,7 +496,16 @@ fn a_claim_cannot_be_hijacked_by_a_second_claimer() {
 #[test]
 fn status_spoofing_is_refused() {
     let mut p = Policy::standard();
-    let old = claimed_by(CLAIMER);
+    // Claimed by this town or by any other claimer (issue 14 item 14: the same rule as for the
+    // main resource).
+    for claimer in [CLAIMER, "other-town", "town-2", "Gastown-Local", ""] {
+        status_spoofing_of(&mut p, &claimed_by(claimer), claimer);
+    }
+    p.finish("status_spoofing_is_refused");
+}
+
+fn status_spoofing_of(p: &mut Policy, old: &Value, claimer: &str) {
+    let old = old.clone();
     for phase in ["Succeeded", "Failed", "Released", "Running", "Pending"] {
         let mut new = old.clone();
         new["status"] = json!({
@@ -486,15 +529,19 @@ fn status_spoofing_is_refused() {
                 new.clone(),
                 old.clone(),
             );
+            let claimed_by = format!("claimed by Gas Town {claimer:?}");
             p.refuses(
-                &format!("status {phase} by {user:?}"),
+                &format!("status {phase} of {claimer:?}'s claim by {user:?}"),
                 &req,
                 403,
-                &["reported only by the gastown controller"],
+                &["reported only by the gastown controller", &claimed_by],
             );
         }
         let req = admission_request("UPDATE", "status", CONTROLLER, &[], new, old.clone());
-        p.accepts_unchanged(&format!("status {phase} by the controller"), &req);
+        p.accepts_unchanged(
+            &format!("status {phase} of {claimer:?}'s claim by the controller"),
+            &req,
+        );
     }
     // An old object that is not a JSON object cannot hide the claim.
     for bad_old in [json!(null), json!("x"), json!([old.clone()])] {
@@ -506,7 +553,232 @@ fn status_spoofing_is_refused() {
             &["oldObject"],
         );
     }
-    p.finish("status_spoofing_is_refused");
+}
+
+/// The status of an Automaton that Gas Town released: its claim and bead are kept in the status.
+fn released() -> Value {
+    let mut o = automaton("fix-login");
+    o["spec"]["executionMode"] = json!("kubernetes");
+    o["spec"]["rig"] = json!("gastown");
+    o["status"] = json!({
+        "phase": "Released",
+        "message": "claim released to Kubernetes: the spec could not be dispatched within 600s",
+        "claim": {"claimedBy": CLAIMER, "claimedAt": "2026-11-28T10:00:01Z", "requestedBy": "alice"},
+        "gastown": {"beadId": "gt-a3f8", "beadCreated": true, "rig": "gastown"},
+        "conditions": [{"type": "Released", "status": "True", "reason": "ClaimExpired", "message": "x",
+                        "lastTransitionTime": "2026-11-28T10:10:01Z"}]
+    });
+    o
+}
+
+const CONTROLLER_ONLY: &str = "may be written only by the gastown controller";
+
+/// Issue 14 item 11: the fields the controller trusts (`status.claim`, `status.gastown`, the
+/// Gas Town phases) are written by nobody else, on any Automaton; the Kubernetes executor's
+/// fields stay writable; a planted status cannot be claimed.
+#[test]
+fn planted_status_is_refused_and_never_claimed() {
+    let mut p = Policy::standard();
+    let mut users = vec![
+        "alice",
+        "mallory",
+        "k8s-executor",
+        "system:anonymous",
+        "",
+        "system:serviceaccount:gastown-system:default",
+    ];
+    users.extend_from_slice(CONTROLLER_LOOKALIKES);
+    let plain = automaton("fix-login");
+    let mut pending = plain.clone();
+    pending["status"] = json!({"phase": "Pending"});
+    let plants: Vec<(&str, Value, &str)> = vec![
+        (
+            "another team's bead",
+            json!({"phase": "Pending", "gastown": {"beadId": "gt-team7.3", "beadCreated": true}}),
+            "status.gastown",
+        ),
+        (
+            "beadCreated only",
+            json!({"gastown": {"beadCreated": true}}),
+            "status.gastown",
+        ),
+        ("an empty gastown", json!({"gastown": {}}), "status.gastown"),
+        (
+            "a claim",
+            json!({"claim": {"claimedBy": CLAIMER, "requestedBy": "alice"}}),
+            "status.claim",
+        ),
+        ("phase Claimed", json!({"phase": "Claimed"}), "status.phase Claimed"),
+        (
+            "phase Dispatched",
+            json!({"phase": "Dispatched"}),
+            "status.phase Dispatched",
+        ),
+        ("phase Released", json!({"phase": "Released"}), "status.phase Released"),
+    ];
+    for old in [&plain, &pending] {
+        for (what, status, field) in &plants {
+            let mut new = old.clone();
+            new["status"] = status.clone();
+            for user in &users {
+                let req = admission_request("UPDATE", "status", user, &["system:masters"], new.clone(), old.clone());
+                p.refuses(
+                    &format!("{what} planted by {user:?}"),
+                    &req,
+                    403,
+                    &[field, CONTROLLER_ONLY],
+                );
+            }
+            let req = admission_request("UPDATE", "status", CONTROLLER, &[], new.clone(), old.clone());
+            p.accepts_unchanged(&format!("{what} written by the controller"), &req);
+        }
+    }
+    // The controller's fields of a released Automaton are neither changed nor erased by others.
+    let rel = released();
+    for (what, apply) in [
+        (
+            "bead ID changed",
+            (|s: &mut Value| s["gastown"]["beadId"] = json!("gt-team7.3")) as fn(&mut Value),
+        ),
+        ("gastown erased", |s| {
+            s.as_object_mut().unwrap().remove("gastown");
+        }),
+        ("gastown null", |s| s["gastown"] = Value::Null),
+        ("claim erased", |s| {
+            s.as_object_mut().unwrap().remove("claim");
+        }),
+        ("whole status replaced", |s| *s = json!({"phase": "Pending"})),
+    ] {
+        let mut new = rel.clone();
+        apply(&mut new["status"]);
+        let req = admission_request("UPDATE", "status", "k8s-executor", &[], new, rel.clone());
+        p.refuses(&format!("released: {what}"), &req, 403, &[CONTROLLER_ONLY]);
+    }
+    // The Kubernetes executor's fields stay writable, also next to the controller's.
+    for old in [&plain, &pending, &rel] {
+        for phase in ["Pending", "Running", "Succeeded", "Failed"] {
+            let mut new = old.clone();
+            if !new["status"].is_object() {
+                new["status"] = json!({});
+            }
+            new["status"]["phase"] = json!(phase);
+            new["status"]["message"] = json!("pods running");
+            new["status"]["observedGeneration"] = json!(2);
+            new["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "PodsReady", "message": "1/1",
+                        "lastTransitionTime": "2026-11-28T11:00:00Z"}]);
+            let req = admission_request("UPDATE", "status", "k8s-executor", &[], new, old.clone());
+            p.accepts_unchanged(
+                &format!("executor writes {phase} over {:?}", old["status"]["phase"]),
+                &req,
+            );
+        }
+    }
+    // A status written by the controller earlier (or planted) is never claimed.
+    for (what, status) in [
+        (
+            "a bead",
+            json!({"phase": "Pending", "gastown": {"beadId": "gt-team7.3", "beadCreated": true}}),
+        ),
+        ("a claim", json!({"claim": {"claimedBy": CLAIMER}})),
+        ("beadCreated false", json!({"gastown": {"beadCreated": false}})),
+    ] {
+        let mut old = plain.clone();
+        old["status"] = status;
+        for new in [requested(old.clone()), local(old.clone())] {
+            p.refuses(
+                &format!("claim of an Automaton whose status carries {what}"),
+                &update("alice", &[], new, old.clone()),
+                409,
+                &["cannot be claimed", "Create a new Automaton"],
+            );
+        }
+    }
+    p.finish("planted_status_is_refused_and_never_claimed");
+}
+
+/// Issue 14 item 13: an Automaton Gas Town released is not claimed again (the controller would
+/// release it again at once); it stays usable in Kubernetes.
+#[test]
+fn released_automatons_are_not_claimed_again() {
+    let mut p = Policy::standard();
+    let rel = released();
+    let mut bare = rel.clone();
+    bare["status"] = json!({"phase": "Released"});
+    for old in [&rel, &bare] {
+        for (how, new) in [
+            ("the annotation", requested(old.clone())),
+            ("executionMode local", local(old.clone())),
+            ("both", local(requested(old.clone()))),
+        ] {
+            for (user, groups) in [("alice", vec![]), ("bob", vec!["gastown-claimers"])] {
+                p.refuses(
+                    &format!("re-claim by {how} by {user}"),
+                    &update(user, &groups, new.clone(), old.clone()),
+                    409,
+                    &[
+                        "was released by Gas Town (status.phase Released)",
+                        "Create a new Automaton to claim the work again",
+                    ],
+                );
+            }
+        }
+        let mut new = old.clone();
+        new["metadata"]["labels"]["app"] = json!("api");
+        new["spec"]["agent"]["model"] = json!("sonnet");
+        p.accepts_unchanged(
+            "a released Automaton edited in Kubernetes mode",
+            &update("alice", &[], new, old.clone()),
+        );
+    }
+    // A fresh Automaton with the same work is claimed.
+    p.claims(
+        "the same work as a new Automaton",
+        &create("alice", &[], requested(automaton("fix-login-2"))),
+    );
+    p.finish("released_automatons_are_not_claimed_again");
+}
+
+/// Issue 14 item 12: the release finalizer is added only by the controller, and removed only by
+/// it from claimed work (see `changes_to_claimed_work_by_non_controller_identities_are_refused`).
+#[test]
+fn the_release_finalizer_is_the_controllers() {
+    let mut p = Policy::standard();
+    const FINALIZER: &str = "finalizer gastown.io/release is added and removed only by the gastown controller";
+    for o in [
+        automaton("fix-login"),
+        local(automaton("fix-login")),
+        requested(automaton("fix-login")),
+    ] {
+        let mut with = o.clone();
+        with["metadata"]["finalizers"] = json!(["example.com/keep", "gastown.io/release"]);
+        for user in ["alice", "bob", CONTROLLER_LOOKALIKES[0]] {
+            p.refuses(
+                &format!("CREATE with the finalizer by {user:?}"),
+                &create(user, &["gastown-claimers"], with.clone()),
+                403,
+                &[FINALIZER],
+            );
+            p.refuses(
+                &format!("UPDATE adding the finalizer by {user:?}"),
+                &update(user, &["gastown-claimers"], with.clone(), automaton("fix-login")),
+                403,
+                &[FINALIZER],
+            );
+        }
+        p.accepts_unchanged(
+            "CREATE with the finalizer by the controller",
+            &create(CONTROLLER, &[], with.clone()),
+        );
+    }
+    // A stray finalizer on an Automaton nobody claims can be removed (the controller does not
+    // watch it, so nobody else would).
+    let mut stray = automaton("fix-login");
+    stray["metadata"]["finalizers"] = json!(["gastown.io/release"]);
+    p.accepts_unchanged(
+        "removing a stray finalizer",
+        &update("alice", &[], automaton("fix-login"), stray),
+    );
+    p.finish("the_release_finalizer_is_the_controllers");
 }
 
 #[test]

@@ -1,0 +1,589 @@
+//! Who may steer claimed work (issue 14 items 11 to 14), end to end: the compiled policy served
+//! as a mutating admission webhook to the real kube-apiserver with the rules, failure policy and
+//! settings of `policy/manifests/cluster-admission-policy.yaml`, the real controller binary
+//! (running as its ServiceAccount with the chart's Automaton rules) against the fake Gas Town,
+//! and users writing through the API server.
+//!
+//! The controller binary is `GASTOWN_CONTROLLER_BIN`, else `gastown-controller` next to this
+//! test's `deps/` directory (`cargo test --workspace` builds it; alone, run
+//! `cargo build -p gastown-controller` first).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gastown_crds::contract::{CLAIM_REQUEST_ANNOTATION, CLAIMED_BY_LABEL, RELEASE_FINALIZER};
+use gastown_crds::{Automaton, Phase};
+use gastown_tests::cluster::{OPERATOR_USER, TestCluster, client_from_kubeconfig};
+use gastown_tests::controller_process::ControllerProcess;
+use gastown_tests::fake_gastown::{FakeGasTown, Faults};
+use gastown_tests::policy_host::{PolicyModule, default_module_path};
+use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt as _};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn controller_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("GASTOWN_CONTROLLER_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/gastown-controller
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("gastown-controller"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} not found: build it (`cargo build -p gastown-controller`) or set GASTOWN_CONTROLLER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The ClusterAdmissionPolicy of `policy/manifests/`, with alice allowed to claim.
+fn policy_manifest() -> Value {
+    let text = std::fs::read_to_string(repo().join("policy/manifests/cluster-admission-policy.yaml")).unwrap();
+    let mut policy: Value = serde_yaml::from_str(&text).unwrap();
+    policy["spec"]["settings"]["allowedUsers"] = json!(["alice"]);
+    policy
+}
+
+fn automaton(name: &str, extra: Value) -> Automaton {
+    let mut doc = json!({
+        "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+        "metadata": {"name": name},
+        "spec": {"task": {"title": format!("Task {name}")}, "executionMode": "local"},
+    });
+    merge(&mut doc, &extra);
+    serde_json::from_value(doc).unwrap()
+}
+
+fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+/// Broken expectations, collected so that one run reports every item that fails.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// Expects the API server to refuse with `code` and a message containing every part of
+    /// `contains` (the policy's message).
+    fn refused(&mut self, what: &str, result: Result<Automaton, kube::Error>, code: u16, contains: &[&str]) {
+        match result {
+            Err(kube::Error::Api(s)) => {
+                if s.code != code {
+                    self.0
+                        .push(format!("{what}: code {}, expected {code}: {}", s.code, s.message));
+                }
+                for part in contains {
+                    if !s.message.contains(part) {
+                        self.0.push(format!("{what}: message lacks {part:?}: {}", s.message));
+                    }
+                }
+            }
+            Err(other) => self.0.push(format!("{what}: expected an API error, got {other}")),
+            Ok(a) => self.0.push(format!(
+                "{what}: ADMITTED (labels {:?}, annotations {:?}, finalizers {:?}, spec {:?}, phase {:?})",
+                a.metadata.labels,
+                a.metadata.annotations,
+                a.metadata.finalizers,
+                a.spec,
+                a.phase()
+            )),
+        }
+    }
+
+    fn check(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.0.push(what.into());
+        }
+    }
+}
+
+async fn wait_for(
+    api: &Api<Automaton>,
+    name: &str,
+    what: &str,
+    log: &dyn Fn() -> String,
+    pred: impl Fn(&Automaton) -> bool,
+) -> Automaton {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let a = api.get_opt(name).await.unwrap();
+        if let Some(a) = a.as_ref().filter(|a| pred(a)) {
+            return a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: timed out waiting for {what}: {:?}\ncontroller log:\n{}",
+            a.map(|a| (a.metadata, a.spec, a.status)),
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn role_binding(ns: &str, name: &str, rules: Value, subjects: Value) -> (Value, Value) {
+    (
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": ns}, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": subjects}),
+    )
+}
+
+async fn apply_rbac(admin: &Client, ns: &str, role: &Value, binding: &Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let params = PatchParams::apply("gastown-tests").force();
+    let name = role["metadata"]["name"].as_str().unwrap();
+    Api::<Role>::namespaced(admin.clone(), ns)
+        .patch(name, &params, &Patch::Apply(role))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .patch(name, &params, &Patch::Apply(binding))
+        .await
+        .unwrap();
+}
+
+fn bead_of(a: &Automaton) -> Option<String> {
+    a.status.as_ref()?.gastown.as_ref()?.bead_id.clone()
+}
+
+/// Items 11 to 14 through the API server: planted status, frozen claimed work, the release
+/// finalizer, a released Automaton that is not claimed again (and that the controller leaves
+/// alone), and status protection for any claimer.
+#[tokio::test]
+async fn nobody_but_the_controller_steers_claimed_work() {
+    let cluster = TestCluster::start().await.unwrap();
+    cluster.install_crds().await.unwrap();
+    let admin = cluster.client();
+    let ns = cluster.namespace("steer").await.unwrap();
+    let ns_name = ns.name().to_string();
+
+    // RBAC: users may do anything with Automatons in the namespace (so only the policy stands
+    // in their way); the controller has the chart's Automaton rules (charts/gastown-operator/
+    // templates/rbac.yaml).
+    let users = json!(
+        ["alice", "bob", "mallory"]
+            .iter()
+            .map(|u| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
+            .collect::<Vec<_>>()
+    );
+    let (role, binding) = role_binding(
+        &ns_name,
+        "automaton-editor",
+        json!([{"apiGroups": ["olympus.io"], "resources": ["automatons", "automatons/status"], "verbs": ["*"]}]),
+        users,
+    );
+    apply_rbac(&admin, &ns_name, &role, &binding).await;
+    let (role, binding) = role_binding(
+        &ns_name,
+        "gastown-operator",
+        json!([
+            {"apiGroups": ["olympus.io"], "resources": ["automatons"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["olympus.io"], "resources": ["automatons/status"], "verbs": ["get", "patch", "update"]},
+            {"apiGroups": ["olympus.io"], "resources": ["automatons/finalizers"], "verbs": ["update"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
+        ]),
+        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]),
+    );
+    apply_rbac(&admin, &ns_name, &role, &binding).await;
+
+    let client = |user: &'static str| {
+        let path = cluster.user_kubeconfig(user);
+        let ns = ns_name.clone();
+        async move { Api::<Automaton>::namespaced(client_from_kubeconfig(&path).await.unwrap(), &ns) }
+    };
+    let alice = client("alice").await;
+    let mallory = client("mallory").await;
+    let operator = client(OPERATOR_USER).await;
+    let admin_api: Api<Automaton> = Api::namespaced(admin.clone(), &ns_name);
+
+    // Objects from before the policy was installed: work claimed by another town (its marks
+    // were set by that town's controller), and an unclaimed Automaton whose status carries a
+    // bead.
+    let theirs = admin_api
+        .create(
+            &PostParams::default(),
+            &automaton(
+                "theirs",
+                json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "other-town"}}, "spec": {"rig": "gastown"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let planted = admin_api
+        .create(
+            &PostParams::default(),
+            &automaton("planted", json!({"spec": {"executionMode": "kubernetes"}})),
+        )
+        .await
+        .unwrap();
+    admin_api
+        .patch_status(
+            "planted",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"phase": "Pending", "gastown": {"beadId": "gt-team7", "beadCreated": true}}}),
+            ),
+        )
+        .await
+        .unwrap();
+
+    // The compiled policy as a webhook built from the manifest, scoped to this namespace.
+    let mut policy = policy_manifest();
+    let settings = policy["spec"]["settings"].clone();
+    let module = PolicyModule::load(&default_module_path()).unwrap();
+    let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0)
+        .await
+        .unwrap();
+    policy["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-steer": ns_name}});
+    let mwc_name = format!("gastown-claim-{ns_name}");
+    register(&admin, &webhook.webhook_configuration(&mwc_name, &policy))
+        .await
+        .unwrap();
+    Api::<Namespace>::all(admin.clone())
+        .patch(
+            &ns_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"gastown-steer": ns_name}}})),
+        )
+        .await
+        .unwrap();
+    // The API server picks the new configuration up asynchronously: wait until a forged claim
+    // is refused.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let probe = automaton(
+            "probe",
+            json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "gastown-local"}}, "spec": {"executionMode": "kubernetes"}}),
+        );
+        match alice.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(s)) if s.code == 403 => break,
+            Ok(_) => {
+                alice.delete("probe", &DeleteParams::default()).await.unwrap();
+            }
+            Err(e) => panic!("probe: {e}"),
+        }
+        assert!(Instant::now() < deadline, "the webhook never took effect");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The controller as its ServiceAccount. Gas Town refuses every sling, so a claim is given
+    // back after --claim-timeout (the controller closes the bead it created and releases).
+    let town = FakeGasTown::new().unwrap();
+    town.set_faults(&Faults::fail(1.0).verbs(["sling"])).unwrap();
+    let args: Vec<String> = [
+        "--namespaces",
+        &ns_name,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--sync-interval",
+        "1s",
+        "--claim-timeout",
+        "3s",
+        "--release-timeout",
+        "3s",
+        "--log-format",
+        "json",
+        "--town-root",
+        &town.town_root().display().to_string(),
+        "--gt-path",
+        &town.gt_path().display().to_string(),
+        "--bd-path",
+        &town.bd_path().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log_path = town.state_dir().join("controller.log");
+    let controller = ControllerProcess::spawn(
+        &controller_binary(),
+        &cluster.user_kubeconfig(OPERATOR_USER),
+        &args,
+        &log_path,
+    )
+    .unwrap();
+    let log = || controller.log();
+    let mut failures = Failures::default();
+
+    // --- Item 13: a released Automaton is not claimed again. ---
+    alice
+        .create(&PostParams::default(), &automaton("give-back", json!({})))
+        .await
+        .unwrap();
+    let released = wait_for(&alice, "give-back", "released by the controller", &log, |a| {
+        a.phase() == Some(Phase::Released) && a.claimed_by().is_none() && a.finalizers().is_empty()
+    })
+    .await;
+    let bead = bead_of(&released).expect("the released claim recorded its bead");
+    assert_eq!(
+        town.bead(&bead).unwrap().unwrap()["status"],
+        "closed",
+        "the bead the controller created and could not sling is closed on release"
+    );
+    let beads_before = town.beads().unwrap().len();
+    for (how, patch) in [
+        (
+            "re-claim by the annotation",
+            json!({"metadata": {"annotations": {CLAIM_REQUEST_ANNOTATION: "local"}}}),
+        ),
+        (
+            "re-claim by spec.executionMode local",
+            json!({"spec": {"executionMode": "local"}}),
+        ),
+    ] {
+        failures.refused(
+            how,
+            alice
+                .patch("give-back", &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+            409,
+            &[
+                "was released by Gas Town (status.phase Released)",
+                "Create a new Automaton to claim the work again",
+            ],
+        );
+    }
+    // Nothing changed, and the controller leaves the released Automaton alone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = alice.get("give-back").await.unwrap();
+    failures.check(
+        after.phase() == Some(Phase::Released) && after.claimed_by().is_none(),
+        format!(
+            "give-back is no longer released and unclaimed: phase {:?}, labels {:?}",
+            after.phase(),
+            after.metadata.labels
+        ),
+    );
+    failures.check(
+        after.resource_version() == released.resource_version(),
+        "the refused re-claims changed the released Automaton",
+    );
+    failures.check(
+        town.beads().unwrap().len() == beads_before,
+        "a bead was created after a re-claim of a released Automaton",
+    );
+    // It stays usable in Kubernetes mode.
+    alice
+        .patch(
+            "give-back",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "web"}}})),
+        )
+        .await
+        .unwrap();
+
+    // --- Item 11: the controller's status fields are the controller's, on any Automaton. ---
+    alice
+        .create(
+            &PostParams::default(),
+            &automaton("plain", json!({"spec": {"executionMode": "kubernetes"}})),
+        )
+        .await
+        .unwrap();
+    failures.refused(
+        "planting a bead",
+        mallory
+            .patch_status(
+                "plain",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"status": {"phase": "Pending", "gastown": {"beadId": "gt-team8", "beadCreated": true}}}),
+                ),
+            )
+            .await,
+        403,
+        &[
+            "status.gastown",
+            "may be written only by the gastown controller",
+            "\"mallory\"",
+        ],
+    );
+    failures.refused(
+        "changing a recorded bead",
+        mallory
+            .patch_status(
+                "give-back",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"gastown": {"beadId": "gt-team8"}}})),
+            )
+            .await,
+        403,
+        &["status.gastown"],
+    );
+    failures.refused(
+        "planting a phase",
+        mallory
+            .patch_status(
+                "plain",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Dispatched"}})),
+            )
+            .await,
+        403,
+        &["status.phase Dispatched"],
+    );
+    // The Kubernetes executor's fields stay writable (the controller's are kept).
+    let written = mallory
+        .patch_status(
+            "planted",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Pending", "message": "waiting for a node"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.status.unwrap().message.as_deref(), Some("waiting for a node"));
+    // An Automaton whose status carries a bead is not claimed.
+    failures.refused(
+        "claiming an Automaton whose status carries a bead",
+        alice
+            .patch(
+                "planted",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {CLAIM_REQUEST_ANNOTATION: "local"}}})),
+            )
+            .await,
+        409,
+        &["cannot be claimed", "status.gastown"],
+    );
+    let unchanged = alice.get("planted").await.unwrap();
+    failures.check(unchanged.claimed_by().is_none(), "planted was claimed");
+    failures.check(
+        unchanged.spec.execution_mode == planted.spec.execution_mode,
+        "planted changed its execution mode",
+    );
+
+    // --- Item 12: claimed work is frozen; only the controller touches its finalizer. ---
+    town.clear_faults();
+    alice
+        .create(&PostParams::default(), &automaton("again", json!({})))
+        .await
+        .unwrap();
+    let again = wait_for(&alice, "again", "Dispatched", &log, |a| {
+        a.phase() == Some(Phase::Dispatched)
+    })
+    .await;
+    assert!(again.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
+    for (what, patch) in [
+        ("spec.timeoutSeconds", json!({"spec": {"timeoutSeconds": 999_999}})),
+        (
+            "spec.agent",
+            json!({"spec": {"agent": {"name": "claude", "model": "opus"}}}),
+        ),
+        ("spec.mergeStrategy", json!({"spec": {"mergeStrategy": "direct"}})),
+        ("spec.forge", json!({"spec": {"forge": "other-forge"}})),
+    ] {
+        failures.refused(
+            &format!("changing {what} of claimed work"),
+            alice
+                .patch("again", &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+            403,
+            &[what, "the spec of claimed work is frozen"],
+        );
+    }
+    failures.refused(
+        "removing the finalizer of claimed work",
+        alice
+            .patch(
+                "again",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": []}})),
+            )
+            .await,
+        403,
+        &["metadata.finalizers[gastown.io/release]"],
+    );
+    // Adding it to work nobody claims is refused too (nobody would ever remove it).
+    failures.refused(
+        "adding the finalizer to unclaimed work",
+        alice
+            .patch(
+                "plain",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": [RELEASE_FINALIZER]}})),
+            )
+            .await,
+        403,
+        &["finalizer gastown.io/release is added and removed only by the gastown controller"],
+    );
+    // Deleting claimed work stays allowed: the controller releases it and removes its finalizer.
+    let bead = bead_of(&again).unwrap();
+    alice.delete("again", &DeleteParams::default()).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while alice.get_opt("again").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "again not released; controller log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    failures.check(
+        town.bead(&bead).unwrap().unwrap()["status"] != "hooked",
+        "the deleted work is still hooked in Gas Town",
+    );
+
+    // --- Item 14: the status of another town's claim is not the users' either. ---
+    let mut spoof = alice.get("theirs").await.unwrap();
+    spoof.status.get_or_insert_with(Default::default).phase = Some(Phase::Succeeded);
+    failures.refused(
+        "status of another town's claim",
+        alice.replace_status("theirs", &PostParams::default(), &spoof).await,
+        403,
+        &[
+            "claimed by Gas Town \"other-town\"",
+            "reported only by the gastown controller",
+        ],
+    );
+    failures.check(
+        alice.get("theirs").await.unwrap().status == theirs.status,
+        "the status of another town's claim was written by alice",
+    );
+    // The controller identity may.
+    operator
+        .patch_status(
+            "theirs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"message": "seen"}})),
+        )
+        .await
+        .unwrap();
+
+    assert!(webhook.requests() > 0);
+    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .delete(&mwc_name, &DeleteParams::default())
+        .await;
+    assert!(
+        failures.0.is_empty(),
+        "{} broken expectations:\n{}\ncontroller log:\n{}",
+        failures.0.len(),
+        failures.0.join("\n"),
+        log()
+    );
+}
