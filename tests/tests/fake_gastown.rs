@@ -984,7 +984,7 @@ fn list_shows_50_beads_unless_limit_0() {
     assert_eq!(ids(&run(&t, "bd", &["list", "--json", "-n", "3"])).len(), 3);
     // The label filter narrows to our bead (AND of all labels given), closed ones with --all.
     let by_label = run(&t, "bd", &["list", "--json", "--all", "--limit", "0", "-l", "ref-1"]);
-    assert_eq!(ids(&by_label), [ours.clone()]);
+    assert_eq!(ids(&by_label), [ours.as_str()]);
     assert!(ids(&run(&t, "bd", &["list", "--json", "-l", "ref-1,other"])).is_empty());
     ok(&t, "bd", &["close", "--", &ours]);
     assert!(ids(&run(&t, "bd", &["list", "--json", "--limit", "0", "-l", "ref-1"])).is_empty());
@@ -994,7 +994,7 @@ fn list_shows_50_beads_unless_limit_0() {
             "bd",
             &["list", "--json", "--all", "--limit", "0", "-l", "ref-1"]
         )),
-        [ours.clone()]
+        [ours.as_str()]
     );
     // bd >= v0.49.5: --all without --limit lists everything.
     t.set_config(&Config {
@@ -1068,7 +1068,7 @@ fn an_after_work_failure_keeps_the_change() {
     assert_eq!(call.created.as_deref(), Some(id.as_str()));
     assert_eq!(call.fault.as_deref(), Some("after_work_fail"));
     assert_eq!(call.exit_code, 1);
-    assert_eq!(t.created_beads().unwrap(), [id.clone()]);
+    assert_eq!(t.created_beads().unwrap(), [id.as_str()]);
 
     let o = run(&t, "gt", &["sling", &id, "gastown"]);
     assert_eq!(o.status.code(), Some(1));
