@@ -552,9 +552,35 @@ impl FakeGasTown {
         Ok(out.trim().to_string())
     }
 
-    /// Creates a bead carrying `external_ref` (as the controller's `bd create` does) and
-    /// returns its ID.
+    /// Creates a bead carrying `external_ref` and the labels the controller's `bd create` sets
+    /// (`gastown-operator` and the reference's lookup label), as if the controller had created
+    /// it, and returns its ID.
     pub fn create_bead_with_external_ref(&self, title: &str, external_ref: &str) -> anyhow::Result<String> {
+        let reference = gastown_controller::gastown::ExternalRef::parse(external_ref)?;
+        let labels = format!(
+            "{},{}",
+            gastown_controller::gastown::OPERATOR_LABEL,
+            reference.lookup_label()
+        );
+        let out = self.internal_ok(
+            "bd",
+            &[
+                "create",
+                "--silent",
+                "--external-ref",
+                external_ref,
+                "-l",
+                &labels,
+                "--",
+                title,
+            ],
+        )?;
+        Ok(out.trim().to_string())
+    }
+
+    /// Creates a bead carrying `external_ref` but no labels, as a controller build before the
+    /// lookup label did, and returns its ID.
+    pub fn create_unlabelled_bead_with_external_ref(&self, title: &str, external_ref: &str) -> anyhow::Result<String> {
         let out = self.internal_ok(
             "bd",
             &["create", "--silent", "--external-ref", external_ref, "--", title],

@@ -6,7 +6,7 @@
 //! within a short window are answered by one command instead.
 //!
 //! Real `bd show` of several IDs (beads `cmd/bd/show.go`, since v0.50.0) prints the beads it
-//! found and one "Error fetching <id>: ..." line on stderr per unknown ID, and exits 0 when it
+//! found and one `Error fetching <id>: ...` line on stderr per unknown ID, and exits 0 when it
 //! found any, non-zero only when it found none (older versions exit 0 with empty output then).
 //! So a bead missing from the answer, or a batch that `bd` answered with a non-zero exit or
 //! unreadable output, is read on its own with [`GasTown::show_bead`], which tells "no such

@@ -41,6 +41,14 @@
 //! answer must wait [`GasTown::command_lifetime`] from the time the create was sent.
 //! [`Error::is_definite_failure`] from `create_bead` means no bead was made.
 //!
+//! # Releasing work
+//!
+//! Real `gt unsling` only releases a `hooked` bead of a worker whose tmux session still runs,
+//! and exits 0 without changing anything for work `in_progress` (see [`GasTown::unsling`]);
+//! gt-proxy-server does not allow it at all. [`GasTown::release_bead`] reads the bead, tries
+//! `gt unsling` locally, reads again, and reopens a bead still held with `bd update --status
+//! open --assignee ""` ([`GasTown::reopen_bead`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), gastown_controller::gastown::Error> {
 //! use gastown_controller::gastown::{ExternalRef, GasTown, GasTownConfig, Transport};
@@ -307,8 +315,11 @@ impl GasTown {
     /// create worked after all), and only when none exists is the create tried again (for
     /// transient failures, up to the configured retries). So one call never creates two beads.
     ///
-    /// Errors: [`Error::is_definite_failure`] means no bead was created (the command never
-    /// started, or it exited non-zero and no bead with `external_ref` exists afterwards).
+    /// Errors: [`Error::is_definite_failure`] means no bead was created: the command never
+    /// started, or it exited non-zero and no bead with `external_ref` was found afterwards (or
+    /// the lookup failed too, as when Gas Town is down; a non-zero exit is then taken at its
+    /// word, although real `bd create` can exit 1 after making the bead, e.g. "The issue was
+    /// created locally but not synced to the remote" in beads `cmd/bd/create.go`).
     /// [`Error::outcome_unknown`] means a bead may exist: the caller must look it up
     /// ([`Self::find_bead_by_external_ref`]) before creating again; if the lookup after the
     /// failure failed too, the error is [`Error::OutcomeUnknown`] (never the lookup's own
@@ -346,6 +357,12 @@ impl GasTown {
                         return bead.bead_id();
                     }
                     Ok(None) => {}
+                    // Exited non-zero: it ran to its end and said it failed; without an answer
+                    // from the lookup (Gas Town down, say), that is taken at its word.
+                    Err(check) if error.is_definite_failure() => {
+                        tracing::warn!(error = %check, "looking for the bead of a failed bd create failed too");
+                        return Err(error);
+                    }
                     Err(check) => {
                         return Err(Error::OutcomeUnknown {
                             source: Box::new(error),
@@ -478,14 +495,14 @@ impl GasTown {
     /// `internal/cmd/unsling.go` `runUnslingWith`):
     /// - resolves `holder` (`<rig>/<Name>` or `<rig>/polecats/<Name>`) through the worker's tmux
     ///   session (`resolveTargetAgent` in `internal/cmd/sling_target.go`: `tmux list-panes`):
-    ///   a worker whose session is gone fails with "resolving target agent: getting pane for
-    ///   <session>: exit status 1";
+    ///   a worker whose session is gone fails with `resolving target agent: getting pane for
+    ///   <session>: exit status 1`;
     /// - without `holder` acts on the caller's own identity, which the controller (no
     ///   `GT_ROLE`) does not have: "detecting agent identity: cannot determine agent identity";
     /// - looks only for a bead with status `hooked` assigned to that worker: a bead the worker
     ///   has started (`in_progress`) is not found, and gt prints "No work hooked" and **exits
     ///   0 without changing anything**;
-    /// - refuses unfinished work without `force` ("hooked work <id> is incomplete");
+    /// - refuses unfinished work without `force` (`hooked work <id> is incomplete`);
     /// - otherwise sets the bead to `open` without an assignee.
     ///
     /// gt-proxy-server does not allow `gt unsling` (403). Use [`Self::release_bead`], which

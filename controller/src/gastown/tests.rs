@@ -689,3 +689,14 @@ fn the_default_timeout_outlasts_gt_proxy_server() {
     let (client, _) = town.client(|c| c.command_timeout = Duration::from_secs(3));
     assert_eq!(client.command_lifetime(), Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn a_create_refused_while_gas_town_is_down_stays_definite() {
+    // The create exits 1 and so does the lookup after it: the exit code is taken at its word.
+    let town = create_town("touch list-fails; echo 'Error: cannot connect to Dolt server' >&2; exit 1");
+    let (client, recorder) = town.client(|_| {});
+    let err = client.create_bead("Fix login", "", &reference()).await.unwrap_err();
+    assert!(matches!(err, Error::Exit { code: Some(1), .. }), "{err:?}");
+    assert!(err.is_definite_failure());
+    assert_eq!(recorder.seen(), vec!["bd create exit", "bd list exit"]);
+}
