@@ -137,7 +137,8 @@ pub enum Error {
 }
 
 /// HTTP statuses gt-proxy-server answers before it runs anything (gastown
-/// `internal/proxy/exec.go` `handleExec`: 405 wrong method, 400 bad body or empty argv, 403
+/// `internal/proxy/exec.go` `handleExec`, lines 26-95 at commit a8bd79bf8, before `runCommand`
+/// at line 103: 405 wrong method, 400 bad body or empty argv, 403
 /// command or subcommand not allowed, 429 rate limit, 503 all exec slots busy; the mux
 /// answers 404 for other paths). Once it has run the command it always answers 200 with the
 /// exit code in the body.
@@ -145,7 +146,8 @@ const STATUSES_BEFORE_EXEC: &[u16] = &[400, 403, 404, 405, 429, 503];
 
 /// The `exitCode` gt-proxy-server reports for a command it killed at its 60 s limit (or
 /// because the client went away): Go's `ExitError.ExitCode()` is -1 for a process ended by a
-/// signal (gastown `internal/proxy/exec.go` `runCommand`, `exec.CommandContext`).
+/// signal (gastown `internal/proxy/exec.go` `runCommand`, lines 206-227 at commit a8bd79bf8:
+/// `exec.CommandContext` with the 60 s deadline of lines 97-103, then `exit.ExitCode()`).
 pub const PROXY_KILLED_EXIT_CODE: i32 = -1;
 
 impl Error {

@@ -90,8 +90,8 @@ pub use beads::{Bead, BeadStatus};
 pub use error::{Error, PROXY_KILLED_EXIT_CODE, STDERR_EXCERPT_CHARS};
 
 /// How long gt-proxy-server lets a command run before it kills it (gastown
-/// `internal/proxy/server.go`, `ExecTimeout`: "0 uses the default (60s)"; `cmd/gt-proxy-server`
-/// does not set it).
+/// `internal/proxy/server.go` lines 58-60 and 153-156 at commit a8bd79bf8, `ExecTimeout`: "0
+/// uses the default (60s)"; `cmd/gt-proxy-server` does not set it).
 pub const PROXY_EXEC_LIMIT: Duration = Duration::from_secs(60);
 
 /// The default per-command timeout: longer than [`PROXY_EXEC_LIMIT`], so that a command the

@@ -310,7 +310,8 @@ fn show(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
             errors.push_str(&not_found(id));
         }
     }
-    // Real `bd show` (beads `cmd/bd/show.go`, since v0.50.0 commit dccac5a2c) prints
+    // Real `bd show` (beads `cmd/bd/show.go` lines 117-133 and 412-425 at commit fbcee6c62,
+    // since v0.50.0 commit dccac5a2c) prints
     // "Error fetching <id>: ..." on stderr for each unknown ID and goes on: it exits 0 with the
     // beads it found, and non-zero only when it found none (with `--json`, a JSON error object
     // on stdout).
@@ -509,7 +510,9 @@ fn close(p: &Parsed, st: &mut State, ctx: &Ctx, json: bool) -> Outcome {
 /// results (default 50, use 0 for unlimited)")`, since bd v0.42.0).
 const LIST_DEFAULT_LIMIT: i64 = 50;
 
-/// `bd list`, as beads `cmd/bd/list.go` does it: without `--all` (or `--status`) closed and
+/// `bd list`, as beads `cmd/bd/list.go` does it (lines at beads commit fbcee6c62: the limit
+/// flag 1236, the limit resolution 643-652, the default status filter 726-741): without
+/// `--all` (or `--status`) closed and
 /// pinned beads are hidden; `-l/--label` filters (AND); rows are sorted by priority, then
 /// newest first, then ID (`ORDER BY priority ASC, created_at DESC, id ASC`, beads
 /// `internal/storage/domain/db/issue_search.go`); at most 50 are printed unless `--limit`

@@ -429,7 +429,11 @@ fn resolve_target_agent(target: &str, st: &mut State, cfg: &Config) -> Result<St
     }
 }
 
-/// `gt unsling [bead-id] [target]`, as gastown `internal/cmd/unsling.go` `runUnslingWith`:
+/// `gt unsling [bead-id] [target]`, as gastown `internal/cmd/unsling.go` `runUnslingWith`
+/// (lines cited at gastown commit a8bd79bf8: target or self 80-93, the `hooked` query 121-131,
+/// nothing hooked → exit 0 162-175, another bead 177-180, incomplete 200-205, the update
+/// 224-236; `internal/cmd/sling_target.go` `resolveTargetAgent` 20-44; `internal/cmd/handoff.go`
+/// `resolvePathToSession` 686-738 and `getSessionPane` 1232-1243):
 /// - the target is resolved through its tmux session (a worker whose session is gone cannot
 ///   be named); without a target it acts on the caller's own identity, which a caller
 ///   without `GT_ROLE` (such as the controller) does not have;
