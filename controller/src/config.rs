@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// Timeout of one Gas Town command (a hung command is killed).
     #[arg(long, env = "GASTOWN_COMMAND_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub command_timeout: Duration,
+    /// After a `bd create` whose outcome is unknown, only look its bead up for this long before
+    /// creating another (default: from the command timeout, see `decision::create_outcome_wait`).
+    #[arg(long, env = "GASTOWN_CREATE_OUTCOME_WAIT", value_parser = parse_duration, global = true)]
+    pub create_outcome_wait: Option<Duration>,
     /// Automatons reconciled at once.
     #[arg(long, env = "GASTOWN_CONCURRENCY", default_value_t = 8, global = true)]
     pub concurrency: u16,
