@@ -979,6 +979,66 @@ async fn release_claim(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Re
 mod tests {
     use super::*;
 
+    /// A town whose `bd create` hangs past the client's timeout and whose `bd list` fails.
+    fn town_with(bd_script: &str) -> (gastown::testing::TempDir, GasTown) {
+        let dir = gastown::testing::TempDir::new("reconcile-create-outcome").unwrap();
+        let root = dir.path().join("town");
+        std::fs::create_dir_all(root.join("mayor")).unwrap();
+        std::fs::write(root.join("mayor/town.json"), "{}").unwrap();
+        let gt = dir.write_executable("bin/gt", "#!/bin/sh\nexit 0\n").unwrap();
+        let bd = dir.write_executable("bin/bd", bd_script).unwrap();
+        let mut config = gastown::GasTownConfig::new(gastown::Transport::Exec {
+            town_root: root,
+            gt_path: gt,
+            bd_path: bd,
+            actor: None,
+        });
+        config.command_timeout = Duration::from_millis(300);
+        config.backoff = gastown::Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            multiplier: 2,
+        };
+        (dir, GasTown::new(config).unwrap())
+    }
+
+    fn reference() -> ExternalRef {
+        ExternalRef::for_automaton("team-a", "fix-login", "0f9c-1").unwrap()
+    }
+
+    /// Item 3: `bd create` timed out (it may have made the bead), then the client's lookup of
+    /// that bead failed. The call's error is the lookup's; it must not count as "no bead created"
+    /// (`beadCreated: false`), which would let the next attempt create without looking.
+    #[tokio::test]
+    async fn a_failed_lookup_inside_the_create_retry_is_not_a_failed_create() {
+        let (_dir, town) = town_with(
+            "#!/bin/sh\ncase \"$1\" in\n  create) sleep 5 ;;\n  list) echo 'Error: database is locked' >&2; exit 1 ;;\nesac\nexit 0\n",
+        );
+        let e = town
+            .create_bead("Fix login", "", &reference())
+            .await
+            .expect_err("the create timed out and the lookup failed");
+        assert_eq!(create_outcome(&e), CreateOutcome::Unknown, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_create_that_timed_out_has_an_unknown_outcome() {
+        let (_dir, town) =
+            town_with("#!/bin/sh\ncase \"$1\" in\n  create) sleep 5 ;;\n  list) echo '[]' ;;\nesac\nexit 0\n");
+        let e = town.create_bead("Fix login", "", &reference()).await.unwrap_err();
+        assert_eq!(create_outcome(&e), CreateOutcome::Unknown, "{e}");
+    }
+
+    /// `bd create` itself answered with a failure: certainly no bead.
+    #[tokio::test]
+    async fn a_create_that_exited_non_zero_made_nothing() {
+        let (_dir, town) = town_with(
+            "#!/bin/sh\ncase \"$1\" in\n  create) echo 'Error: invalid title' >&2; exit 1 ;;\n  list) echo '[]' ;;\nesac\nexit 0\n",
+        );
+        let e = town.create_bead("Fix login", "", &reference()).await.unwrap_err();
+        assert_eq!(create_outcome(&e), CreateOutcome::NothingCreated, "{e}");
+    }
+
     #[test]
     fn backoff_doubles_per_due_failure_up_to_five_minutes() {
         let f = Failures::default();
