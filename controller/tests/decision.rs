@@ -1724,6 +1724,30 @@ fn sync_timeout_table() {
     }
 }
 
+/// Item 9: with `mergeStrategy: local` the work completes like any other: `gt done` closes the
+/// hooked bead itself (gastown `internal/cmd/done.go`: the `local` strategy skips push and merge
+/// queue, `goto notifyWitness`, then `updateAgentStateOnDone` runs `bd.Close(hookedBeadID)`
+/// without a reason, which `bd close` records as `Closed`; beads `cmd/bd/close.go`). So a
+/// closed bead ends Succeeded, before or after the spec's deadline.
+#[test]
+fn local_merge_completes_when_gt_done_closes_the_bead() {
+    let a = dispatched(
+        "Running",
+        100,
+        json!({"spec": {"mergeStrategy": "local", "timeoutSeconds": 600}}),
+    );
+    for reason in [Some("Closed"), Some(""), None] {
+        let closed = GasTownView::Bead(bead(
+            json!({"id": BEAD, "status": "closed", "assignee": TOAST, "close_reason": reason}),
+        ));
+        for now in [200, 699, 700, 5_000] {
+            let plan = sync(&a, &closed, now);
+            assert_eq!(phase(&plan), Some(Phase::Succeeded), "{reason:?} at {now}");
+            assert_eq!(plan.command, None);
+        }
+    }
+}
+
 /// Item 5: should the status write after a timeout fail (conflict, crash, lost leadership), the
 /// next sync sees the same bead past the same deadline, even once it was unslung (open): it
 /// decides the timeout again and never slings.
