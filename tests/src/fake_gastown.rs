@@ -60,6 +60,22 @@ pub struct Faults {
     /// Makes fail/hang decisions reproducible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Probability that a matching call that succeeded (its change saved) then exits 1 with an
+    /// error and none of its output: the work was done, then the call failed. Logged with
+    /// `fault: "after_work_fail"`.
+    pub after_work_fail_rate: f64,
+    /// Probability that a matching call that succeeded (its change saved) then hangs for
+    /// `hang_seconds` (default 3600), until the caller's timeout kills it. Logged (before
+    /// hanging) with `hung: true`, `fault: "after_work_hang"`.
+    pub after_work_hang_rate: f64,
+    /// Probability that a matching call that succeeded (its change saved, its output printed)
+    /// is then killed by a signal (no exit code; through gt-proxy-server `exitCode: -1`).
+    /// Logged with `fault: "after_work_kill"`.
+    pub after_work_kill_rate: f64,
+    /// Verbs the after-work rates apply to (`"create"`, `"bd create"`, ...); `None` = the same
+    /// as `fail_verbs` (and `None` there too = all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_work_verbs: Option<Vec<String>>,
 }
 
 impl Faults {
@@ -95,6 +111,53 @@ impl Faults {
         S: Into<String>,
     {
         self.fail_verbs = Some(verbs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Matching calls do their work, then fail (exit 1, no output) with probability `rate`.
+    pub fn fail_after_work(rate: f64) -> Faults {
+        Faults::default().with_fail_after_work(rate)
+    }
+
+    /// Matching calls do their work, then hang for `seconds` with probability `rate` (until
+    /// the caller's timeout kills them).
+    pub fn hang_after_work(rate: f64, seconds: u64) -> Faults {
+        Faults::default().with_hang_after_work(rate, seconds)
+    }
+
+    /// Matching calls do their work, then are killed by a signal with probability `rate`.
+    pub fn kill_after_work(rate: f64) -> Faults {
+        Faults::default().with_kill_after_work(rate)
+    }
+
+    /// Adds "did the work, then failed" with probability `rate` to these faults.
+    pub fn with_fail_after_work(mut self, rate: f64) -> Faults {
+        self.after_work_fail_rate = rate;
+        self
+    }
+
+    /// Adds "did the work, then hung for `seconds`" with probability `rate` (`seconds` is
+    /// shared with the before-work hang).
+    pub fn with_hang_after_work(mut self, rate: f64, seconds: u64) -> Faults {
+        self.after_work_hang_rate = rate;
+        self.hang_seconds = Some(seconds);
+        self
+    }
+
+    /// Adds "did the work, then was killed" with probability `rate`.
+    pub fn with_kill_after_work(mut self, rate: f64) -> Faults {
+        self.after_work_kill_rate = rate;
+        self
+    }
+
+    /// Restricts the after-work rates to these verbs (the before-work rates keep
+    /// [`Faults::verbs`]).
+    pub fn after_work_verbs<I, S>(mut self, verbs: I) -> Faults
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.after_work_verbs = Some(verbs.into_iter().map(Into::into).collect());
         self
     }
 
@@ -138,6 +201,12 @@ pub struct Config {
     /// Polecat name pool (default Toast, Nux, Capable, Furiosa, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polecat_names: Option<Vec<String>>,
+    /// `Some(true)`: `bd list --all` without `--limit` lists every bead, as bd >= v0.49.5
+    /// (which Gas Town requires) does. Default: it keeps `bd list`'s limit of 50, as bd
+    /// v0.42.0-v0.49.4 did. Either way `--limit 0` lists all and rows are sorted by priority,
+    /// then newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bd_all_lifts_limit: Option<bool>,
 }
 
 /// One line of `calls.jsonl`: one invocation of `gt` or `bd`.
@@ -154,12 +223,18 @@ pub struct Call {
     pub env_gt_role: bool,
     #[serde(default)]
     pub hung: bool,
-    /// `down`, `fail` or `hang` when a fault was injected.
+    /// `down`, `fail` or `hang` when a fault was injected before the work (nothing changed);
+    /// `after_work_fail`, `after_work_hang` or `after_work_kill` when it was injected after the
+    /// work was done and saved.
     #[serde(default)]
     pub fault: Option<String>,
-    /// A `gt sling` that hooked the bead (not a no-op re-sling, dry run or failure).
+    /// A `gt sling` that hooked the bead (not a no-op re-sling, dry run or failure), even if
+    /// an after-work fault then made the call fail.
     #[serde(default)]
     pub dispatched: bool,
+    /// The bead a `bd create` made, even if an after-work fault then made the call fail.
+    #[serde(default)]
+    pub created: Option<String>,
     /// Made by this test-support API.
     #[serde(default)]
     pub internal: bool,
@@ -433,10 +508,42 @@ impl FakeGasTown {
         Ok(beads.into_iter().next())
     }
 
-    /// Every bead, closed ones included (`bd list --all --json`).
+    /// Every bead, closed ones included (`bd list --all --limit 0 --json`; like real `bd`,
+    /// the fake lists at most 50 beads without `--limit 0`).
     pub fn beads(&self) -> anyhow::Result<Vec<Value>> {
-        let out = self.internal_ok("bd", &["list", "--all", "--json"])?;
+        let out = self.internal_ok("bd", &["list", "--all", "--limit", "0", "--json"])?;
         serde_json::from_str(&out).context("parsing bd list --json")
+    }
+
+    /// Every bead (closed ones included) whose `external_ref` is `external_ref`: more than
+    /// one means the same work was created twice.
+    pub fn beads_with_external_ref(&self, external_ref: &str) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .beads()?
+            .into_iter()
+            .filter(|b| b["external_ref"].as_str() == Some(external_ref))
+            .collect())
+    }
+
+    /// The beads made by `bd create` calls of others than this helper (the controller,
+    /// tests), in call order, counting those an after-work fault then made fail.
+    pub fn created_beads(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.calls()?.into_iter().filter_map(|c| c.created).collect())
+    }
+
+    /// Fills the town with `count` open beads of priority `priority` (0 is the highest; the
+    /// controller creates its beads with priority 2) and returns their IDs. Real `bd list`
+    /// sorts by priority, so `count > 50` beads of a higher priority push the controller's
+    /// beads out of an unlimited `bd list`'s first 50.
+    pub fn fill_with_beads(&self, count: usize, priority: u8) -> anyhow::Result<Vec<String>> {
+        let priority = priority.to_string();
+        (0..count)
+            .map(|i| {
+                let title = format!("Other work {i}");
+                let out = self.internal_ok("bd", &["create", "-p", &priority, "--silent", "--", &title])?;
+                Ok(out.trim().to_string())
+            })
+            .collect()
     }
 
     /// Creates a bead (like a user would) and returns its ID.
@@ -478,6 +585,14 @@ impl FakeGasTown {
     pub fn start_work(&self, bead: &str) -> anyhow::Result<()> {
         self.internal_ok("bd", &["update", "--status", "in_progress", "--", bead])
             .map(drop)
+    }
+
+    /// The worker's tmux session is gone (killed, crashed, machine restarted): real `gt
+    /// unsling <bead> <rig>/<Name>` then fails to resolve the worker, while its bead stays as
+    /// it was. `worker` is `<rig>/<Name>` or the bead's assignee `<rig>/polecats/<Name>`. The
+    /// next `gt sling` to that worker starts a new session.
+    pub fn end_session(&self, worker: &str) -> anyhow::Result<()> {
+        self.internal_ok("gt", &["_end-session", worker]).map(drop)
     }
 
     /// What the refinery (or `gt done`) does: close the bead with a reason.

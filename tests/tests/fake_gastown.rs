@@ -178,7 +178,12 @@ fn unknown_id_exits_non_zero_with_an_error() {
     let o = run(&t, "bd", &["show", "gt-zzzz", "--json"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("gt-zzzz"));
-    assert!(stdout(&o).trim().is_empty());
+    // With --json real bd (>= v0.50.0) also prints a JSON error object on stdout.
+    let err: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(err["error"], "no issues found matching the provided IDs");
+    let plain = run(&t, "bd", &["show", "gt-zzzz"]);
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(stdout(&plain).trim().is_empty());
     fails(&t, "bd", &["update", "gt-zzzz", "--status", "in_progress"]);
     fails(&t, "bd", &["close", "gt-zzzz"]);
     fails(&t, "gt", &["sling", "gt-zzzz", "gastown"]);
@@ -302,13 +307,97 @@ fn unsling_puts_the_bead_back_to_open() {
     let t = town();
     let id = create(&t, "work");
     ok(&t, "gt", &["sling", &id, "gastown"]);
-    ok(&t, "gt", &["unsling", &id]);
+    let out = ok(&t, "gt", &["unsling", "--force", "--", &id, "gastown/polecats/Toast"]);
+    assert!(out.contains("Work removed from hook"), "{out}");
     let b = show(&t, &id);
     assert_eq!(b["status"], "open");
     assert!(b["assignee"].is_null());
     // It can be slung again, anywhere.
     ok(&t, "gt", &["sling", &id, "demo"]);
     assert_eq!(show(&t, &id)["status"], "hooked");
+    // `<rig>/<Name>` and the `unhook` alias name the same worker.
+    ok(&t, "gt", &["unhook", "-f", &id, "demo/Toast"]);
+    assert_eq!(show(&t, &id)["status"], "open");
+}
+
+/// What real `gt unsling` refuses, or silently skips (gastown `internal/cmd/unsling.go`).
+#[test]
+fn unsling_refuses_what_real_gt_refuses() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    let unchanged = |t: &FakeGasTown| {
+        let b = show(t, &id);
+        assert_eq!(b["status"], "hooked", "{b}");
+        assert_eq!(b["assignee"], "gastown/polecats/Toast");
+    };
+    // No target: the caller's own identity, which a caller without GT_ROLE does not have.
+    let err = fails(&t, "gt", &["unsling", "--force", &id]);
+    assert!(
+        err.starts_with("Error: detecting agent identity: cannot determine agent identity (role: unknown)"),
+        "{err}"
+    );
+    unchanged(&t);
+    // Unfinished work without --force.
+    let err = fails(&t, "gt", &["unsling", &id, "gastown/polecats/Toast"]);
+    assert!(
+        err.starts_with(&format!(
+            "Error: hooked work {id} is incomplete (work)\n  Use --force to unsling anyway"
+        )),
+        "{err}"
+    );
+    unchanged(&t);
+    // Another bead than the one hooked.
+    let other = create(&t, "other");
+    let err = fails(&t, "gt", &["unsling", "--force", &other, "gastown/Toast"]);
+    assert!(
+        err.contains(&format!("bead {other} is not hooked (current hook: {id})")),
+        "{err}"
+    );
+    // A worker without a session (never spawned).
+    let err = fails(&t, "gt", &["unsling", "--force", &id, "gastown/Nux"]);
+    assert!(
+        err.starts_with("Error: resolving target agent: getting pane for gt-nux: exit status 1"),
+        "{err}"
+    );
+    unchanged(&t);
+    // Started work (`in_progress`) is not "hooked": real gt finds nothing, changes nothing and
+    // exits 0.
+    t.start_work(&id).unwrap();
+    let out = ok(&t, "gt", &["unsling", "--force", &id, "gastown/polecats/Toast"]);
+    assert!(out.contains("No work hooked for gastown/polecats/toast"), "{out}");
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "in_progress");
+    assert_eq!(b["assignee"], "gastown/polecats/Toast");
+    // Too many arguments.
+    let err = fails(&t, "gt", &["unsling", &id, "gastown/Toast", "x"]);
+    assert!(err.contains("accepts at most 2 arg(s), received 3"), "{err}");
+}
+
+#[test]
+fn a_worker_whose_session_is_gone_cannot_be_unslung() {
+    let t = town();
+    let id = create(&t, "work");
+    ok(&t, "gt", &["sling", &id, "gastown"]);
+    t.end_session("gastown/polecats/Toast").unwrap();
+    let polecat: Value =
+        serde_json::from_str(&ok(&t, "gt", &["polecat", "status", "gastown/Toast", "--json"])).unwrap();
+    assert_eq!(polecat["session_running"], false);
+    assert_eq!(polecat["session_id"], "gt-toast");
+    let err = fails(&t, "gt", &["unsling", "--force", &id, "gastown/polecats/Toast"]);
+    assert!(
+        err.starts_with("Error: resolving target agent: getting pane for gt-toast: exit status 1"),
+        "{err}"
+    );
+    assert_eq!(show(&t, &id)["status"], "hooked", "the bead stays with the dead worker");
+    // What the controller falls back to: bd, which needs no session.
+    ok(&t, "bd", &["update", "--status", "open", "--assignee", "", "--", &id]);
+    let b = show(&t, &id);
+    assert_eq!(b["status"], "open");
+    assert!(b["assignee"].is_null());
+    // The helper command is not part of the tools' interface.
+    let err = fails(&t, "gt", &["_end-session", "gastown/Toast"]);
+    assert!(err.contains("unknown command"), "{err}");
 }
 
 #[test]
@@ -761,7 +850,7 @@ fn a_polecat_is_busy_until_its_bead_is_closed_and_then_reused() {
     ok(&t, "gt", &["sling", &extra, "gastown"]);
     assert_eq!(worker(&extra), "gastown/polecats/Toast");
     // Unslinging frees it too.
-    ok(&t, "gt", &["unsling", &ids[1]]);
+    ok(&t, "gt", &["unsling", "--force", &ids[1], "gastown/Nux"]);
     let last = create(&t, "last");
     ok(&t, "gt", &["sling", &last, "gastown"]);
     assert_eq!(worker(&last), "gastown/polecats/Nux");
@@ -809,11 +898,284 @@ fn listed_ids(t: &FakeGasTown) -> Vec<String> {
         .collect()
 }
 
+/// Real `bd list` order: priority, then newest first, then ID.
+fn bd_order(beads: &[Value]) -> Vec<String> {
+    let mut keyed: Vec<(i64, std::cmp::Reverse<jiff::Timestamp>, String)> = beads
+        .iter()
+        .map(|b| {
+            (
+                b["priority"].as_i64().unwrap(),
+                std::cmp::Reverse(b["created_at"].as_str().unwrap().parse().unwrap()),
+                b["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, _, id)| id).collect()
+}
+
 #[test]
-fn list_keeps_creation_order_across_many_beads() {
+fn list_sorts_by_priority_then_newest_first() {
     let t = town();
-    let ids: Vec<String> = (0..30).map(|i| create(&t, &format!("bead {i}"))).collect();
-    assert_eq!(listed_ids(&t), ids);
+    let older = create(&t, "older");
+    std::thread::sleep(Duration::from_millis(5));
+    let newer = create(&t, "newer");
+    for i in 0..10 {
+        create(&t, &format!("bead {i}"));
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let urgent = t.fill_with_beads(2, 0).unwrap();
+    let beads = t.beads().unwrap();
+    assert_eq!(beads.len(), 14);
+    let listed = listed_ids(&t);
+    assert_eq!(listed, bd_order(&beads));
+    assert_eq!(
+        listed[..2].iter().collect::<HashSet<_>>(),
+        urgent.iter().collect::<HashSet<_>>()
+    );
+    let pos = |id: &str| listed.iter().position(|l| l == id).unwrap();
+    assert!(pos(&newer) < pos(&older), "newest first within a priority");
+    assert_eq!(listed.last(), Some(&older));
+}
+
+#[test]
+fn list_shows_50_beads_unless_limit_0() {
+    let t = town();
+    let ours = ok(
+        &t,
+        "bd",
+        &[
+            "create",
+            "-p",
+            "2",
+            "-l",
+            "ours,ref-1",
+            "--external-ref",
+            "automaton:ns/a/u1",
+            "--silent",
+            "--",
+            "ours",
+        ],
+    )
+    .trim()
+    .to_string();
+    t.fill_with_beads(60, 1).unwrap();
+    let ids = |o: &Output| -> Vec<String> {
+        serde_json::from_slice::<Vec<Value>>(&o.stdout)
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The default limit, with or without --all (bd v0.42.0-v0.49.4): 50 P1 beads, ours cut,
+    // and a hint on stderr.
+    for args in [vec!["list", "--json"], vec!["list", "--json", "--all"]] {
+        let o = run(&t, "bd", &args);
+        assert!(o.status.success());
+        let listed = ids(&o);
+        assert_eq!(listed.len(), 50, "{args:?}");
+        assert!(!listed.contains(&ours), "{args:?}");
+        assert!(stderr(&o).contains("Use --limit 0 for all"), "{}", stderr(&o));
+    }
+    let all = run(&t, "bd", &["list", "--json", "--all", "--limit", "0"]);
+    assert_eq!(ids(&all).len(), 61);
+    assert_eq!(ids(&all).last(), Some(&ours), "lowest priority last");
+    assert!(stderr(&all).is_empty());
+    assert_eq!(ids(&run(&t, "bd", &["list", "--json", "-n", "3"])).len(), 3);
+    // The label filter narrows to our bead (AND of all labels given), closed ones with --all.
+    let by_label = run(&t, "bd", &["list", "--json", "--all", "--limit", "0", "-l", "ref-1"]);
+    assert_eq!(ids(&by_label), [ours.clone()]);
+    assert!(ids(&run(&t, "bd", &["list", "--json", "-l", "ref-1,other"])).is_empty());
+    ok(&t, "bd", &["close", "--", &ours]);
+    assert!(ids(&run(&t, "bd", &["list", "--json", "--limit", "0", "-l", "ref-1"])).is_empty());
+    assert_eq!(
+        ids(&run(
+            &t,
+            "bd",
+            &["list", "--json", "--all", "--limit", "0", "-l", "ref-1"]
+        )),
+        [ours.clone()]
+    );
+    // bd >= v0.49.5: --all without --limit lists everything.
+    t.set_config(&Config {
+        bd_all_lifts_limit: Some(true),
+        ..Config::default()
+    })
+    .unwrap();
+    assert_eq!(ids(&run(&t, "bd", &["list", "--json", "--all"])).len(), 61);
+    assert_eq!(
+        ids(&run(&t, "bd", &["list", "--json"])).len(),
+        50,
+        "without --all the limit stays"
+    );
+    fails(&t, "bd", &["list", "--json", "--limit", "many"]);
+}
+
+#[test]
+fn show_of_several_ids_answers_those_it_found() {
+    let t = town();
+    let a = create(&t, "first");
+    let o = run(&t, "bd", &["show", "--json", "--", &a, "gt-zzzz"]);
+    assert_eq!(o.status.code(), Some(0), "real bd exits 0 when it found any");
+    let v: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["id"], a.as_str());
+    assert!(stderr(&o).contains("Error fetching gt-zzzz: no issue found matching \"gt-zzzz\""));
+    let none = run(&t, "bd", &["show", "--json", "--", "gt-yyyy", "gt-zzzz"]);
+    assert_eq!(none.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&none.stdout).unwrap();
+    assert_eq!(err["error"], "no issues found matching the provided IDs");
+}
+
+/// The single `bd create` call of others than the helper.
+fn only_create(t: &FakeGasTown) -> gastown_tests::fake_gastown::Call {
+    let creates: Vec<_> = t
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.verb() == Some("create"))
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    creates.into_iter().next().unwrap()
+}
+
+#[test]
+fn an_after_work_failure_keeps_the_change() {
+    let t = town();
+    t.set_faults(&Faults::fail_after_work(1.0).verbs(["create", "sling"]))
+        .unwrap();
+    let o = run(
+        &t,
+        "bd",
+        &[
+            "create",
+            "-p",
+            "2",
+            "--external-ref",
+            "automaton:ns/a/u1",
+            "--silent",
+            "--",
+            "work",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty(), "the ID is never printed");
+    assert!(stderr(&o).contains("committed"), "{}", stderr(&o));
+    let beads = t.beads_with_external_ref("automaton:ns/a/u1").unwrap();
+    assert_eq!(beads.len(), 1, "the bead was created anyway");
+    let id = beads[0]["id"].as_str().unwrap().to_string();
+    let call = only_create(&t);
+    assert_eq!(call.created.as_deref(), Some(id.as_str()));
+    assert_eq!(call.fault.as_deref(), Some("after_work_fail"));
+    assert_eq!(call.exit_code, 1);
+    assert_eq!(t.created_beads().unwrap(), [id.clone()]);
+
+    let o = run(&t, "gt", &["sling", &id, "gastown"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(show(&t, &id)["status"], "hooked", "slung anyway");
+    assert_eq!(t.dispatch_count(&id), 1);
+    // Reads and failed calls are not touched: a failing command did nothing to fail after.
+    t.set_faults(&Faults::fail_after_work(1.0).verbs(["show"])).unwrap();
+    assert_eq!(run(&t, "bd", &["show", "--json", "--", &id]).status.code(), Some(1));
+    assert_eq!(
+        run(&t, "bd", &["show", "--json", "--", "gt-zzzz"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        t.calls().unwrap().last().unwrap().fault,
+        None,
+        "an unknown ID fails on its own, with no injected fault"
+    );
+}
+
+#[test]
+fn after_work_rates_have_their_own_verbs() {
+    let t = town();
+    let id = create(&t, "work");
+    // Before-work failures for sling, after-work failures for create only.
+    t.set_faults(
+        &Faults::fail(1.0)
+            .verbs(["sling"])
+            .with_fail_after_work(1.0)
+            .after_work_verbs(["bd create"]),
+    )
+    .unwrap();
+    fails(&t, "gt", &["sling", &id, "gastown"]);
+    assert_eq!(
+        show(&t, &id)["status"],
+        "open",
+        "the before-work failure changed nothing"
+    );
+    fails(&t, "bd", &["create", "--silent", "--", "second"]);
+    assert_eq!(t.beads().unwrap().len(), 2);
+    ok(&t, "bd", &["update", "--status", "in_progress", "--", &id]);
+    // A seed makes the after-work roll reproducible too.
+    t.set_faults(&Faults::fail_after_work(0.5).after_work_verbs(["update"]).seed(11))
+        .unwrap();
+    let rolls = |t: &FakeGasTown| -> Vec<bool> {
+        (0..16)
+            .map(|_| {
+                run(t, "bd", &["update", "--status", "in_progress", "--", &id])
+                    .status
+                    .success()
+            })
+            .collect()
+    };
+    let first = rolls(&t);
+    assert!(first.iter().any(|r| *r) && first.iter().any(|r| !*r), "{first:?}");
+}
+
+#[test]
+fn an_after_work_hang_keeps_the_change_and_is_killable() {
+    let t = town();
+    t.set_faults(&Faults::hang_after_work(1.0, 3600).verbs(["create"]))
+        .unwrap();
+    let mut child = t
+        .command("bd")
+        .args([
+            "create",
+            "--external-ref",
+            "automaton:ns/a/u2",
+            "--silent",
+            "--",
+            "work",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !t.calls().unwrap().iter().any(|c| c.hung) {
+        assert!(Instant::now() < deadline, "no hung call logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The bead exists while the call still hangs, and the lock is free.
+    assert_eq!(t.beads_with_external_ref("automaton:ns/a/u2").unwrap().len(), 1);
+    assert!(child.try_wait().unwrap().is_none(), "still hanging");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let call = only_create(&t);
+    assert!(call.hung && call.created.is_some());
+    assert_eq!(call.fault.as_deref(), Some("after_work_hang"));
+    assert_eq!(call.exit_code, -1);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_after_work_kill_ends_by_a_signal_after_printing() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = town();
+    t.set_faults(&Faults::kill_after_work(1.0).verbs(["create"])).unwrap();
+    let o = run(&t, "bd", &["create", "--silent", "--", "work"]);
+    assert_eq!(o.status.code(), None, "killed by a signal: no exit code");
+    assert!(o.status.signal().is_some());
+    let printed = stdout(&o).trim().to_string();
+    let beads = t.beads().unwrap();
+    assert_eq!(beads.len(), 1);
+    assert_eq!(beads[0]["id"].as_str(), Some(printed.as_str()));
+    let call = only_create(&t);
+    assert_eq!(call.fault.as_deref(), Some("after_work_kill"));
+    assert_eq!(call.created.as_deref(), Some(printed.as_str()));
 }
 
 #[test]
@@ -835,7 +1197,7 @@ fn a_town_written_by_the_older_whole_file_fake_is_migrated() {
     std::fs::create_dir_all(t.state_dir()).unwrap();
     std::fs::write(t.state_dir().join("state.json"), legacy.to_string()).unwrap();
 
-    assert_eq!(listed_ids(&t), ["gt-b2", "gt-a1"], "the old order is kept");
+    assert_eq!(listed_ids(&t), ["gt-a1", "gt-b2"], "same priority and time: by ID");
     assert!(!t.state_dir().join("state.json").exists());
     assert!(t.state_dir().join("state.json.migrated").is_file());
     assert_eq!(show(&t, "hq-cv-zz")["status"], "open");

@@ -35,7 +35,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use store::{Config, Faults, State};
+use store::{AfterWork, Config, Faults, State};
 
 /// Set by the test-support API on its own calls: no faults, and the call is logged as internal.
 const INTERNAL_ENV: &str = "FAKE_GASTOWN_INTERNAL";
@@ -50,6 +50,8 @@ pub struct Outcome {
     pub changed: bool,
     /// A `gt sling` that actually hooked the bead (not a no-op, dry run or failure).
     pub dispatched: bool,
+    /// The bead a `bd create` made.
+    pub created: Option<String>,
 }
 
 impl Outcome {
@@ -84,6 +86,9 @@ pub struct Ctx {
     pub actor: String,
     pub env_gt_role: Option<String>,
     pub env_gt_polecat: Option<String>,
+    /// A call of the test-support API (`FAKE_GASTOWN_INTERNAL`): may use the fake's own
+    /// helper commands (`gt _end-session`).
+    pub internal: bool,
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -118,6 +123,7 @@ struct CallRecord<'a> {
     hung: bool,
     fault: Option<&'a str>,
     dispatched: bool,
+    created: Option<&'a str>,
     seq: u64,
 }
 
@@ -131,6 +137,7 @@ fn record(dir: &Path, internal: bool, env_gt_role: bool, rec: &CallRecord<'_>) {
         "hung": rec.hung,
         "fault": rec.fault,
         "dispatched": rec.dispatched,
+        "created": rec.created,
         "internal": internal,
         "seq": rec.seq,
         "pid": std::process::id(),
@@ -149,7 +156,11 @@ fn emit(outcome: &Outcome) {
     // Ignore write errors (closed pipes): the exit code is what callers rely on.
     let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
     let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    let _ = std::io::stdout().flush();
 }
+
+/// Salt that keeps the after-work roll independent of the before-work one.
+const AFTER_WORK_SALT: u64 = 0x5eed_af7e_4000_0001;
 
 fn down_message(tool: &str) -> String {
     match tool {
@@ -216,6 +227,7 @@ fn run(tool: &str, args: &[String]) -> i32 {
         hung: false,
         fault: None,
         dispatched: false,
+        created: None,
         seq,
     };
 
@@ -267,6 +279,7 @@ fn run(tool: &str, args: &[String]) -> i32 {
                     .unwrap_or_else(|| "unknown".to_string()),
                 env_gt_role,
                 env_gt_polecat,
+                internal,
             };
             let mut outcome = if tool == "gt" {
                 gt::run(args, &mut state, &cfg, &ctx)
@@ -285,10 +298,54 @@ fn run(tool: &str, args: &[String]) -> i32 {
     };
     rec.exit_code = outcome.code;
     rec.dispatched = outcome.dispatched && outcome.code == 0;
-    record(&dir, internal, agent_env, &rec);
-    drop(lock);
-    emit(&outcome);
-    outcome.code
+    rec.created = outcome.created.as_deref().filter(|_| outcome.code == 0);
+    // "The work was done, then the call failed / hung / was killed": only for a call that
+    // succeeded, after its change was saved, so the change stays whatever the caller sees.
+    let after = if outcome.code == 0 {
+        let bits = match faults.seed {
+            Some(seed) => store::seeded_u64(seed ^ AFTER_WORK_SALT, seq),
+            None => store::random_u64(seq ^ AFTER_WORK_SALT),
+        };
+        faults.after_work(tool, &verb, store::unit_interval(bits))
+    } else {
+        None
+    };
+    let Some(after) = after else {
+        record(&dir, internal, agent_env, &rec);
+        drop(lock);
+        emit(&outcome);
+        return outcome.code;
+    };
+    rec.fault = Some(after.label());
+    match after {
+        AfterWork::Fail => {
+            rec.exit_code = 1;
+            record(&dir, internal, agent_env, &rec);
+            drop(lock);
+            emit(&Outcome::fail(format!(
+                "Error: {tool} {verb}: the change was committed, then the command failed: connection to the Dolt server lost (injected by fake-gastown)\n"
+            )));
+            1
+        }
+        AfterWork::Hang => {
+            // Logged before hanging, like a before-work hang; the lock is released first.
+            rec.hung = true;
+            rec.exit_code = -1;
+            record(&dir, internal, agent_env, &rec);
+            drop(lock);
+            std::thread::sleep(Duration::from_secs(faults.hang_seconds.unwrap_or(3600)));
+            eprintln!("Error: {tool} {verb}: timed out after the change was committed (injected hang)");
+            1
+        }
+        AfterWork::Kill => {
+            // The output may already be out when a process is killed; the exit code never is.
+            rec.exit_code = -1;
+            record(&dir, internal, agent_env, &rec);
+            drop(lock);
+            emit(&outcome);
+            std::process::abort()
+        }
+    }
 }
 
 const INIT_FLAGS: &[args::Flag] = &[

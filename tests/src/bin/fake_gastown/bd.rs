@@ -255,7 +255,10 @@ fn create(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, actor: &str, json
         )
     };
     st.add_bead(bead);
-    Outcome::ok(out).changed()
+    Outcome {
+        created: Some(id),
+        ..Outcome::ok(out).changed()
+    }
 }
 
 fn not_found(id: &str) -> String {
@@ -307,9 +310,14 @@ fn show(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
             errors.push_str(&not_found(id));
         }
     }
+    // Real `bd show` (beads `cmd/bd/show.go`, since v0.50.0 commit dccac5a2c) prints
+    // "Error fetching <id>: ..." on stderr for each unknown ID and goes on: it exits 0 with the
+    // beads it found, and non-zero only when it found none (with `--json`, a JSON error object
+    // on stdout).
+    let none_found = found.is_empty();
     let stdout = if json {
-        if found.is_empty() {
-            String::new()
+        if none_found {
+            pretty(&serde_json::json!({"error": "no issues found matching the provided IDs"}))
         } else {
             pretty(&Value::Array(found))
         }
@@ -329,7 +337,7 @@ fn show(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         found.iter().map(human).collect()
     };
     Outcome {
-        code: if errors.is_empty() { 0 } else { 1 },
+        code: if none_found { 1 } else { 0 },
         stdout,
         stderr: errors,
         changed,
@@ -497,10 +505,33 @@ fn close(p: &Parsed, st: &mut State, ctx: &Ctx, json: bool) -> Outcome {
     Outcome::ok(out).changed()
 }
 
+/// Real `bd list`'s default limit (beads `cmd/bd/list.go`: `IntP("limit", "n", 50, "Limit
+/// results (default 50, use 0 for unlimited)")`, since bd v0.42.0).
+const LIST_DEFAULT_LIMIT: i64 = 50;
+
+/// `bd list`, as beads `cmd/bd/list.go` does it: without `--all` (or `--status`) closed and
+/// pinned beads are hidden; `-l/--label` filters (AND); rows are sorted by priority, then
+/// newest first, then ID (`ORDER BY priority ASC, created_at DESC, id ASC`, beads
+/// `internal/storage/domain/db/issue_search.go`); at most 50 are printed unless `--limit`
+/// says otherwise (`--limit 0` or negative: all), with a hint on stderr when rows were cut.
+/// `--all` without `--limit` keeps the limit as bd v0.42.0-v0.49.4 did, unless the town's
+/// `bd_all_lifts_limit` models bd >= v0.49.5 (commit 2b90ed1df "bd list --all disables default
+/// limit", required by Gas Town since its MinBeadsVersion 0.57.0).
 fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outcome {
-    let limit = match p.value("limit").map(str::parse::<usize>).transpose() {
-        Ok(l) => l.unwrap_or(0),
-        Err(_) => return usage_error("list", "invalid argument for \"--limit\" flag"),
+    let all = p.bool("all");
+    let limit = match p.value("limit").map(str::parse::<i64>).transpose() {
+        Ok(Some(l)) => l,
+        Ok(None) if all && cfg.bd_all_lifts_limit.unwrap_or(false) => 0,
+        Ok(None) => LIST_DEFAULT_LIMIT,
+        Err(_) => {
+            let v = p.value("limit").unwrap_or_default();
+            return usage_error(
+                "list",
+                &format!(
+                    "invalid argument \"{v}\" for \"-n, --limit\" flag: strconv.ParseInt: parsing \"{v}\": invalid syntax"
+                ),
+            );
+        }
     };
     let mut changed = false;
     let ids = st.bead_ids();
@@ -514,13 +545,12 @@ fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         .map(|s| s.split(',').map(str::trim).collect())
         .unwrap_or_default();
     let labels = split_labels(p.values("label"));
-    let all = p.bool("all");
     let mut rows: Vec<&Bead> = ids
         .iter()
         .filter_map(|id| st.loaded_bead(id))
         .filter(|b| {
             if statuses.is_empty() {
-                all || !matches!(b.status.as_str(), "closed" | "tombstone")
+                all || !matches!(b.status.as_str(), "closed" | "tombstone" | "pinned")
             } else {
                 statuses.contains(&b.status.as_str())
             }
@@ -529,8 +559,22 @@ fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
         .filter(|b| p.value("type").is_none_or(|t| b.issue_type == t))
         .filter(|b| labels.iter().all(|l| b.labels.contains(l)))
         .collect();
-    if limit > 0 {
+    rows.sort_by(|a, b| {
+        (a.priority, std::cmp::Reverse(a.created_at_ms), &a.id).cmp(&(
+            b.priority,
+            std::cmp::Reverse(b.created_at_ms),
+            &b.id,
+        ))
+    });
+    let mut stderr = String::new();
+    if let Ok(limit) = usize::try_from(limit)
+        && limit > 0
+        && rows.len() > limit
+    {
         rows.truncate(limit);
+        stderr = format!(
+            "\nShowing {limit} issues; more results matched but were hidden by --limit. Use --limit 0 for all, or --limit N to raise the cap.\n"
+        );
     }
     let out = if json {
         pretty(&Value::Array(rows.iter().map(|b| b.to_json()).collect()))
@@ -546,6 +590,7 @@ fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
     };
     Outcome {
         changed,
+        stderr,
         ..Outcome::ok(out)
     }
 }

@@ -74,7 +74,8 @@ pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
     };
     match verb.as_str() {
         "sling" => sling(&rest, st, cfg, ctx),
-        "unsling" => unsling(&rest, st, ctx),
+        "unsling" | "unhook" => unsling(&rest, st, cfg, ctx),
+        "_end-session" if ctx.internal => end_session(&rest, st, ctx),
         "status" => status(&rest, st, cfg, ctx),
         "polecat" | "polecats" => polecat(&rest, st, cfg, ctx),
         "version" => Outcome::ok("gt version 0.0.0-fake (fake-gastown)\n"),
@@ -298,6 +299,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     match st.polecat_mut(&target.rig, &name) {
         Some(pc) => {
             pc.issue = Some(bead_id.to_string());
+            pc.session_ended = false;
             pc.branch = Some(branch);
             pc.agent = p.value("agent").map(str::to_string);
             pc.base_branch = p.value("base-branch").map(str::to_string);
@@ -312,6 +314,7 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
             base_branch: p.value("base-branch").map(str::to_string),
             created_at_ms: ctx.now_ms,
             last_activity_ms: ctx.now_ms,
+            session_ended: false,
         }),
     }
     out.push_str(&format!("✓ Allocated polecat: {who}\n"));
@@ -349,8 +352,8 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
         });
     }
     out.push_str(&format!(
-        "▶ Started polecat session gt-{}-{name}{}\n",
-        target.rig,
+        "▶ Started polecat session {}{}\n",
+        session_name(cfg, &name),
         merge.map(|m| format!(" (merge={m})")).unwrap_or_default()
     ));
     Outcome {
@@ -359,45 +362,198 @@ fn sling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     }
 }
 
-fn unsling(args: &[String], st: &mut State, ctx: &Ctx) -> Outcome {
+/// A command that failed in its `RunE`: cobra prints `Error: <err>` and the usage (gastown's
+/// root command sets no `SilenceUsage`), and `gt` exits 1 (gastown `internal/cmd/root.go`
+/// `Execute`).
+fn run_error(line: &str, msg: &str) -> Outcome {
+    Outcome::fail(format!("Error: {msg}\nUsage:\n  {line}\n"))
+}
+
+const UNSLING_LINE: &str = "gt unsling [bead-id] [target] [flags]";
+
+/// The tmux session of a polecat: `<rig prefix>-<name in lower case>` (gastown
+/// `internal/session/names.go` `PolecatSessionName`; `resolvePathToSession` lower-cases the
+/// name). The fake has one bead prefix for every rig.
+fn session_name(cfg: &Config, name: &str) -> String {
+    format!("{}-{}", cfg.prefix(), name.to_lowercase())
+}
+
+/// Whether `target` names an agent rather than a bead (gastown `internal/cmd/unsling.go`
+/// `isAgentTarget`: it contains `/` or is a role name).
+fn is_agent_target(target: &str) -> bool {
+    target.contains('/') || matches!(target, "mayor" | "deacon" | "witness" | "refinery" | "crew")
+}
+
+/// Resolves an unsling target to the agent ID the way real `gt` does (gastown
+/// `internal/cmd/sling_target.go` `resolveTargetAgent`): through the agent's tmux session,
+/// which must exist (`tmux list-panes -t <session>` fails otherwise). The fake has polecats
+/// only: a crew member, witness or refinery has no session here.
+fn resolve_target_agent(target: &str, st: &mut State, cfg: &Config) -> Result<String, String> {
+    let parts: Vec<&str> = target.split('/').collect();
+    let (rig, name) = match parts.as_slice() {
+        [rig, "polecats", name] if !name.is_empty() => (*rig, *name),
+        [rig, "crew", name] => {
+            let session = format!("{}-crew-{name}", cfg.prefix());
+            let _ = rig;
+            return Err(format!("getting pane for {session}: exit status 1"));
+        }
+        [rig, second] => match second.to_lowercase().as_str() {
+            "witness" | "refinery" => {
+                return Err(format!(
+                    "getting pane for {}-{}: exit status 1",
+                    cfg.prefix(),
+                    second.to_lowercase()
+                ));
+            }
+            "crew" => return Err(format!("crew path requires name: {rig}/crew/<name>")),
+            "polecats" => return Err(format!("polecats path requires name: {rig}/polecats/<name>")),
+            _ => (*rig, *second),
+        },
+        _ if !target.contains('/') => {
+            return Err(format!("getting pane for {target}: exit status 1"));
+        }
+        _ => {
+            return Err(format!(
+                "cannot parse path '{target}' - expected <rig>/<polecat>, <rig>/crew/<name>, <rig>/witness, or <rig>/refinery"
+            ));
+        }
+    };
+    let session = session_name(cfg, name);
+    let known = st
+        .polecats()
+        .into_iter()
+        .find(|pc| pc.rig == rig && pc.name.eq_ignore_ascii_case(name));
+    match known {
+        Some(pc) if !pc.session_ended => Ok(assignee(&pc.rig, &name.to_lowercase())),
+        _ => Err(format!("getting pane for {session}: exit status 1")),
+    }
+}
+
+/// `gt unsling [bead-id] [target]`, as gastown `internal/cmd/unsling.go` `runUnslingWith`:
+/// - the target is resolved through its tmux session (a worker whose session is gone cannot
+///   be named); without a target it acts on the caller's own identity, which a caller
+///   without `GT_ROLE` (such as the controller) does not have;
+/// - it looks for a bead with status `hooked` assigned to that agent: none (e.g. the agent
+///   has started, `in_progress`) prints "No work hooked" and exits 0 **without changing
+///   anything**;
+/// - a named bead must be the one hooked; unfinished work needs `--force`;
+/// - the bead goes back to `open` without an assignee.
+fn unsling(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
     let p = match parse(args, UNSLING) {
         Ok(p) => p,
         Err(e) => return usage_error("unsling", &e),
     };
-    let bead_id = match p.positionals.as_slice() {
-        [b] | [b, _] => b.as_str(),
-        [] => return usage_error("unsling", "a bead ID is required"),
-        _ => return usage_error("unsling", "accepts at most 2 arg(s)"),
-    };
-    let Some(bead) = st.bead(bead_id) else {
-        return Outcome::fail(format!("Error: bead '{bead_id}' not found\n"));
-    };
-    if matches!(bead.status.as_str(), "closed" | "tombstone") {
-        return Outcome::fail(format!("Error: cannot unsling {bead_id}: bead is {}\n", bead.status));
+    if p.bool("help") {
+        return Outcome::ok(format!(
+            "Remove work from an agent's hook (the inverse of sling/hook).\n\nUsage:\n  {UNSLING_LINE}\n"
+        ));
     }
-    if !bead.is_active() && bead.assignee.is_none() {
-        return Outcome::ok(format!("Nothing to unsling: {bead_id} is not hooked\n"));
+    let (bead_arg, target) = match p.positionals.as_slice() {
+        [] => (None, None),
+        [one] if is_agent_target(one) => (None, Some(one.as_str())),
+        [one] => (Some(one.as_str()), None),
+        [bead, target] => (Some(bead.as_str()), Some(target.as_str())),
+        more => {
+            return run_error(
+                UNSLING_LINE,
+                &format!("accepts at most 2 arg(s), received {}", more.len()),
+            );
+        }
+    };
+    let agent = match target {
+        Some(t) => match resolve_target_agent(t, st, cfg) {
+            Ok(agent) => agent,
+            Err(e) => return run_error(UNSLING_LINE, &format!("resolving target agent: {e}")),
+        },
+        None => match (&ctx.env_gt_role, &ctx.env_gt_polecat) {
+            (None, None) => {
+                return run_error(
+                    UNSLING_LINE,
+                    "detecting agent identity: cannot determine agent identity (role: unknown)",
+                );
+            }
+            _ => {
+                return Outcome::fail(
+                    "Error: gt unsling without a target as an agent is not supported by fake-gastown\n",
+                );
+            }
+        },
+    };
+    // The agent's hooked beads, in `bd list` order.
+    let mut hooked: Vec<(i64, std::cmp::Reverse<u64>, String, String)> = Vec::new();
+    for id in st.bead_ids() {
+        if let Some(b) = st.loaded_bead(&id)
+            && b.status == "hooked"
+            && b.assignee.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&agent))
+        {
+            hooked.push((
+                b.priority,
+                std::cmp::Reverse(b.created_at_ms),
+                id.clone(),
+                b.title.clone(),
+            ));
+        }
     }
+    hooked.sort();
+    let Some((_, _, hooked_id, title)) = hooked.into_iter().next() else {
+        return Outcome::ok(format!("ℹ No work hooked for {agent}\n"));
+    };
+    if let Some(wanted) = bead_arg
+        && wanted != hooked_id
+    {
+        return run_error(
+            UNSLING_LINE,
+            &format!("bead {wanted} is not hooked (current hook: {hooked_id})"),
+        );
+    }
+    // The bead is `hooked`, so never complete (closed).
+    if !p.bool("force") {
+        return run_error(
+            UNSLING_LINE,
+            &format!("hooked work {hooked_id} is incomplete ({title})\n  Use --force to unsling anyway"),
+        );
+    }
+    let mut out = format!("🪝 Unslinging {hooked_id} from {agent}...\n");
     if p.bool("dry-run") {
-        return Outcome::ok(format!("Would unsling {bead_id} (dry run)\n"));
+        out.push_str(&format!("Would unsling hooked bead from {agent}\n"));
+        return Outcome::ok(out);
     }
-    let previous = bead.assignee.clone();
+    let previous = st.bead(&hooked_id).and_then(|b| b.assignee.clone());
     if let Some((rig, name)) = previous.as_deref().and_then(parse_assignee)
         && let Some(pc) = st.polecat_mut(rig, name)
     {
         pc.issue = None;
         pc.last_activity_ms = ctx.now_ms;
     }
-    if let Some(b) = st.bead_mut(bead_id) {
+    if let Some(b) = st.bead_mut(&hooked_id) {
         crate::bd::set_status(b, "open", ctx.now_ms);
         b.assignee = None;
         b.updated_at_ms = ctx.now_ms;
     }
-    Outcome::ok(format!(
-        "✓ Unslung {bead_id} from {} (status=open)\n",
-        previous.as_deref().unwrap_or("its hook")
-    ))
-    .changed()
+    out.push_str(&format!(
+        "✓ Work removed from hook\n  Agent {agent} hook cleared (was: {hooked_id})\n"
+    ));
+    Outcome::ok(out).changed()
+}
+
+/// `gt _end-session <rig>/<name>` (test support only, not a real command): the polecat's tmux
+/// session is gone, as after `tmux kill-session`, a crash or a reboot. Its bead is untouched.
+fn end_session(args: &[String], st: &mut State, ctx: &Ctx) -> Outcome {
+    let [target] = args else {
+        return Outcome::fail("usage: gt _end-session <rig>/<name>\n");
+    };
+    let Some((rig, name)) = target.split_once('/') else {
+        return Outcome::fail("usage: gt _end-session <rig>/<name>\n");
+    };
+    let name = name.strip_prefix("polecats/").unwrap_or(name);
+    match st.polecat_mut(rig, name) {
+        Some(pc) => {
+            pc.session_ended = true;
+            pc.last_activity_ms = ctx.now_ms;
+            Outcome::ok(format!("ended the session of {rig}/{name}\n")).changed()
+        }
+        None => Outcome::fail(format!("Error: polecat '{rig}/{name}' not found\n")),
+    }
 }
 
 fn status(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
@@ -455,9 +611,9 @@ fn polecat_state(st: &mut State, pc: &Polecat) -> &'static str {
     }
 }
 
-fn polecat_json(st: &mut State, pc: &Polecat, ctx: &Ctx) -> Value {
+fn polecat_json(st: &mut State, pc: &Polecat, cfg: &Config, ctx: &Ctx) -> Value {
     let state = polecat_state(st, pc);
-    let running = state == "working";
+    let running = state == "working" && !pc.session_ended;
     json!({
         "rig": pc.rig,
         "name": pc.name,
@@ -466,7 +622,7 @@ fn polecat_json(st: &mut State, pc: &Polecat, ctx: &Ctx) -> Value {
         "clone_path": ctx.town.join(&pc.rig).join("polecats").join(&pc.name).display().to_string(),
         "branch": pc.branch,
         "session_running": running,
-        "session_id": format!("gt-{}-{}", pc.rig, pc.name),
+        "session_id": session_name(cfg, &pc.name),
         "attached": false,
         "windows": if running { 1 } else { 0 },
         "created_at": gt_time(pc.created_at_ms),
@@ -504,7 +660,7 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
             {
                 changed = b.auto_progress(cfg, ctx.now_ms);
             }
-            let v = polecat_json(st, &pc, ctx);
+            let v = polecat_json(st, &pc, cfg, ctx);
             let out = if p.bool("json") {
                 format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
             } else {
@@ -532,7 +688,7 @@ fn polecat(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
                 .polecats()
                 .iter()
                 .filter(|pc| rig.is_none_or(|r| pc.rig == r))
-                .map(|pc| polecat_json(st, pc, ctx))
+                .map(|pc| polecat_json(st, pc, cfg, ctx))
                 .collect();
             let out = if p.bool("json") {
                 format!(

@@ -192,13 +192,71 @@ pub struct Faults {
     pub fail_verbs: Option<Vec<String>>,
     /// Makes the fail/hang decisions reproducible (per call sequence number).
     pub seed: Option<u64>,
+    /// Probability that a matching call that succeeded (its change saved) then exits 1 with
+    /// an error and without its normal output: "the work was done, then the call failed".
+    pub after_work_fail_rate: f64,
+    /// Probability that a matching call that succeeded (its change saved, the lock released)
+    /// then hangs for `hang_seconds` (default 3600) until the caller's timeout kills it.
+    pub after_work_hang_rate: f64,
+    /// Probability that a matching call that succeeded (its change saved) is then killed by a
+    /// signal (`SIGABRT`): no exit code, as a child killed by the OOM killer or a timeout.
+    pub after_work_kill_rate: f64,
+    /// Verbs the after-work rates apply to; absent = `fail_verbs` (absent too = all).
+    pub after_work_verbs: Option<Vec<String>>,
+}
+
+/// What an after-work fault does to a call that did its work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterWork {
+    Fail,
+    Hang,
+    Kill,
+}
+
+impl AfterWork {
+    /// The `fault` written to `calls.jsonl`.
+    pub fn label(self) -> &'static str {
+        match self {
+            AfterWork::Fail => "after_work_fail",
+            AfterWork::Hang => "after_work_hang",
+            AfterWork::Kill => "after_work_kill",
+        }
+    }
+}
+
+fn matches_verb(verbs: Option<&Vec<String>>, tool: &str, verb: &str) -> bool {
+    match verbs {
+        None => true,
+        Some(verbs) => verbs.iter().any(|v| v == verb || *v == format!("{tool} {verb}")),
+    }
 }
 
 impl Faults {
     pub fn applies_to(&self, tool: &str, verb: &str) -> bool {
-        match &self.fail_verbs {
-            None => true,
-            Some(verbs) => verbs.iter().any(|v| v == verb || *v == format!("{tool} {verb}")),
+        matches_verb(self.fail_verbs.as_ref(), tool, verb)
+    }
+
+    /// Whether the after-work rates apply to this verb.
+    pub fn after_work_applies_to(&self, tool: &str, verb: &str) -> bool {
+        matches_verb(self.after_work_verbs.as_ref().or(self.fail_verbs.as_ref()), tool, verb)
+    }
+
+    /// The after-work fault for a call that did its work, given a roll in [0, 1).
+    pub fn after_work(&self, tool: &str, verb: &str, roll: f64) -> Option<AfterWork> {
+        if !self.after_work_applies_to(tool, verb) {
+            return None;
+        }
+        let fail = self.after_work_fail_rate.max(0.0);
+        let hang = fail + self.after_work_hang_rate.max(0.0);
+        let kill = hang + self.after_work_kill_rate.max(0.0);
+        if roll < fail {
+            Some(AfterWork::Fail)
+        } else if roll < hang {
+            Some(AfterWork::Hang)
+        } else if roll < kill {
+            Some(AfterWork::Kill)
+        } else {
+            None
         }
     }
 }
@@ -220,6 +278,9 @@ pub struct Config {
     pub rigs: Option<Vec<String>>,
     pub auto_progress: Option<AutoProgress>,
     pub polecat_names: Option<Vec<String>>,
+    /// `bd list --all` without `--limit` lists every bead, as bd >= v0.49.5 does; by default it
+    /// keeps the limit of 50, as bd v0.42.0-v0.49.4 did (see `bd::list`).
+    pub bd_all_lifts_limit: Option<bool>,
 }
 
 /// The polecat name pool used when config.json does not give one.
@@ -417,6 +478,9 @@ pub struct Polecat {
     pub base_branch: Option<String>,
     pub created_at_ms: u64,
     pub last_activity_ms: u64,
+    /// Its tmux session is gone (killed, crashed, machine restarted); `gt sling` to it starts
+    /// a new one.
+    pub session_ended: bool,
 }
 
 /// The index (`index.json`): what must be known without reading every record.
