@@ -741,9 +741,9 @@ async fn a_timeout_is_recorded_before_the_release_so_a_crash_never_reslings() {
     let env = Env::new("timeout-crash").await;
     let mut c1 = env.controller("c1", &[]);
     env.create_claimed("slowpoke", json!({"timeoutSeconds": 60})).await;
+    // Hooked, not started: real `gt unsling --force` takes hooked work back (it refuses an
+    // in_progress bead, which the controller then reopens with bd).
     let bead = bead_of(&env.wait_phase("slowpoke", Phase::Dispatched, T).await);
-    env.town.start_work(&bead).unwrap();
-    env.wait_phase("slowpoke", Phase::Running, T).await;
     env.town.set_faults(&Faults::default().delay_ms(3000)).unwrap();
     env.age_dispatch("slowpoke").await;
     wait_running(&env.town, "unsling", T).await;
