@@ -883,3 +883,32 @@ async fn deletion_reopens_with_bd_when_gt_unsling_is_refused() {
         "reopened with bd: {calls:?}"
     );
 }
+
+/// Item 4b: the worker's tmux session is gone, so real `gt unsling <bead> <worker>` cannot
+/// resolve the worker: the bead is reopened with `bd` and (ours) closed; it is never left hooked
+/// to a dead worker, and the deletion does not wait for the release timeout.
+#[tokio::test]
+async fn deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead() {
+    let env = Env::new("session-gone").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("orphaned", json!({})).await;
+    let a = env.wait_phase("orphaned", Phase::Dispatched, T).await;
+    let bead = bead_of(&a);
+    let worker = a.status.unwrap().gastown.unwrap().assignee.unwrap();
+    env.town.end_session(&worker).unwrap();
+    env.api().delete("orphaned", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("orphaned", T).await;
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "closed", "{stored}");
+    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"), "{stored}");
+    let calls = env.town.calls().unwrap();
+    let unsling = calls
+        .iter()
+        .find(|c| c.tool == "gt" && c.verb() == Some("unsling"))
+        .expect("gt unsling tried first");
+    assert_ne!(unsling.exit_code, 0, "real gt refuses a worker without session: {unsling:?}");
+    assert!(
+        unsling.argv.iter().any(|a| a == "--force") && unsling.argv.iter().any(|a| *a == worker),
+        "{unsling:?}"
+    );
+}
