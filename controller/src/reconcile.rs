@@ -371,7 +371,9 @@ enum CreateOutcome {
 /// Classifies a failed `bd create` call (see [`CreateOutcome`]).
 fn create_outcome(e: &gastown::Error) -> CreateOutcome {
     let from_create = e.command().is_none_or(|c| c.verb() == "create");
-    if from_create && e.is_definite_failure() {
+    // Killed by a signal: it may have saved the bead before it died.
+    let killed = matches!(e, gastown::Error::Exit { code: None, .. });
+    if from_create && !killed && e.is_definite_failure() {
         CreateOutcome::NothingCreated
     } else {
         CreateOutcome::Unknown

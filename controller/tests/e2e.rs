@@ -906,7 +906,10 @@ async fn deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead()
         .iter()
         .find(|c| c.tool == "gt" && c.verb() == Some("unsling"))
         .expect("gt unsling tried first");
-    assert_ne!(unsling.exit_code, 0, "real gt refuses a worker without session: {unsling:?}");
+    assert_ne!(
+        unsling.exit_code, 0,
+        "real gt refuses a worker without session: {unsling:?}"
+    );
     assert!(
         unsling.argv.iter().any(|a| a == "--force") && unsling.argv.iter().any(|a| *a == worker),
         "{unsling:?}"
