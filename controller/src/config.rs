@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `--command-timeout`'s default: [`crate::gastown::DEFAULT_COMMAND_TIMEOUT`] (70 s, above
+/// gt-proxy-server's 60 s limit), spelled for clap.
+const COMMAND_TIMEOUT_DEFAULT: &str = "70s";
+
 /// gastown-controller: dispatches claimed Automatons to Gas Town and reports their status.
 #[derive(Debug, Parser)]
 #[command(name = "gastown-controller", version, about)]
@@ -96,11 +100,14 @@ pub struct RunArgs {
     /// Longest time between status writes when only lastSyncTime would change.
     #[arg(long, env = "GASTOWN_STATUS_HEARTBEAT", default_value = "5m", value_parser = parse_duration, global = true)]
     pub status_heartbeat: Duration,
-    /// Timeout of one Gas Town command (a hung command is killed).
-    #[arg(long, env = "GASTOWN_COMMAND_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    /// Timeout of one Gas Town command (a hung command is killed). Keep it above
+    /// gt-proxy-server's own limit of 60 s, so that the proxy's answer arrives before the
+    /// controller gives up on a command that may still be running.
+    #[arg(long, env = "GASTOWN_COMMAND_TIMEOUT", default_value = COMMAND_TIMEOUT_DEFAULT, value_parser = parse_duration, global = true)]
     pub command_timeout: Duration,
-    /// After a `bd create` whose outcome is unknown, only look its bead up for this long before
-    /// creating another (default: from the command timeout, see `decision::create_outcome_wait`).
+    /// After a `bd create` that may still be running (the controller stopped during it), only
+    /// look its bead up for this long before creating another (default: from the command
+    /// timeout and the transport, see `decision::create_outcome_wait`).
     #[arg(long, env = "GASTOWN_CREATE_OUTCOME_WAIT", value_parser = parse_duration, global = true)]
     pub create_outcome_wait: Option<Duration>,
     /// Automatons reconciled at once.
@@ -200,6 +207,8 @@ mod tests {
         assert_eq!(cli.run.sync_interval, Duration::from_secs(15));
         assert_eq!(cli.run.claim_timeout, Duration::from_secs(600));
         assert_eq!(cli.run.transport, TransportKind::Exec);
+        assert_eq!(cli.run.command_timeout, crate::gastown::DEFAULT_COMMAND_TIMEOUT);
+        assert!(cli.run.command_timeout > crate::gastown::PROXY_EXEC_LIMIT);
         let cli = Cli::try_parse_from([
             "gastown-controller",
             "--namespaces",

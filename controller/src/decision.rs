@@ -32,24 +32,20 @@ pub struct Settings {
     pub status_heartbeat: Duration,
     /// How long deletion waits for Gas Town to release the work before it lets go anyway.
     pub release_timeout: Duration,
-    /// How long after a `bd create` whose outcome is unknown (it timed out, was killed, lost its
-    /// connection, or the controller died while it ran) the controller only looks its bead up
-    /// and never creates another: longer than such a create can still be running in Gas Town
-    /// (see [`create_outcome_wait`]).
+    /// How long after the start of a `bd create` call that may still be running (the controller
+    /// died during it, so its answer never came) the controller only looks its bead up and
+    /// never creates another: longer than the call can go on in Gas Town (see
+    /// [`create_outcome_wait`]).
     pub create_outcome_wait: Duration,
 }
 
-/// gt-proxy-server's own limit on one command (`gt-proxy-server --command-timeout`, default
-/// 60 s): a command the client gave up on may run on the server that long.
-pub const GT_PROXY_SERVER_COMMAND_LIMIT: Duration = Duration::from_secs(60);
-
-/// The default [`Settings::create_outcome_wait`] for a client with this per-attempt timeout and
-/// this many attempts per call: every attempt the client may still start (`bd create` is
-/// retried inside one call), each with a second of backoff, plus gt-proxy-server's own limit on
-/// the last one. Counted from the create mark written before the call, or from when its outcome
-/// turned out unknown.
-pub fn create_outcome_wait(command_timeout: Duration, attempts: u32) -> Duration {
-    (command_timeout + Duration::from_secs(1)) * attempts.max(1) + GT_PROXY_SERVER_COMMAND_LIMIT
+/// The default [`Settings::create_outcome_wait`]: one `bd create` call of the client may make
+/// `attempts` attempts, each one given up after `command_timeout` and, when its outcome is
+/// unknown, followed by a wait until it has certainly ended (`lifetime`, see
+/// `GasTown::command_lifetime`) and a lookup before the next; the last one can run `lifetime`
+/// more. Counted from the mark written before the call.
+pub fn create_outcome_wait(command_timeout: Duration, attempts: u32, lifetime: Duration) -> Duration {
+    (command_timeout.max(lifetime) + command_timeout + Duration::from_secs(5)) * attempts.max(1)
 }
 
 impl Default for Settings {
@@ -60,7 +56,7 @@ impl Default for Settings {
             sync_interval: Duration::from_secs(15),
             status_heartbeat: Duration::from_secs(300),
             release_timeout: Duration::from_secs(600),
-            create_outcome_wait: create_outcome_wait(Duration::from_secs(60), 3),
+            create_outcome_wait: create_outcome_wait(Duration::from_secs(70), 3, Duration::from_secs(70)),
         }
     }
 }
@@ -319,23 +315,28 @@ pub fn creates_first(a: &Automaton) -> bool {
 
 /// `Claimed` condition reason: a `bd create` began at the condition's `lastTransitionTime`.
 pub const CREATING_BEAD_REASON: &str = "CreatingBead";
-/// `Claimed` condition reason: a `bd create` may still be running in Gas Town (its outcome is
-/// unknown, or the controller died while it ran), as seen at the condition's
-/// `lastTransitionTime`; until [`Settings::create_outcome_wait`] has passed since then the bead
-/// is only looked up, never created again.
+/// `Claimed` condition reason: the last `bd create` call ended with an unknown outcome (it timed
+/// out, was killed, lost its connection); the client returns such an error only once the
+/// command has certainly ended in Gas Town (`GasTown::create_bead`), so a lookup is conclusive:
+/// the bead is looked up before any other create.
 pub const CREATE_OUTCOME_UNKNOWN_REASON: &str = "BeadCreateOutcomeUnknown";
 
 /// Since when a `bd create` for `a` may still be running in Gas Town: the `lastTransitionTime`
-/// of the `Claimed=Unknown` condition that [`creating_bead`] or [`create_outcome_unknown`]
-/// wrote. `None` when no such mark is recorded.
+/// of the `Claimed=Unknown` (`CreatingBead`) mark that [`creating_bead`] or
+/// [`create_may_be_running`] wrote. `None` when no such mark is recorded.
 pub fn create_in_flight_since(a: &Automaton) -> Option<Timestamp> {
     let st = a.status.as_ref()?;
     conditions::get(&st.conditions, condition::CLAIMED)
-        .filter(|c| {
-            c.status == ConditionStatus::Unknown
-                && (c.reason == CREATING_BEAD_REASON || c.reason == CREATE_OUTCOME_UNKNOWN_REASON)
-        })
+        .filter(|c| c.status == ConditionStatus::Unknown && c.reason == CREATING_BEAD_REASON)
         .map(|c| c.last_transition_time.0)
+}
+
+/// Whether the last `bd create` call for `a` is known to have ended (with an unknown outcome).
+fn create_ended(a: &Automaton) -> bool {
+    a.status.as_ref().is_some_and(|st| {
+        conditions::get(&st.conditions, condition::CLAIMED)
+            .is_some_and(|c| c.status == ConditionStatus::Unknown && c.reason == CREATE_OUTCOME_UNKNOWN_REASON)
+    })
 }
 
 /// Whether `bd create` may run for `a` now, after a lookup by external ref found no bead.
@@ -345,7 +346,7 @@ pub enum CreateGate {
     Create,
     /// A create may still be running in Gas Town: look it up again, do not create, until
     /// `until`. `mark`: no time is recorded yet (the controller died during a create it had no
-    /// mark for), so record [`create_outcome_unknown`] now; any create still running began
+    /// mark for), so record [`create_may_be_running`] now; any create still running began
     /// before now.
     Wait {
         /// When the earlier create has certainly ended.
@@ -356,10 +357,10 @@ pub enum CreateGate {
 }
 
 /// The rule for a create whose outcome is unknown: another `bd create` only once the last one
-/// has certainly ended, [`Settings::create_outcome_wait`] after its mark. Only asked after a
-/// lookup found nothing.
+/// has certainly ended (its call returned, or [`Settings::create_outcome_wait`] has passed since
+/// its mark) and a lookup found no bead. Only asked after such a lookup.
 pub fn create_gate(a: &Automaton, now: Timestamp, settings: &Settings) -> CreateGate {
-    if !bead_may_exist_unrecorded(a) {
+    if !bead_may_exist_unrecorded(a) || create_ended(a) {
         return CreateGate::Create;
     }
     let wait = jiff::SignedDuration::try_from(settings.create_outcome_wait).unwrap_or(jiff::SignedDuration::MAX);
@@ -399,11 +400,29 @@ pub fn creating_bead(a: &Automaton, now: Timestamp, settings: &Settings) -> Auto
     st
 }
 
-/// `st` after a `bd create` whose outcome is unknown, or on finding that one may still be
-/// running: `beadCreated: true` without a `beadId` (a bead may exist) and `Claimed=Unknown`
-/// (`BeadCreateOutcomeUnknown`) since `now`; the bead is looked up, not created, until
+/// `st` after a `bd create` call that ended with an unknown outcome: `beadCreated: true`
+/// without a `beadId` (a bead may exist) and `Claimed=Unknown` (`BeadCreateOutcomeUnknown`):
+/// the next attempt looks the bead up before it creates.
+pub fn create_outcome_unknown(a: &Automaton, mut st: AutomatonStatus, now: Timestamp) -> AutomatonStatus {
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    gastown_mut(&mut st).bead_created = Some(true);
+    conditions::set_started(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::Unknown,
+        CREATE_OUTCOME_UNKNOWN_REASON,
+        "the last bd create may have made the bead: it is looked up before another is created",
+        now,
+        a.metadata.generation,
+    );
+    st
+}
+
+/// `st` on finding that a `bd create` may still be running with no time recorded for it (the
+/// controller died during the first create): `Claimed=Unknown` (`CreatingBead`) since `now`;
+/// any such create began before now, so the bead is looked up, not created, until
 /// `now + create_outcome_wait`.
-pub fn create_outcome_unknown(
+pub fn create_may_be_running(
     a: &Automaton,
     mut st: AutomatonStatus,
     now: Timestamp,
@@ -412,14 +431,14 @@ pub fn create_outcome_unknown(
     st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
     gastown_mut(&mut st).bead_created = Some(true);
     let message = format!(
-        "a bd create may still be running in Gas Town; its bead is looked up, and no other is created, for {}s",
+        "a bd create may still be running in Gas Town (the controller stopped during it); its bead is looked up, and no other is created, for {}s",
         settings.create_outcome_wait.as_secs()
     );
     conditions::set_started(
         &mut st.conditions,
         condition::CLAIMED,
         ConditionStatus::Unknown,
-        CREATE_OUTCOME_UNKNOWN_REASON,
+        CREATING_BEAD_REASON,
         message,
         now,
         a.metadata.generation,

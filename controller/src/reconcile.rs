@@ -368,12 +368,12 @@ enum CreateOutcome {
     Unknown,
 }
 
-/// Classifies a failed `bd create` call (see [`CreateOutcome`]).
+/// Classifies a failed `bd create` call (see [`CreateOutcome`]): only an error that is certain
+/// (`gastown::Error::is_definite_failure`) and about the create itself (not a lookup inside it)
+/// means no bead.
 fn create_outcome(e: &gastown::Error) -> CreateOutcome {
     let from_create = e.command().is_none_or(|c| c.verb() == "create");
-    // Killed by a signal: it may have saved the bead before it died.
-    let killed = matches!(e, gastown::Error::Exit { code: None, .. });
-    if from_create && !killed && e.is_definite_failure() {
+    if from_create && e.is_definite_failure() {
         CreateOutcome::NothingCreated
     } else {
         CreateOutcome::Unknown
@@ -407,7 +407,7 @@ async fn gastown_failed(
         CreateOutcome::NothingCreated => decision::no_bead_created(st),
         CreateOutcome::Unknown if e.command().is_some_and(|c| c.verb() == "create") => {
             warn!(object = %key(&current), error = %e, "bd create ended with an unknown outcome; its bead is looked up, not created again, until it has certainly ended");
-            decision::create_outcome_unknown(&current, st, now, &ctx.settings)
+            decision::create_outcome_unknown(&current, st, now)
         }
         // A lookup failed: whatever was recorded about earlier creates stands.
         CreateOutcome::Unknown => st,
@@ -471,7 +471,7 @@ async fn find_bead(
     match decision::create_gate(current, now, &ctx.settings) {
         decision::CreateGate::Wait { until, mark } => {
             if mark {
-                let st = decision::create_outcome_unknown(
+                let st = decision::create_may_be_running(
                     current,
                     decision::base_status(current, &ctx.settings),
                     now,
@@ -638,29 +638,18 @@ async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Er
     }
 }
 
-/// Takes hooked or running work back from its worker, whatever real `gt unsling` refuses:
-/// `gt unsling --force -- <bead> <worker>` names the worker (with no target real `gt` acts on
-/// the caller's own hook, which the controller does not have) and releases unfinished work. Real
-/// `gt` resolves that target through the worker's tmux session (gastown
-/// `internal/cmd/unsling.go` → `resolveTargetAgent` in `internal/cmd/sling_target.go`), so it fails for a worker whose session is
-/// gone; when it answers with such a refusal, the bead is reopened with `bd update --status open
-/// --assignee ""` instead, the bead-side effect of `gt unsling`. Over gt-proxy-server, which
-/// does not allow `gt unsling`, and for a bead without assignee, the bead is reopened directly.
-/// An error only when both failed, or Gas Town did not answer.
+/// Takes hooked or running work back from its worker, whatever real `gt unsling` refuses
+/// ([`GasTown::release_bead`]): `gt unsling --force -- <bead> <worker>` names the worker (with no
+/// target real `gt` acts on the caller's own hook, which the controller does not have); when
+/// that fails or leaves the bead held (a worker whose session is gone: real `gt` resolves the
+/// target through its tmux session, gastown `internal/cmd/unsling.go` → `resolveTargetAgent` in
+/// `internal/cmd/sling_target.go`; a started bead, which it does not look for), and through
+/// gt-proxy-server, which does not allow `gt unsling`, the bead is reopened with `bd update
+/// --status open --assignee ""`. An error means the bead may still be held.
 async fn unsling(ctx: &Context, bead: &BeadId, holder: Option<&str>) -> Result<(), gastown::Error> {
-    let Some(holder) = holder.filter(|h| !h.is_empty() && ctx.gastown.transport_kind() != "proxy") else {
-        return ctx.gastown.reopen_bead(bead).await;
-    };
-    match ctx.gastown.unsling(bead, Some(holder), true).await {
-        Ok(()) => Ok(()),
-        // An answer (refused, unknown worker, session gone): clear the hook with bd. Unanswered
-        // calls are retried later instead: the unsling may still have happened.
-        Err(e) if e.command().is_some() && !e.is_unreachable() => {
-            warn!(bead = %bead.as_str(), worker = holder, error = %e, "gt unsling refused; reopening the bead with bd instead");
-            ctx.gastown.reopen_bead(bead).await
-        }
-        Err(e) => Err(e),
-    }
+    let released = ctx.gastown.release_bead(bead, holder.filter(|h| !h.is_empty())).await?;
+    info!(bead = %bead.as_str(), ?released, "bead released in Gas Town");
+    Ok(())
 }
 
 /// A bead created for `a` whose ID never reached the status (a crash or a failed write between

@@ -635,19 +635,12 @@ fn create_gate_table() {
             40 + wait,
             Create,
         ),
+        // The client returns an unknown outcome only once the command has ended: the lookup
+        // that found nothing is conclusive.
         (
-            "outcome unknown (timeout), 200 ms-ish later: the client's quick retry",
+            "outcome unknown, the call ended: the lookup decides",
             creating_with(create_mark(unknown, 40)),
-            40,
-            Wait {
-                until: at(40 + wait),
-                mark: false,
-            },
-        ),
-        (
-            "outcome unknown, past the bound",
-            creating_with(create_mark(unknown, 40)),
-            40 + wait + 100,
+            41,
             Create,
         ),
         (
@@ -683,8 +676,9 @@ fn create_marks_record_when_each_attempt_began() {
     assert_eq!(cond(&st, condition::CLAIMED).last_transition_time, Time(at(500)));
     let a = with_status(&a, &st);
     assert_eq!(decision::create_in_flight_since(&a), Some(at(500)));
-    // It timed out at 530: the bound counts from then.
-    let st = decision::create_outcome_unknown(&a, decision::base_status(&a, &s), at(530), &s);
+    // The call ended at 530 with an unknown outcome: a bead may exist (look it up), but no
+    // create runs any more.
+    let st = decision::create_outcome_unknown(&a, decision::base_status(&a, &s), at(530));
     assert_cond(
         &st,
         condition::CLAIMED,
@@ -692,8 +686,18 @@ fn create_marks_record_when_each_attempt_began() {
         decision::CREATE_OUTCOME_UNKNOWN_REASON,
     );
     let a = with_status(&a, &st);
-    assert_eq!(decision::create_in_flight_since(&a), Some(at(530)));
+    assert_eq!(decision::create_in_flight_since(&a), None);
     assert!(decision::bead_may_exist_unrecorded(&a));
+    assert_eq!(decision::create_gate(&a, at(530), &s), decision::CreateGate::Create);
+    // A restarted controller that finds no mark waits from when it looked.
+    let fresh = creating_with(json!(null));
+    let st = decision::create_may_be_running(&fresh, decision::base_status(&fresh, &s), at(600), &s);
+    let fresh = with_status(&fresh, &st);
+    assert_eq!(decision::create_in_flight_since(&fresh), Some(at(600)));
+    assert!(matches!(
+        decision::create_gate(&fresh, at(601), &s),
+        decision::CreateGate::Wait { mark: false, .. }
+    ));
     // `bd create` itself said no: no bead, no mark, create at once.
     let st = decision::no_bead_created(decision::base_status(&a, &s));
     let a = with_status(&a, &st);
@@ -707,21 +711,13 @@ fn create_marks_record_when_each_attempt_began() {
 #[test]
 fn the_create_wait_outlasts_every_attempt_and_gt_proxy_server() {
     use decision::create_outcome_wait;
-    assert_eq!(decision::GT_PROXY_SERVER_COMMAND_LIMIT, Duration::from_secs(60));
-    // The chart's 30 s command timeout, 3 attempts per call.
-    assert_eq!(
-        create_outcome_wait(Duration::from_secs(30), 3),
-        Duration::from_secs(153)
-    );
-    assert_eq!(
-        create_outcome_wait(Duration::from_secs(60), 1),
-        Duration::from_secs(121)
-    );
-    assert_eq!(create_outcome_wait(Duration::from_secs(5), 0), Duration::from_secs(66));
-    assert_eq!(
-        settings().create_outcome_wait,
-        create_outcome_wait(Duration::from_secs(60), 3)
-    );
+    let s = |secs| Duration::from_secs(secs);
+    // The default 70 s command timeout, 3 attempts per call, a local command (lifetime 70 s).
+    assert_eq!(create_outcome_wait(s(70), 3, s(70)), s(435));
+    // Through gt-proxy-server (65 s) with a short client timeout: the proxy's limit counts.
+    assert_eq!(create_outcome_wait(s(30), 3, s(65)), s(300));
+    assert_eq!(create_outcome_wait(s(5), 0, s(5)), s(15));
+    assert_eq!(settings().create_outcome_wait, create_outcome_wait(s(70), 3, s(70)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -310,11 +310,14 @@ async fn deletion_releases_the_work_in_gastown() {
     assert_eq!(unslings, 1);
 }
 
-/// `bd create` fails outright every time, so the status says no bead exists and the release
-/// does not wait for Gas Town (it would otherwise be retried for the 600 s release timeout).
+/// `bd create` fails outright every time (and the lookup that follows it finds nothing), so the
+/// status says no bead exists and the release does not wait for Gas Town (it would otherwise be
+/// retried for the 600 s release timeout).
 #[tokio::test]
 async fn claim_expires_when_gastown_never_takes_it() {
-    let (env, _c) = Env::gastown_down("expiry", &["--claim-timeout", "3s"]).await;
+    let env = Env::new("expiry").await;
+    env.town.set_faults(&Faults::fail(1.0).verbs(["bd create"])).unwrap();
+    let _c = env.controller("c", &["--claim-timeout", "3s"]);
     env.create_claimed("orphan", json!({})).await;
     let a = env
         .wait_for("orphan", "release", T, |a| {
@@ -343,13 +346,24 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
     assert_eq!(env.town.beads().unwrap().len(), 1);
 }
 
-/// `bd create` failed outright, so no bead exists: deleting the claim while Gas Town is still
-/// down does not wait for it (it would otherwise wait for the 600 s release timeout).
+/// `bd create` failed outright (and the lookup after it found nothing), so no bead exists:
+/// deleting the claim while Gas Town is down does not wait for it (it would otherwise wait for
+/// the 600 s release timeout).
 #[tokio::test]
 async fn deleting_a_claim_gastown_never_took_does_not_wait_for_gastown() {
-    let (env, _c) = Env::gastown_down("delete-down", &[]).await;
+    let env = Env::new("delete-down").await;
+    env.town.set_faults(&Faults::fail(1.0).verbs(["bd create"])).unwrap();
+    let _c = env.controller("c", &[]);
     env.create_claimed("never", json!({})).await;
-    env.wait_unreachable("never").await;
+    env.wait_for("never", "beadCreated: false", T, |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.gastown.as_ref())
+            .and_then(|g| g.bead_created)
+            == Some(false)
+    })
+    .await;
+    env.town.set_faults(&Faults::down()).unwrap();
     env.api().delete("never", &DeleteParams::default()).await.unwrap();
     env.wait_gone("never", T).await;
     assert!(env.town.beads().unwrap().is_empty());
@@ -412,10 +426,31 @@ async fn a_bead_created_but_never_recorded_is_found_not_created_again() {
     obj.metadata.finalizers = Some(vec![RELEASE_FINALIZER.to_string()]);
     let obj = env.api().replace("orphan", &PostParams::default(), &obj).await.unwrap();
     let external = format!("automaton:{}/orphan/{}", env.ns.name(), obj.uid().unwrap());
-    let bead = env
+    // As the controller's `bd create` made it: with the labels its lookup filters on.
+    let labels = format!(
+        "gastown-operator,{}",
+        gastown_controller::gastown::ExternalRef::parse(&external)
+            .unwrap()
+            .lookup_label()
+    );
+    let out = env
         .town
-        .create_bead_with_external_ref("Task orphan", &external)
+        .command("bd")
+        .env("FAKE_GASTOWN_INTERNAL", "1")
+        .args([
+            "create",
+            "--silent",
+            "--external-ref",
+            &external,
+            "-l",
+            &labels,
+            "--",
+            "Task orphan",
+        ])
+        .output()
         .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bead = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let _c = env.controller("c", &[]);
     let a = env.wait_phase("orphan", Phase::Dispatched, T).await;
     assert_eq!(bead_of(&a), bead);
@@ -911,7 +946,7 @@ async fn deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead()
         "real gt refuses a worker without session: {unsling:?}"
     );
     assert!(
-        unsling.argv.iter().any(|a| a == "--force") && unsling.argv.iter().any(|a| *a == worker),
+        unsling.argv.iter().any(|a| a == "--force") && unsling.argv.contains(&worker),
         "{unsling:?}"
     );
 }

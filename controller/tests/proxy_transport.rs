@@ -11,7 +11,7 @@ use gastown_controller::gastown::testing::{
     CertKeyPem, EchoHandler, ExecHandler, ExecReply, FakeProxyHandle, FakeProxyServer, TableHandler, TempDir, TestPki,
     TownExecHandler,
 };
-use gastown_controller::gastown::{BeadId, BeadStatus, Error, GasTown, GasTownConfig, Transport};
+use gastown_controller::gastown::{BeadId, BeadStatus, Error, ExternalRef, GasTown, GasTownConfig, Transport};
 use gastown_crds::MergeStrategy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -166,6 +166,7 @@ async fn server_certificate_from_another_ca_is_refused() {
     assert_eq!(err.metric_label(), "tls");
     assert!(err.is_unreachable());
     assert!(!err.is_retryable());
+    assert!(err.is_definite_failure());
     assert!(rogue_server.requests().is_empty());
 }
 
@@ -176,8 +177,9 @@ async fn client_certificate_from_another_ca_is_refused_by_the_server() {
     let files = ClientFiles::new(&rogue.client_cert("gt-operator-controller").unwrap(), pki.ca_pem());
     let client = files.client(&server.url());
     let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
-    assert!(matches!(err, Error::Tls { .. } | Error::Transport { .. }), "{err:?}");
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
     assert!(err.is_unreachable());
+    assert!(err.is_definite_failure(), "refused in the handshake: nothing ran");
     assert!(server.requests().is_empty());
     assert!(server.handshake_failures() >= 1);
 }
@@ -341,4 +343,100 @@ async fn town_exec_handler_runs_stand_in_binaries_in_the_town() {
         "{env}"
     );
     assert!(!env.contains("BD_ACTOR") && !env.contains("GT_ROLE"));
+}
+
+/// A gt-proxy-server whose `bd create` goes on after the client gave up: the create takes
+/// `create_takes`, runs on regardless of the client (as a command the proxy cannot stop in
+/// time), then makes bead `go-abc`; `bd list` answers with the beads made so far.
+fn slow_creating_town(create_takes: Duration) -> (Arc<dyn ExecHandler>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let made: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let creates = made.clone();
+    let handler = move |argv: Vec<String>| {
+        let made = creates.clone();
+        async move {
+            match argv.get(1).map(String::as_str) {
+                Some("create") => {
+                    let work = tokio::spawn(async move {
+                        tokio::time::sleep(create_takes).await;
+                        made.lock().unwrap().push("go-abc".to_owned());
+                    });
+                    let _ = work.await;
+                    ExecReply::ok("go-abc\n")
+                }
+                Some("list") => {
+                    let beads: Vec<String> = made
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|id| format!(r#"{{"id":"{id}","status":"open","external_ref":"automaton:ns/a/u1"}}"#))
+                        .collect();
+                    ExecReply::ok(format!("[{}]", beads.join(",")))
+                }
+                _ => ExecReply::fail(2, "unexpected\n"),
+            }
+        }
+    };
+    (Arc::new(handler), made)
+}
+
+/// Issue 14, item 2: a `bd create` the client gave up on still runs on gt-proxy-server; looking
+/// for its bead before the proxy's limit has passed finds nothing, and a second create makes a
+/// second bead. The client waits for the limit first.
+#[tokio::test]
+async fn an_unanswered_create_is_looked_for_only_once_the_proxy_can_no_longer_run_it() {
+    let (handler, made) = slow_creating_town(Duration::from_millis(1500));
+    let (_pki, server, files) = start(handler).await;
+    let mut config = files.config(&server.url());
+    config.command_timeout = Duration::from_millis(500);
+    config.remote_command_limit = Duration::from_millis(2500);
+    config.retries = 2;
+    let client = GasTown::new(config).unwrap();
+    let reference = ExternalRef::parse("automaton:ns/a/u1").unwrap();
+    let started = std::time::Instant::now();
+    let created = client.create_bead("Fix login", "", &reference).await.unwrap();
+    assert_eq!(created.as_str(), "go-abc");
+    let creates = server.requests().iter().filter(|r| r.argv[1] == "create").count();
+    assert_eq!(creates, 1, "created once: {:?}", server.requests());
+    assert_eq!(made.lock().unwrap().len(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "looked only after the limit"
+    );
+}
+
+#[tokio::test]
+async fn the_proxys_kill_is_not_a_definite_failure() {
+    let table = TableHandler::new()
+        .with(
+            &["gt", "sling", "--", "go-7xq", "gastown"],
+            ExecReply::fail(-1, "signal: killed\n"),
+        )
+        .with(
+            &["bd", "close", "-r", "done", "--", "go-7xq"],
+            ExecReply::fail(1, "Error: no issue found\n"),
+        );
+    let (_pki, server, files) = start(Arc::new(table)).await;
+    let client = files.client(&server.url());
+    let killed = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
+    assert!(matches!(killed, Error::Exit { code: Some(-1), .. }), "{killed:?}");
+    assert!(
+        killed.outcome_unknown(),
+        "killed at the limit: it may have done its work"
+    );
+    let failed = client.close_bead(&id("go-7xq"), "done").await.unwrap_err();
+    assert!(failed.is_definite_failure(), "ran to its end and said no");
+}
+
+#[tokio::test]
+async fn no_connection_is_a_definite_connect_error() {
+    let (_pki, server, files) = start(Arc::new(EchoHandler)).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let client = files.client(&format!("https://{closed}"));
+    let err = client.sling(&id("go-7xq"), "gastown", None, None).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_definite_failure() && err.is_retryable() && err.is_unreachable());
+    drop(server);
 }

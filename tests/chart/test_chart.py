@@ -303,7 +303,7 @@ def test_default_args() -> None:
         "--proxy-ca=/etc/gastown/proxy/ca.crt",
         "--sync-interval=15s",
         "--claim-timeout=10m",
-        "--command-timeout=30s",
+        "--command-timeout=70s",
         "--concurrency=8",
         "--gastown-concurrency=4",
         "--metrics-addr=0.0.0.0:8080",

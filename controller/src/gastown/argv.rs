@@ -208,6 +208,29 @@ impl ExternalRef {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The label that finds this reference's bead: [`REF_LABEL_PREFIX`] and 16 hex digits of
+    /// the FNV-1a (64 bit) hash of the reference, e.g. `gastown-operator-ref:5f0c...`. Every bead
+    /// the controller creates carries it, so `bd list -l <label>` answers with that bead alone
+    /// however big the town is. (A hash, not the reference itself: a label is at most 255
+    /// characters in beads, `labels.label VARCHAR(255)`, a reference up to 400. Two references
+    /// with the same hash only list both beads; the lookup then compares the references.)
+    pub fn lookup_label(&self) -> String {
+        format!("{REF_LABEL_PREFIX}{:016x}", fnv1a64(self.0.as_bytes()))
+    }
+}
+
+/// The label on every bead the controller creates (`bd list -l gastown-operator` lists them).
+pub const OPERATOR_LABEL: &str = "gastown-operator";
+/// The start of [`ExternalRef::lookup_label`].
+pub const REF_LABEL_PREFIX: &str = "gastown-operator-ref:";
+
+/// 64-bit FNV-1a: small, stable across versions and platforms (the labels it makes are stored
+/// in Gas Town and must be computed the same way by every controller version).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl fmt::Display for ExternalRef {
@@ -332,7 +355,9 @@ pub fn validate_agent_address(value: &str) -> Result<(), Error> {
     }
 }
 
-/// `bd create -t task -p 2 -d <description> --external-ref <ref> --silent -- <title>`.
+/// `bd create -t task -p 2 -d <description> --external-ref <ref> -l gastown-operator,<lookup
+/// label> --silent -- <title>` (`-l a,b` sets labels; beads `cmd/bd/create.go`
+/// `StringSliceP("labels", "l", ...)`).
 pub(crate) fn create_bead(title: &str, description: &str, external_ref: &ExternalRef) -> Result<CommandLine, Error> {
     validate_title(title).map_err(invalid)?;
     validate_description(description)?;
@@ -345,6 +370,8 @@ pub(crate) fn create_bead(title: &str, description: &str, external_ref: &Externa
         .arg(description)
         .arg("--external-ref")
         .arg(external_ref.as_str())
+        .arg("-l")
+        .arg(format!("{OPERATOR_LABEL},{}", external_ref.lookup_label()))
         .arg("--silent")
         .arg("--")
         .arg(title))
@@ -366,10 +393,26 @@ pub(crate) fn show_beads(ids: &[BeadId]) -> CommandLine {
     )
 }
 
-/// `bd list --json --all`: `--all` lifts bd's default filter (closed and pinned beads are
-/// hidden) and its default limit of 50, both of which would hide the bead we look for.
-pub(crate) fn list_beads() -> CommandLine {
-    CommandLine::new(Tool::Bd, "list").arg("--json").arg("--all")
+/// `bd list --json --all --limit 0 -l <lookup label>`: the beads created with `external_ref`,
+/// closed ones included, however many other beads the town has.
+///
+/// Real `bd list` (beads `cmd/bd/list.go`) prints at most 50 beads unless `--limit` says
+/// otherwise (`IntP("limit", "n", 50, "Limit results (default 50, use 0 for unlimited)")`,
+/// since v0.42.0), sorted by priority, then newest first; the controller's priority-2 bead is
+/// missing from those 50 in a town with 50 beads of a higher priority. `--all` only drops the
+/// default status filter (closed and pinned beads are hidden); it lifts the limit only since
+/// bd v0.49.5, and then lists the whole town. An explicit `--limit 0` means "all" in every
+/// version, and the label filter (`-l`, `id IN (SELECT issue_id FROM labels WHERE label = ?)`,
+/// an indexed column) keeps the answer to our bead, so the lookup's cost does not grow with the
+/// town. A label given also turns off bd's directory-based label scoping (GH#541).
+pub(crate) fn list_beads(external_ref: &ExternalRef) -> CommandLine {
+    CommandLine::new(Tool::Bd, "list")
+        .arg("--json")
+        .arg("--all")
+        .arg("--limit")
+        .arg("0")
+        .arg("-l")
+        .arg(external_ref.lookup_label())
 }
 
 /// `gt sling [--merge=<m>] [--agent <a>] -- <bead> <rig>`.
@@ -454,6 +497,7 @@ mod tests {
     fn create_bead_argv() {
         let r = ExternalRef::for_automaton("team-a", "fix-login", "1b4e28ba-2fa1-11d2-883f-0016d3cca427").unwrap();
         let cmd = create_bead("Fix login; rm -rf / $(id) `id`", "line 1\n-line 2", &r).unwrap();
+        let labels = format!("gastown-operator,{}", r.lookup_label());
         assert_eq!(cmd.tool(), Tool::Bd);
         assert_eq!(cmd.verb(), "create");
         assert_eq!(
@@ -468,6 +512,8 @@ mod tests {
                 "line 1\n-line 2",
                 "--external-ref",
                 "automaton:team-a/fix-login/1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                "-l",
+                labels.as_str(),
                 "--silent",
                 "--",
                 "Fix login; rm -rf / $(id) `id`",
@@ -481,7 +527,12 @@ mod tests {
     #[test]
     fn show_list_close_reopen_argv() {
         assert_eq!(args(&show_bead(&id("go-7xq"))), vec!["show", "--json", "--", "go-7xq"]);
-        assert_eq!(args(&list_beads()), vec!["list", "--json", "--all"]);
+        let r = ExternalRef::parse("automaton:ns/a/u1").unwrap();
+        let label = r.lookup_label();
+        assert_eq!(
+            args(&list_beads(&r)),
+            vec!["list", "--json", "--all", "--limit", "0", "-l", label.as_str()]
+        );
         assert_eq!(
             args(&close_bead(&id("gt-a3f8.1"), "released by the operator").unwrap()),
             vec!["close", "-r", "released by the operator", "--", "gt-a3f8.1"]
@@ -637,6 +688,30 @@ mod tests {
             assert!(validate_agent_address(bad).is_err(), "{bad}");
             assert!(unsling(&id("go-7xq"), Some(bad), true).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lookup_labels_are_stable_short_and_distinct() {
+        // Stored in Gas Town: the value for a given reference must never change.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let a = ExternalRef::parse("automaton:ns/a/u1").unwrap();
+        let b = ExternalRef::parse("automaton:ns/a/u2").unwrap();
+        assert!(a.lookup_label().starts_with("gastown-operator-ref:"));
+        assert_eq!(a.lookup_label().len(), REF_LABEL_PREFIX.len() + 16);
+        assert_ne!(a.lookup_label(), b.lookup_label());
+        assert_eq!(
+            a.lookup_label(),
+            ExternalRef::parse("automaton:ns/a/u1").unwrap().lookup_label()
+        );
+        let long = ExternalRef::parse(&format!("automaton:{}", "x".repeat(390))).unwrap();
+        assert!(long.lookup_label().len() < 255);
+        // No comma (bd splits label lists on commas) and nothing a shell or pflag would read.
+        assert!(
+            a.lookup_label()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
+        );
     }
 
     #[test]

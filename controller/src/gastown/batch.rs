@@ -3,9 +3,17 @@
 //! Every active Automaton is read back once per sync interval. One process (or one proxy
 //! request, which gt-proxy-server rate-limits per client) per Automaton caps how many active
 //! claims fit into an interval, and starves new claims of Gas Town slots. Reads that arrive
-//! within a short window are answered by one command instead. When that command fails (real
-//! `bd` exits non-zero if any of the IDs is unknown), every read of the batch falls back to its
-//! own `bd show`, so each gets its exact answer or error, as without batching.
+//! within a short window are answered by one command instead.
+//!
+//! Real `bd show` of several IDs (beads `cmd/bd/show.go`, since v0.50.0) prints the beads it
+//! found and one "Error fetching <id>: ..." line on stderr per unknown ID, and exits 0 when it
+//! found any, non-zero only when it found none (older versions exit 0 with empty output then).
+//! So a bead missing from the answer, or a batch that `bd` answered with a non-zero exit or
+//! unreadable output, is read on its own with [`GasTown::show_bead`], which tells "no such
+//! bead" from a failure exactly. A batch that got no answer at all (timeout, Gas Town
+//! unreachable, connection lost, the proxy refusing) fails every read of the batch with that
+//! error at once: reading each bead on its own would only wait for the same hung Gas Town once
+//! per bead (N command timeouts instead of one).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -72,9 +80,16 @@ async fn answer(gastown: GasTown, batch: Vec<(BeadId, Reply)>) {
     let found = if ids.len() > 1 {
         match gastown.show_beads(&ids).await {
             Ok(found) => found,
-            Err(e) => {
+            Err(e) if answered(&e) => {
                 tracing::debug!(error = %e, beads = ids.len(), "batched bd show failed; reading the beads one by one");
                 HashMap::new()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, beads = ids.len(), "batched bd show got no answer; failing its reads");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
             }
         }
     } else {
@@ -92,4 +107,17 @@ async fn answer(gastown: GasTown, batch: Vec<(BeadId, Reply)>) {
         }
     });
     futures::future::join_all(singles).await;
+}
+
+/// Whether `bd` answered the batch (it ran to its end with a non-zero exit, or printed output
+/// that does not parse as a whole): each bead is then worth asking about on its own. Anything
+/// else (timeout, a command killed by a signal or by gt-proxy-server at its limit, transport,
+/// TLS, HTTP status, missing binary) is Gas Town not answering, which one read per bead would
+/// only repeat.
+fn answered(error: &Error) -> bool {
+    match error {
+        Error::Exit { code, .. } => matches!(code, Some(1..=128)),
+        Error::Parse { .. } => true,
+        _ => false,
+    }
 }

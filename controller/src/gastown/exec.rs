@@ -5,7 +5,8 @@
 //! `BD_ACTOR` (configured) are passed: in particular never `GT_ROLE`/`GT_POLECAT`, which would
 //! make `gt sling` believe it is called by a worker agent and refuse. A command that outlives
 //! its timeout is killed (`SIGKILL` to the direct child; children it started in their own
-//! sessions, such as tmux, are left alone on purpose: those are Gas Town's agents).
+//! sessions, such as tmux, are left alone on purpose: those are Gas Town's agents), and the
+//! error is returned only once it has exited.
 
 use std::ffi::OsString;
 use std::io;
@@ -179,12 +180,28 @@ pub(crate) async fn run_program(
         })
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(e)) => {
+            end(&mut child).await;
+            Err(e)
+        }
         Err(_) => {
-            // kill_on_drop would do it too; be explicit. Tokio reaps the child in the background.
-            let _ = child.start_kill();
+            end(&mut child).await;
             Err(ProcessError::Timeout)
         }
+    }
+}
+
+/// Longest wait for a killed child to be gone.
+const REAP_WAIT: Duration = Duration::from_secs(5);
+
+/// Kills the child (`SIGKILL`) and waits until it has exited, so that a command reported as
+/// failed is no longer running: a `bd create` that timed out cannot create its bead after the
+/// caller has looked for it.
+async fn end(child: &mut tokio::process::Child) {
+    let _ = child.start_kill();
+    if tokio::time::timeout(REAP_WAIT, child.wait()).await.is_err() {
+        tracing::warn!(pid = child.id(), "a killed Gas Town command has not exited after 5 s");
     }
 }
 

@@ -8,6 +8,39 @@
 //!   exponential backoff and jitter only for transient failures ([`Error::is_retryable`]).
 //! - Each attempt is reported to an optional [`CommandObserver`] (metrics).
 //!
+//! # Timeouts
+//!
+//! gt-proxy-server kills a command after 60 s ([`PROXY_EXEC_LIMIT`]; gastown
+//! `internal/proxy/server.go`: `ExecTimeout ... 0 uses the default (60s)`, not configurable in
+//! `cmd/gt-proxy-server`) and answers `exitCode: -1`. The client's per-command timeout
+//! ([`GasTownConfig::command_timeout`], default [`DEFAULT_COMMAND_TIMEOUT`] = 70 s, the
+//! controller's `--command-timeout`, the chart's `gastown.commandTimeout`) is longer, so the
+//! client normally gets the proxy's own answer instead of giving up on a command that still
+//! runs. A local command is killed at the timeout and reaped before its error is returned.
+//!
+//! # Commands whose outcome is unknown
+//!
+//! A failed command either certainly did nothing ([`Error::is_definite_failure`]: it never
+//! started, or ran to its end and exited non-zero) or may have done its work
+//! ([`Error::outcome_unknown`]: timeout, connection lost after the request was sent, killed by
+//! a signal, gt-proxy-server's `exitCode: -1`, unreadable output). Retrying an idempotent
+//! command is harmless, but `bd create` is not, so the rule is:
+//!
+//! **After a `bd create` whose outcome is unknown, never create again until the first create
+//! is known to have ended and its bead has been looked for by its external reference.**
+//!
+//! [`GasTown::create_bead`] keeps the rule inside one call: after any failure of an attempt
+//! that ran (or may have), it waits until that attempt has certainly ended (a local child is
+//! reaped; through gt-proxy-server, an attempt without an answer may run until
+//! [`GasTownConfig::remote_command_limit`] after it was sent), then looks the bead up
+//! ([`GasTown::find_bead_by_external_ref`]), returns the bead if it exists, and only then tries
+//! again. When it returns an error with [`Error::outcome_unknown`] (retries used up, or the
+//! lookup itself failed: [`Error::OutcomeUnknown`]), the caller must keep to the rule: record
+//! that a bead may exist, and look it up before any new create. Its last attempt has ended by
+//! then, so that lookup is conclusive; a caller that restarts (crash, new leader) without the
+//! answer must wait [`GasTown::command_lifetime`] from the time the create was sent.
+//! [`Error::is_definite_failure`] from `create_bead` means no bead was made.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), gastown_controller::gastown::Error> {
 //! use gastown_controller::gastown::{ExternalRef, GasTown, GasTownConfig, Transport};
@@ -40,13 +73,27 @@ use gastown_crds::MergeStrategy;
 use tokio::sync::Semaphore;
 
 pub use argv::{
-    BeadId, CommandLine, EXTERNAL_REF_MAX_CHARS, EXTERNAL_REF_RULE, ExternalRef, REASON_MAX_CHARS, Tool,
-    validate_agent_address, validate_description, validate_reason,
+    BeadId, CommandLine, EXTERNAL_REF_MAX_CHARS, EXTERNAL_REF_RULE, ExternalRef, OPERATOR_LABEL, REASON_MAX_CHARS,
+    REF_LABEL_PREFIX, Tool, validate_agent_address, validate_description, validate_reason,
 };
 pub use backoff::Backoff;
 pub use batch::BatchedReader;
 pub use beads::{Bead, BeadStatus};
-pub use error::{Error, STDERR_EXCERPT_CHARS};
+pub use error::{Error, PROXY_KILLED_EXIT_CODE, STDERR_EXCERPT_CHARS};
+
+/// How long gt-proxy-server lets a command run before it kills it (gastown
+/// `internal/proxy/server.go`, `ExecTimeout`: "0 uses the default (60s)"; `cmd/gt-proxy-server`
+/// does not set it).
+pub const PROXY_EXEC_LIMIT: Duration = Duration::from_secs(60);
+
+/// The default per-command timeout: longer than [`PROXY_EXEC_LIMIT`], so that a command the
+/// proxy still runs is not given up on (and then looked for, or retried) before the proxy
+/// has answered.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// The default [`GasTownConfig::remote_command_limit`]: gt-proxy-server's limit plus 5 s for
+/// the request to reach it.
+pub const DEFAULT_REMOTE_COMMAND_LIMIT: Duration = Duration::from_secs(65);
 
 use exec::{ExecTransport, Output};
 use proxy::ProxyTransport;
@@ -104,8 +151,15 @@ impl Transport {
 pub struct GasTownConfig {
     /// Exec or proxy.
     pub transport: Transport,
-    /// Per-command (per attempt) timeout. Default 60 s, gt-proxy-server's own limit.
+    /// Per-command (per attempt) timeout. Default [`DEFAULT_COMMAND_TIMEOUT`] (70 s), longer
+    /// than gt-proxy-server's own limit of 60 s.
     pub command_timeout: Duration,
+    /// How long after sending a request gt-proxy-server may still be running its command:
+    /// after a `bd create` through the proxy got no answer (timeout, lost connection), the
+    /// client waits until then before it looks for the bead. Default
+    /// [`DEFAULT_REMOTE_COMMAND_LIMIT`] (65 s: the proxy's 60 s limit plus 5 s to reach it);
+    /// only tests change it.
+    pub remote_command_limit: Duration,
     /// Commands in flight at once. Default 4.
     pub max_concurrency: usize,
     /// Retries after the first attempt for transient failures. Default 2 (3 attempts): the
@@ -122,13 +176,28 @@ impl GasTownConfig {
     pub fn new(transport: Transport) -> Self {
         GasTownConfig {
             transport,
-            command_timeout: Duration::from_secs(60),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            remote_command_limit: DEFAULT_REMOTE_COMMAND_LIMIT,
             max_concurrency: 4,
             retries: 2,
             backoff: Backoff::default(),
             max_output_bytes: 16 * 1024 * 1024,
         }
     }
+}
+
+/// What [`GasTown::release_bead`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// `gt unsling` released it.
+    Unslung,
+    /// It was put back to `open` without an assignee with `bd update` (through the proxy, or
+    /// after `gt unsling` refused or did nothing).
+    Reopened,
+    /// Nobody held it (it was not `hooked` or `in_progress`): nothing was changed.
+    NotHeld,
+    /// No such bead.
+    Missing,
 }
 
 enum Runner {
@@ -139,6 +208,7 @@ enum Runner {
 struct Inner {
     runner: Runner,
     timeout: Duration,
+    remote_command_limit: Duration,
     retries: u32,
     backoff: Backoff,
     permits: Semaphore,
@@ -205,6 +275,7 @@ impl GasTown {
             inner: Arc::new(Inner {
                 runner,
                 timeout: config.command_timeout,
+                remote_command_limit: config.remote_command_limit,
                 retries: config.retries,
                 backoff: config.backoff,
                 permits,
@@ -228,11 +299,20 @@ impl GasTown {
     }
 
     /// Creates a task bead (`bd create -t task -p 2 -d <description> --external-ref <ref>
-    /// --silent -- <title>`) and returns its ID.
+    /// -l gastown-operator,<lookup label> --silent -- <title>`) and returns its ID.
     ///
-    /// If an attempt fails in a way that may have created the bead anyway (timeout, lost
-    /// connection), the retry first looks the bead up by `external_ref`, so a retry never
-    /// creates a second bead.
+    /// Keeps the rule of the module documentation: after an attempt that ran or may have run
+    /// and failed (any failure except one that never started), it waits until that attempt has
+    /// certainly ended, then looks the bead up by `external_ref`; a bead found is returned (the
+    /// create worked after all), and only when none exists is the create tried again (for
+    /// transient failures, up to the configured retries). So one call never creates two beads.
+    ///
+    /// Errors: [`Error::is_definite_failure`] means no bead was created (the command never
+    /// started, or it exited non-zero and no bead with `external_ref` exists afterwards).
+    /// [`Error::outcome_unknown`] means a bead may exist: the caller must look it up
+    /// ([`Self::find_bead_by_external_ref`]) before creating again; if the lookup after the
+    /// failure failed too, the error is [`Error::OutcomeUnknown`] (never the lookup's own
+    /// error, which could look definite).
     pub async fn create_bead(
         &self,
         title: &str,
@@ -242,24 +322,77 @@ impl GasTown {
         let command = argv::create_bead(title, description, external_ref)?;
         let mut retry = 0;
         loop {
-            let result = self
-                .attempt(&command, |out| {
+            let (result, started) = self
+                .attempt_timed(&command, |out| {
                     require_success(&command, &out)?;
                     require_complete(&command, &out)?;
                     beads::parse_created_id(&out.stdout).map_err(|m| Error::parse(&command, m))
                 })
                 .await;
-            match result {
-                Err(e) if e.is_retryable() && retry < self.inner.retries => {
-                    self.pause_before_retry(&e, retry).await;
-                    retry += 1;
-                    if let Some(bead) = self.find_bead_by_external_ref(external_ref).await? {
+            let error = match result {
+                Ok(id) => return Ok(id),
+                Err(e) => e,
+            };
+            let ran = error.outcome_unknown() || matches!(error, Error::Exit { .. });
+            if ran {
+                self.wait_until_ended(&error, started).await;
+                // Also lets a commit sent just before a kill land before we look.
+                let delay = self.inner.backoff.delay(retry);
+                tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, %external_ref, "bd create failed; looking for its bead before anything else");
+                tokio::time::sleep(delay).await;
+                match self.find_bead_by_external_ref(external_ref).await {
+                    Ok(Some(bead)) => {
                         tracing::info!(bead = %bead.id, %external_ref, "bead created by an attempt that seemed to fail");
                         return bead.bead_id();
                     }
+                    Ok(None) => {}
+                    Err(check) => {
+                        return Err(Error::OutcomeUnknown {
+                            source: Box::new(error),
+                            check: Box::new(check),
+                        });
+                    }
                 }
-                other => return other,
             }
+            if error.is_retryable() && retry < self.inner.retries {
+                if !ran {
+                    self.pause_before_retry(&error, retry).await;
+                }
+                retry += 1;
+                continue;
+            }
+            return Err(error);
+        }
+    }
+
+    /// Waits until a command that failed with `error` after starting at `started` has
+    /// certainly ended in Gas Town: at once for a local command (killed and reaped before its
+    /// error is returned) and for any answer of gt-proxy-server; after a proxy request that got
+    /// no answer, until [`GasTownConfig::remote_command_limit`] after `started`.
+    async fn wait_until_ended(&self, error: &Error, started: Instant) {
+        if !matches!(self.inner.runner, Runner::Proxy(_)) || !error.may_still_run_remotely() {
+            return;
+        }
+        let ended_by = started + self.inner.remote_command_limit;
+        let now = Instant::now();
+        if ended_by > now {
+            let wait = ended_by - now;
+            tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "gt-proxy-server may still run the command; waiting until its limit has passed");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The longest a command sent by this client can go on running in Gas Town, counted from
+    /// when it was sent, even if the caller never learns how it ended (its process died):
+    /// through gt-proxy-server [`GasTownConfig::remote_command_limit`] (the proxy kills it at
+    /// its 60 s limit); locally the command timeout (a local command dies with the controller's
+    /// container, whose main process the controller is). A caller that finds a create of its
+    /// own recorded as started but unanswered must not create again before this has passed
+    /// since then; a lookup after that is conclusive.
+    pub fn command_lifetime(&self) -> Duration {
+        match self.inner.runner {
+            Runner::Exec(_) => self.inner.timeout,
+            Runner::Proxy(_) => self.inner.remote_command_limit.max(self.inner.timeout),
         }
     }
 
@@ -286,8 +419,10 @@ impl GasTown {
     }
 
     /// Reads several beads with one `bd show --json -- <id>...`, by ID. Beads missing from the
-    /// answer are missing from the map. Fails as a whole when `bd` does (real `bd` exits
-    /// non-zero when any ID is unknown): read those one by one with [`Self::show_bead`].
+    /// answer are missing from the map: real `bd` (beads `cmd/bd/show.go`, since v0.50.0)
+    /// reports an unknown ID on stderr and exits 0 with the beads it found, non-zero only when
+    /// it found none. Read the missing ones with [`Self::show_bead`], which tells "no such
+    /// bead" from a failure.
     pub async fn show_beads(&self, ids: &[BeadId]) -> Result<std::collections::HashMap<String, Bead>, Error> {
         let command = argv::show_beads(ids);
         self.run(&command, |out| {
@@ -298,11 +433,22 @@ impl GasTown {
         .await
     }
 
-    /// Finds the bead created with `external_ref` (`bd list --json --all`, filtered here),
-    /// e.g. after a crash between `bd create` and recording the ID. Tombstoned beads are
-    /// skipped; if several match, the oldest (by `created_at`, then ID) wins.
+    /// Finds the bead created with `external_ref`, e.g. after a crash between `bd create` and
+    /// recording the ID: `bd list --json --all --limit 0 -l <lookup label>`, then the
+    /// `external_ref` compared here. Complete (closed beads and any number of other beads in
+    /// the town; real `bd list` shows only 50 without `--limit 0`) and cheap (the label
+    /// narrows the answer to this reference's beads; see [`ExternalRef::lookup_label`]).
+    /// Tombstoned beads are skipped; if several match, the oldest (by `created_at`, then ID)
+    /// wins.
+    ///
+    /// Only beads created with the lookup label are found: a bead made by an earlier
+    /// controller build, which set no labels, is not (finding those would take listing the
+    /// whole town). Those builds recorded a bead's ID in the Automaton's status as soon as
+    /// `bd create` answered, so only a create whose answer was lost across the upgrade is
+    /// affected; find such a bead with `bd list --json --all --limit 0` and its `external_ref`
+    /// (`automaton:<namespace>/<name>/<uid>`).
     pub async fn find_bead_by_external_ref(&self, external_ref: &ExternalRef) -> Result<Option<Bead>, Error> {
-        let command = argv::list_beads();
+        let command = argv::list_beads(external_ref);
         self.run(&command, |out| {
             require_success(&command, &out)?;
             require_complete(&command, &out)?;
@@ -326,24 +472,79 @@ impl GasTown {
         self.run(&command, |out| require_success(&command, &out)).await
     }
 
-    /// Takes a bead back from its agent: `gt unsling [--force] -- <bead> [<holder>]`; the bead
-    /// returns to `open`.
+    /// Runs `gt unsling [--force] -- <bead> [<holder>]` and nothing else; exit 0 is success.
     ///
-    /// Real `gt` resolves a missing `holder` to the caller's own hook (which the controller
-    /// does not have), and refuses to release unfinished work without `force`: pass the bead's
-    /// assignee (`<rig>/polecats/<Name>`) and `force = true` to release work in progress. Note
-    /// that gt-proxy-server does not allow `gt unsling` by default; see [`Self::reopen_bead`].
+    /// Exit 0 does **not** mean the bead was released. Real `gt unsling` (gastown
+    /// `internal/cmd/unsling.go` `runUnslingWith`):
+    /// - resolves `holder` (`<rig>/<Name>` or `<rig>/polecats/<Name>`) through the worker's tmux
+    ///   session (`resolveTargetAgent` in `internal/cmd/sling_target.go`: `tmux list-panes`):
+    ///   a worker whose session is gone fails with "resolving target agent: getting pane for
+    ///   <session>: exit status 1";
+    /// - without `holder` acts on the caller's own identity, which the controller (no
+    ///   `GT_ROLE`) does not have: "detecting agent identity: cannot determine agent identity";
+    /// - looks only for a bead with status `hooked` assigned to that worker: a bead the worker
+    ///   has started (`in_progress`) is not found, and gt prints "No work hooked" and **exits
+    ///   0 without changing anything**;
+    /// - refuses unfinished work without `force` ("hooked work <id> is incomplete");
+    /// - otherwise sets the bead to `open` without an assignee.
+    ///
+    /// gt-proxy-server does not allow `gt unsling` (403). Use [`Self::release_bead`], which
+    /// checks the result and falls back to `bd`.
     pub async fn unsling(&self, bead: &BeadId, holder: Option<&str>, force: bool) -> Result<(), Error> {
         let command = argv::unsling(bead, holder, force)?;
         self.run(&command, |out| require_success(&command, &out)).await
     }
 
     /// Puts a bead back to `open` without an assignee (`bd update --status open --assignee ""
-    /// -- <id>`): the bead-side effect of `gt unsling`, with a subcommand gt-proxy-server
-    /// allows by default.
+    /// -- <id>`; beads `cmd/bd/update.go` sets the assignee whenever `--assignee` is given, so
+    /// `""` clears it): the bead-side effect of `gt unsling`, with a subcommand gt-proxy-server
+    /// allows, and needing no worker session.
     pub async fn reopen_bead(&self, id: &BeadId) -> Result<(), Error> {
         let command = argv::reopen_bead(id);
         self.run(&command, |out| require_success(&command, &out)).await
+    }
+
+    /// Takes a bead back from whoever holds it, completely, in every case real `gt unsling`
+    /// leaves open (see [`Self::unsling`]):
+    ///
+    /// 1. `bd show` the bead: missing → [`Release::Missing`]; not `hooked`/`in_progress` →
+    ///    [`Release::NotHeld`], nothing changed.
+    /// 2. Local transport: `gt unsling --force -- <bead> <holder>` (Gas Town logs the unhook),
+    ///    `holder` defaulting to the bead's assignee; then `bd show` again: released →
+    ///    [`Release::Unslung`]. A failure or a no-op of `gt unsling` is not final: a worker
+    ///    whose session is gone, a bead the worker has started (`in_progress`, which `gt
+    ///    unsling` does not look for), another bead on the worker's hook all leave it held.
+    /// 3. Still held (or through gt-proxy-server, which does not allow `gt unsling`):
+    ///    `bd update --status open --assignee "" -- <bead>` → [`Release::Reopened`].
+    ///
+    /// An error means the bead may still be held (the error of the `bd show` or `bd update`
+    /// that failed). The worker's session is never stopped (`gt unsling` does not stop it
+    /// either). The worker may finish between the read and the update, which then reopens
+    /// finished work: release only work you mean to take back.
+    pub async fn release_bead(&self, bead: &BeadId, holder: Option<&str>) -> Result<Release, Error> {
+        let Some(current) = self.show_bead(bead).await? else {
+            return Ok(Release::Missing);
+        };
+        if !current.status.is_dispatched() {
+            return Ok(Release::NotHeld);
+        }
+        let holder = holder.or(current.assignee.as_deref());
+        if let (Runner::Exec(_), Some(holder)) = (&self.inner.runner, holder) {
+            match self.unsling(bead, Some(holder), true).await {
+                Ok(()) => match self.show_bead(bead).await? {
+                    None => return Ok(Release::Missing),
+                    Some(after) if !after.status.is_dispatched() => return Ok(Release::Unslung),
+                    Some(after) => {
+                        tracing::info!(%bead, status = %after.status, "gt unsling exited 0 but the bead is still held; reopening it with bd");
+                    }
+                },
+                Err(e) => {
+                    tracing::info!(%bead, holder, error = %e, "gt unsling did not release the bead; reopening it with bd");
+                }
+            }
+        }
+        self.reopen_bead(bead).await?;
+        Ok(Release::Reopened)
     }
 
     /// Closes a bead: `bd close -r <reason> -- <id>`.
@@ -378,10 +579,20 @@ impl GasTown {
         command: &CommandLine,
         interpret: impl Fn(Output) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let _permit = self.inner.permits.acquire().await.map_err(|_| Error::Transport {
-            command: Box::new(command.clone()),
-            message: "the Gas Town client is shut down".to_owned(),
-        })?;
+        self.attempt_timed(command, interpret).await.0
+    }
+
+    /// [`Self::attempt`], also returning when the command was started (after the slot).
+    async fn attempt_timed<T>(
+        &self,
+        command: &CommandLine,
+        interpret: impl Fn(Output) -> Result<T, Error>,
+    ) -> (Result<T, Error>, Instant) {
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            // Never started: the semaphore is only closed on shutdown.
+            let error = Error::config(format!("the Gas Town client is shut down; `{command}` was not run"));
+            return (Err(error), Instant::now());
+        };
         tracing::debug!(command = %command, transport = self.transport_kind(), "running Gas Town command");
         let started = Instant::now();
         let output = match &self.inner.runner {
@@ -393,7 +604,7 @@ impl GasTown {
             let label = result.as_ref().map_or_else(Error::metric_label, |_| "ok");
             observer.observe(command.tool().as_str(), command.verb(), label, started.elapsed());
         }
-        result
+        (result, started)
     }
 }
 

@@ -142,21 +142,50 @@ impl ProxyTransport {
     }
 
     /// TLS failures (untrusted server, refused client certificate) are configuration problems
-    /// and not retried; everything else on the wire is a transient transport error.
+    /// and not retried; everything else on the wire is a transient transport error. What
+    /// matters for a `bd create` is whether gt-proxy-server can have run the command:
+    /// - no connection could be made (hyper's connect phase, TLS handshake included): the
+    ///   request was never sent ([`Error::Connect`], or [`Error::Tls`]);
+    /// - the server refused our certificate: with TLS 1.3 the client finishes its side of the
+    ///   handshake and sends the request before the server's alert arrives, but the server
+    ///   never read it ([`Error::Tls`]);
+    /// - anything else after connecting: the request may have been read and the command run
+    ///   ([`Error::Transport`], outcome unknown).
     fn classify(&self, command: &CommandLine, err: &(dyn StdError + 'static)) -> Error {
         let message = format!("POST {}: {}", self.endpoint, error_chain(err));
-        if find_rustls_error(err).is_some() {
-            Error::Tls {
-                command: Box::new(command.clone()),
-                message,
-            }
-        } else {
-            Error::Transport {
-                command: Box::new(command.clone()),
-                message,
-            }
+        let command = Box::new(command.clone());
+        let connecting = is_connect_error(err);
+        match find_rustls_error(err) {
+            Some(tls) if connecting || is_handshake_refusal(tls) => Error::Tls { command, message },
+            _ if connecting => Error::Connect { command, message },
+            _ => Error::Transport { command, message },
         }
     }
+}
+
+/// Whether hyper failed while connecting (TCP connect or TLS handshake): the request was not
+/// sent.
+fn is_connect_error(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return client.is_connect();
+        }
+        current = next_in_chain(e);
+    }
+    false
+}
+
+/// A TLS error by which a peer refuses the session during the handshake (a certificate it does
+/// not accept, an alert): no request was read on that session.
+fn is_handshake_refusal(err: &rustls::Error) -> bool {
+    matches!(
+        err,
+        rustls::Error::AlertReceived(_)
+            | rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::PeerIncompatible(_)
+    )
 }
 
 /// Keeps at most `max` bytes (on a character boundary).

@@ -266,11 +266,12 @@ async fn hung_command_is_killed_at_the_timeout() {
     assert_eq!(recorder.seen(), vec!["gt sling timeout"]);
     let pid = town.read("gt.pid").trim().to_owned();
     assert!(!pid.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while running(&pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!running(&pid), "process {pid} survived the timeout");
+    // Gone (killed and reaped) before the error is returned: a timed-out `bd create` cannot
+    // make its bead after the caller has looked for it.
+    assert!(
+        !running(&pid),
+        "process {pid} still runs after its timeout was reported"
+    );
 }
 
 #[tokio::test]
@@ -438,8 +439,10 @@ fn configuration_is_checked() {
     );
 }
 
-/// `bd show --json -- <id>...` answering an array of open beads, failing like real `bd` when
-/// any ID is `gt-gone`; each call appends its IDs to `bd.calls`.
+/// `bd show --json -- <id>...` as real `bd` answers it (beads `cmd/bd/show.go`): each known ID
+/// as a hooked bead; an ID starting with `gt-gone` is unknown: "Error fetching" on stderr, and
+/// the others are still printed with exit 0; none found is exit 1 with a JSON error. Each call
+/// appends its IDs to `bd.calls`.
 const BATCH_BD: &str = r#"#!/bin/sh
 while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do shift; done
 shift
@@ -447,13 +450,18 @@ echo "$*" >> bd.calls
 out="["
 sep=""
 for id in "$@"; do
-  if [ "$id" = "gt-gone" ]; then
-    echo "Error fetching gt-gone: no issue found matching \"gt-gone\"" >&2
-    exit 1
-  fi
-  out="$out$sep{\"id\":\"$id\",\"status\":\"hooked\",\"assignee\":\"gastown/polecats/Toast\"}"
-  sep=","
+  case "$id" in
+  gt-gone*)
+    echo "Error fetching $id: no issue found matching \"$id\"" >&2 ;;
+  *)
+    out="$out$sep{\"id\":\"$id\",\"status\":\"hooked\",\"assignee\":\"gastown/polecats/Toast\"}"
+    sep="," ;;
+  esac
 done
+if [ -z "$sep" ]; then
+  echo '{"error": "no issues found matching the provided IDs"}'
+  exit 1
+fi
 echo "$out]"
 "#;
 
@@ -477,7 +485,7 @@ async fn batched_reads_share_one_bd_show() {
 }
 
 #[tokio::test]
-async fn a_failing_batch_falls_back_to_one_read_per_bead() {
+async fn a_bead_missing_from_the_batch_is_read_on_its_own() {
     let town = Town::new(RECORD_GT, BATCH_BD);
     let (client, _) = town.client(|_| {});
     let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
@@ -489,10 +497,52 @@ async fn a_failing_batch_falls_back_to_one_read_per_bead() {
         "an unknown bead reads as missing, not as an error"
     );
     assert_eq!(b.unwrap().unwrap().id, "gt-b2");
+    let calls: Vec<String> = town.read("bd.calls").lines().map(str::to_string).collect();
+    assert_eq!(
+        calls,
+        ["gt-a1 gt-b2 gt-gone", "gt-gone"],
+        "the batch, then the missing one"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_bd_answers_with_a_non_zero_exit_falls_back_to_one_read_per_bead() {
+    let town = Town::new(RECORD_GT, BATCH_BD);
+    let (client, _) = town.client(|_| {});
+    let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
+    let (g1, g2) = (id("gt-gone1"), id("gt-gone2"));
+    let (a, b) = tokio::join!(reader.show(&g1), reader.show(&g2));
+    assert!(a.unwrap().is_none() && b.unwrap().is_none());
     let mut calls: Vec<String> = town.read("bd.calls").lines().map(str::to_string).collect();
-    assert_eq!(calls.remove(0), "gt-a1 gt-b2 gt-gone", "the batch first");
+    assert_eq!(calls.remove(0), "gt-gone1 gt-gone2", "the batch first");
     calls.sort();
-    assert_eq!(calls, ["gt-a1", "gt-b2", "gt-gone"], "then one read per bead");
+    assert_eq!(calls, ["gt-gone1", "gt-gone2"], "then one read per bead");
+}
+
+#[tokio::test]
+async fn a_hung_batch_fails_all_its_reads_with_one_command() {
+    let bd = "#!/bin/sh\necho x >> bd.calls\nexec sleep 30\n";
+    let town = Town::new(RECORD_GT, bd);
+    let (client, recorder) = town.client(|c| {
+        c.command_timeout = Duration::from_millis(800);
+        c.retries = 0;
+    });
+    let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
+    let ids: Vec<BeadId> = (0..6).map(|i| id(&format!("gt-h{i}"))).collect();
+    let reads = ids.iter().map(|bead| {
+        let reader = reader.clone();
+        async move { reader.show(bead).await }
+    });
+    let started = Instant::now();
+    let results = futures::future::join_all(reads).await;
+    let elapsed = started.elapsed();
+    for r in results {
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    }
+    // One command, not one more per bead (which took 6 more timeouts before).
+    assert_eq!(town.read("bd.calls").lines().count(), 1);
+    assert_eq!(recorder.seen(), vec!["bd show timeout"]);
+    assert!(elapsed < Duration::from_millis(800 * 4), "{elapsed:?}");
 }
 
 #[tokio::test]
@@ -511,4 +561,131 @@ async fn batches_are_capped() {
     let calls = town.read("bd.calls");
     assert_eq!(calls.lines().count(), 3, "5 reads in batches of at most 2: {calls}");
     assert!(calls.lines().all(|l| l.split(' ').count() <= 2), "{calls}");
+}
+
+/// A `bd` whose `create` runs `$CREATE` (a shell snippet) after logging the call, and whose
+/// `list` prints the bead `go-abc` with our external ref once a file `made` exists (checking
+/// the exact argv of the lookup), or fails when `list-fails` exists.
+fn create_town(create: &str) -> Town {
+    let label = reference().lookup_label();
+    let bd = format!(
+        r#"#!/bin/sh
+case "$1" in
+create)
+  echo x >> creates
+  {create} ;;
+list)
+  [ "$*" = "list --json --all --limit 0 -l {label}" ] || {{ echo "unexpected: $*" >&2; exit 2; }}
+  echo x >> lists
+  if [ -f list-fails ]; then echo "Error: database locked" >&2; exit 1; fi
+  if [ -f made ]; then
+    echo '[{{"id":"go-abc","status":"open","external_ref":"automaton:ns/a/u1","labels":["{label}"]}}]'
+  else
+    echo '[]'
+  fi ;;
+*) exit 2 ;;
+esac
+"#
+    );
+    Town::new(OK_BD, &bd)
+}
+
+#[tokio::test]
+async fn create_passes_the_labels_the_lookup_filters_on() {
+    let bd = "#!/bin/sh\nprintf '%s\\n' \"$@\" > bd.args\necho go-7xq\n";
+    let town = Town::new(OK_BD, bd);
+    let (client, _) = town.client(|_| {});
+    client.create_bead("Fix it", "", &reference()).await.unwrap();
+    let args = town.read("bd.args");
+    let labels = format!("-l\ngastown-operator,{}\n--silent\n", reference().lookup_label());
+    assert!(args.contains(&labels), "{args}");
+}
+
+#[tokio::test]
+async fn a_create_that_did_its_work_then_exited_non_zero_returns_the_bead() {
+    let town = create_town("touch made; echo 'Error: failed to push' >&2; exit 1");
+    let (client, recorder) = town.client(|_| {});
+    let created = client.create_bead("Fix login", "", &reference()).await.unwrap();
+    assert_eq!(created.as_str(), "go-abc");
+    assert_eq!(town.read("creates").lines().count(), 1);
+    assert_eq!(recorder.seen(), vec!["bd create exit", "bd list ok"]);
+}
+
+#[tokio::test]
+async fn a_create_that_exited_non_zero_and_made_nothing_is_definite() {
+    let town = create_town("echo 'Error: title cannot be empty' >&2; exit 1");
+    let (client, recorder) = town.client(|_| {});
+    let err = client.create_bead("Fix login", "", &reference()).await.unwrap_err();
+    assert!(matches!(err, Error::Exit { code: Some(1), .. }), "{err:?}");
+    assert!(err.is_definite_failure());
+    assert_eq!(town.read("creates").lines().count(), 1, "not retried");
+    assert_eq!(recorder.seen(), vec!["bd create exit", "bd list ok"]);
+}
+
+#[tokio::test]
+async fn a_create_killed_by_a_signal_is_looked_for_and_never_definite() {
+    // Killed after making the bead: found.
+    let town = create_town("touch made; echo go-abc; kill -9 $$");
+    let (client, _) = town.client(|_| {});
+    assert_eq!(
+        client
+            .create_bead("Fix login", "", &reference())
+            .await
+            .unwrap()
+            .as_str(),
+        "go-abc"
+    );
+    // Killed before: nothing found, and the error (no exit code) says the outcome is unknown.
+    let town = create_town("kill -9 $$");
+    let (client, recorder) = town.client(|_| {});
+    let err = client.create_bead("Fix login", "", &reference()).await.unwrap_err();
+    assert!(matches!(err, Error::Exit { code: None, .. }), "{err:?}");
+    assert!(err.outcome_unknown());
+    assert_eq!(town.read("creates").lines().count(), 1);
+    assert_eq!(recorder.seen(), vec!["bd create exit", "bd list ok"]);
+}
+
+#[tokio::test]
+async fn a_failing_lookup_after_an_unknown_create_is_not_taken_for_the_answer() {
+    let town = create_town("touch list-fails; exec sleep 30");
+    let (client, recorder) = town.client(|c| c.command_timeout = Duration::from_millis(800));
+    let err = client.create_bead("Fix login", "", &reference()).await.unwrap_err();
+    match &err {
+        Error::OutcomeUnknown { source, check } => {
+            assert!(matches!(**source, Error::Timeout { .. }), "{source:?}");
+            assert!(matches!(**check, Error::Exit { code: Some(1), .. }), "{check:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The lookup's own error (a non-zero exit) would claim that nothing was created.
+    assert!(!err.is_definite_failure() && err.outcome_unknown());
+    assert_eq!(err.metric_label(), "timeout");
+    assert_eq!(town.read("creates").lines().count(), 1, "never created again");
+    assert_eq!(recorder.seen(), vec!["bd create timeout", "bd list exit"]);
+}
+
+#[tokio::test]
+async fn a_create_that_never_started_is_not_looked_for() {
+    let town = create_town("exit 0");
+    let missing = town.dir.path().join("bin/no-such-bd");
+    let (client, recorder) = town.client(|c| {
+        if let Transport::Exec { bd_path, .. } = &mut c.transport {
+            *bd_path = missing.clone();
+        }
+    });
+    let err = client.create_bead("Fix login", "", &reference()).await.unwrap_err();
+    assert!(matches!(err, Error::Missing { .. }) && err.is_definite_failure());
+    assert_eq!(recorder.seen(), vec!["bd create not_found"]);
+}
+
+#[test]
+fn the_default_timeout_outlasts_gt_proxy_server() {
+    let config = GasTownConfig::new(Transport::exec("/t"));
+    assert_eq!(config.command_timeout, DEFAULT_COMMAND_TIMEOUT);
+    assert!(DEFAULT_COMMAND_TIMEOUT > PROXY_EXEC_LIMIT);
+    assert_eq!(PROXY_EXEC_LIMIT, Duration::from_secs(60));
+    assert!(config.remote_command_limit > PROXY_EXEC_LIMIT);
+    let town = Town::new(OK_BD, OK_BD);
+    let (client, _) = town.client(|c| c.command_timeout = Duration::from_secs(3));
+    assert_eq!(client.command_lifetime(), Duration::from_secs(3));
 }
