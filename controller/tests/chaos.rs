@@ -78,6 +78,8 @@ const TICK: Duration = Duration::from_millis(400);
 /// Gas Town's merge: hooked → in_progress → closed ("merged"), applied when beads are read.
 const START_AFTER_MS: u64 = 300;
 const CLOSE_AFTER_MS: u64 = 1200;
+/// A rig of the fake town whose work does not close by itself (the test rejects or cancels it).
+const SLOW_RIG: &str = "demo";
 /// Rig the fake town does not know: `gt sling` fails for good, the claim must be released.
 const UNKNOWN_RIG: &str = "nowhere";
 const REJECT_REASON: &str = "failed: tests do not pass";
@@ -248,6 +250,9 @@ impl Run {
                 start_after_ms: START_AFTER_MS,
                 close_after_ms: Some(CLOSE_AFTER_MS),
                 close_reason: None,
+                // The rejected and cancelled work runs in the other rig, whose agents are
+                // slower than the test: it closes or deletes that work itself.
+                close_rigs: Some(vec!["gastown".to_string()]),
             }),
             ..Config::default()
         })
@@ -873,7 +878,7 @@ async fn create_claim(api: &Api<Automaton>, index: usize) -> String {
     let mut claimed_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
     match kind {
         Kind::Merge => {}
-        Kind::Reject | Kind::Cancel => spec["mergeStrategy"] = json!("local"),
+        Kind::Reject | Kind::Cancel => spec["rig"] = json!(SLOW_RIG),
         Kind::Expire => {
             spec["rig"] = json!(UNKNOWN_RIG);
             let back = jiff::SignedDuration::try_from(CLAIM_TIMEOUT - EXPIRE_AFTER).unwrap();

@@ -950,3 +950,36 @@ async fn deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead()
         "{unsling:?}"
     );
 }
+
+/// Item 9: with `mergeStrategy: local` the polecat's `gt done` closes the bead as in every other
+/// mode (gastown `internal/cmd/done.go`), so the claim ends Succeeded, also with a timeout set.
+#[tokio::test]
+async fn local_merge_work_completes_when_gt_done_closes_the_bead() {
+    use gastown_tests::fake_gastown::{AutoProgress, Config};
+    let env = Env::new("local-merge").await;
+    env.town
+        .set_config(&Config {
+            auto_progress: Some(AutoProgress {
+                start_after_ms: 200,
+                close_after_ms: Some(1000),
+                close_reason: None,
+                close_rigs: None,
+            }),
+            ..Config::default()
+        })
+        .unwrap();
+    let _c = env.controller("c", &[]);
+    env.create_claimed("local", json!({"mergeStrategy": "local", "timeoutSeconds": 60}))
+        .await;
+    let a = env.wait_phase("local", Phase::Succeeded, T).await;
+    let bead = bead_of(&a);
+    assert_eq!(env.town.bead(&bead).unwrap().unwrap()["close_reason"], "Closed");
+    let slings: Vec<_> = env
+        .town
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.is_sling_of(&bead))
+        .collect();
+    assert!(slings[0].argv.iter().any(|a| a == "--merge=local"), "{slings:?}");
+}
