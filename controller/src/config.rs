@@ -105,6 +105,11 @@ pub struct RunArgs {
     /// controller gives up on a command that may still be running.
     #[arg(long, env = "GASTOWN_COMMAND_TIMEOUT", default_value = COMMAND_TIMEOUT_DEFAULT, value_parser = parse_duration, global = true)]
     pub command_timeout: Duration,
+    /// After a `bd create` that may still be running (the controller stopped during it), only
+    /// look its bead up for this long before creating another (default: from the command
+    /// timeout and the transport, see `decision::create_outcome_wait`).
+    #[arg(long, env = "GASTOWN_CREATE_OUTCOME_WAIT", value_parser = parse_duration, global = true)]
+    pub create_outcome_wait: Option<Duration>,
     /// Automatons reconciled at once.
     #[arg(long, env = "GASTOWN_CONCURRENCY", default_value_t = 8, global = true)]
     pub concurrency: u16,

@@ -32,6 +32,20 @@ pub struct Settings {
     pub status_heartbeat: Duration,
     /// How long deletion waits for Gas Town to release the work before it lets go anyway.
     pub release_timeout: Duration,
+    /// How long after the start of a `bd create` call that may still be running (the controller
+    /// died during it, so its answer never came) the controller only looks its bead up and
+    /// never creates another: longer than the call can go on in Gas Town (see
+    /// [`create_outcome_wait`]).
+    pub create_outcome_wait: Duration,
+}
+
+/// The default [`Settings::create_outcome_wait`]: one `bd create` call of the client may make
+/// `attempts` attempts, each one given up after `command_timeout` and, when its outcome is
+/// unknown, followed by a wait until it has certainly ended (`lifetime`, see
+/// `GasTown::command_lifetime`) and a lookup before the next; the last one can run `lifetime`
+/// more. Counted from the mark written before the call.
+pub fn create_outcome_wait(command_timeout: Duration, attempts: u32, lifetime: Duration) -> Duration {
+    (command_timeout.max(lifetime) + command_timeout + Duration::from_secs(5)) * attempts.max(1)
 }
 
 impl Default for Settings {
@@ -42,6 +56,7 @@ impl Default for Settings {
             sync_interval: Duration::from_secs(15),
             status_heartbeat: Duration::from_secs(300),
             release_timeout: Duration::from_secs(600),
+            create_outcome_wait: create_outcome_wait(Duration::from_secs(70), 3, Duration::from_secs(70)),
         }
     }
 }
@@ -68,6 +83,9 @@ pub enum Stage {
     Deleting,
     /// Status says Released but the claim marks are still there (a crash in between): finish.
     FinishRelease,
+    /// `spec.timeoutSeconds` ran out and `Failed` is recorded, but the bead is not released yet
+    /// (unslung, and closed if the controller created it): do that. Never slings again.
+    FinishTimeout(BeadId),
     /// Terminal: nothing more until it is deleted.
     Terminal,
     /// Our finalizer must be added before anything happens in Gas Town.
@@ -119,6 +137,11 @@ pub fn stage(a: &Automaton, claimer: &str) -> Stage {
     }
     if a.phase() == Some(Phase::Released) {
         return Stage::FinishRelease;
+    }
+    if timeout_release_pending(a)
+        && let Some(Ok(id)) = recorded_bead(a)
+    {
+        return Stage::FinishTimeout(id);
     }
     if a.is_terminal() {
         return Stage::Terminal;
@@ -290,13 +313,136 @@ pub fn creates_first(a: &Automaton) -> bool {
             .is_none()
 }
 
+/// `Claimed` condition reason: a `bd create` began at the condition's `lastTransitionTime`.
+pub const CREATING_BEAD_REASON: &str = "CreatingBead";
+/// `Claimed` condition reason: the last `bd create` call ended with an unknown outcome (it timed
+/// out, was killed, lost its connection); the client returns such an error only once the
+/// command has certainly ended in Gas Town (`GasTown::create_bead`), so a lookup is conclusive:
+/// the bead is looked up before any other create.
+pub const CREATE_OUTCOME_UNKNOWN_REASON: &str = "BeadCreateOutcomeUnknown";
+
+/// Since when a `bd create` for `a` may still be running in Gas Town: the `lastTransitionTime`
+/// of the `Claimed=Unknown` (`CreatingBead`) mark that [`creating_bead`] or
+/// [`create_may_be_running`] wrote. `None` when no such mark is recorded.
+pub fn create_in_flight_since(a: &Automaton) -> Option<Timestamp> {
+    let st = a.status.as_ref()?;
+    conditions::get(&st.conditions, condition::CLAIMED)
+        .filter(|c| c.status == ConditionStatus::Unknown && c.reason == CREATING_BEAD_REASON)
+        .map(|c| c.last_transition_time.0)
+}
+
+/// Whether the last `bd create` call for `a` is known to have ended (with an unknown outcome).
+fn create_ended(a: &Automaton) -> bool {
+    a.status.as_ref().is_some_and(|st| {
+        conditions::get(&st.conditions, condition::CLAIMED)
+            .is_some_and(|c| c.status == ConditionStatus::Unknown && c.reason == CREATE_OUTCOME_UNKNOWN_REASON)
+    })
+}
+
+/// Whether `bd create` may run for `a` now, after a lookup by external ref found no bead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateGate {
+    /// No create can still be running: create (after writing [`creating_bead`]).
+    Create,
+    /// A create may still be running in Gas Town: look it up again, do not create, until
+    /// `until`. `mark`: no time is recorded yet (the controller died during a create it had no
+    /// mark for), so record [`create_may_be_running`] now; any create still running began
+    /// before now.
+    Wait {
+        /// When the earlier create has certainly ended.
+        until: Timestamp,
+        /// Record the mark first.
+        mark: bool,
+    },
+}
+
+/// The rule for a create whose outcome is unknown: another `bd create` only once the last one
+/// has certainly ended (its call returned, or [`Settings::create_outcome_wait`] has passed since
+/// its mark) and a lookup found no bead. Only asked after such a lookup.
+pub fn create_gate(a: &Automaton, now: Timestamp, settings: &Settings) -> CreateGate {
+    if !bead_may_exist_unrecorded(a) || create_ended(a) {
+        return CreateGate::Create;
+    }
+    let wait = jiff::SignedDuration::try_from(settings.create_outcome_wait).unwrap_or(jiff::SignedDuration::MAX);
+    match create_in_flight_since(a) {
+        Some(since) => match since.checked_add(wait) {
+            Ok(until) if until > now => CreateGate::Wait { until, mark: false },
+            Ok(_) => CreateGate::Create,
+            Err(_) => CreateGate::Wait {
+                until: Timestamp::MAX,
+                mark: false,
+            },
+        },
+        None => CreateGate::Wait {
+            until: now.checked_add(wait).unwrap_or(Timestamp::MAX),
+            mark: true,
+        },
+    }
+}
+
 /// Status written before every `bd create` but the first (whose conditional write is adding
 /// the finalizer): `beadCreated: true` without a `beadId`, a "creating a bead" mark that also
-/// replaces a `false` left by a failed `bd create`.
-pub fn creating_bead(a: &Automaton, settings: &Settings) -> AutomatonStatus {
+/// replaces a `false` left by a failed `bd create`, and `Claimed=Unknown` (`CreatingBead`) since
+/// `now`, from which [`create_gate`] counts should the controller die during the create.
+pub fn creating_bead(a: &Automaton, now: Timestamp, settings: &Settings) -> AutomatonStatus {
     let mut st = base_status(a, settings);
     st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
     gastown_mut(&mut st).bead_created = Some(true);
+    conditions::set_started(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::Unknown,
+        CREATING_BEAD_REASON,
+        "creating the bead in Gas Town (bd create)",
+        now,
+        a.metadata.generation,
+    );
+    st
+}
+
+/// `st` after a `bd create` call that ended with an unknown outcome: `beadCreated: true`
+/// without a `beadId` (a bead may exist) and `Claimed=Unknown` (`BeadCreateOutcomeUnknown`):
+/// the next attempt looks the bead up before it creates.
+pub fn create_outcome_unknown(a: &Automaton, mut st: AutomatonStatus, now: Timestamp) -> AutomatonStatus {
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    gastown_mut(&mut st).bead_created = Some(true);
+    conditions::set_started(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::Unknown,
+        CREATE_OUTCOME_UNKNOWN_REASON,
+        "the last bd create may have made the bead: it is looked up before another is created",
+        now,
+        a.metadata.generation,
+    );
+    st
+}
+
+/// `st` on finding that a `bd create` may still be running with no time recorded for it (the
+/// controller died during the first create): `Claimed=Unknown` (`CreatingBead`) since `now`;
+/// any such create began before now, so the bead is looked up, not created, until
+/// `now + create_outcome_wait`.
+pub fn create_may_be_running(
+    a: &Automaton,
+    mut st: AutomatonStatus,
+    now: Timestamp,
+    settings: &Settings,
+) -> AutomatonStatus {
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    gastown_mut(&mut st).bead_created = Some(true);
+    let message = format!(
+        "a bd create may still be running in Gas Town (the controller stopped during it); its bead is looked up, and no other is created, for {}s",
+        settings.create_outcome_wait.as_secs()
+    );
+    conditions::set_started(
+        &mut st.conditions,
+        condition::CLAIMED,
+        ConditionStatus::Unknown,
+        CREATING_BEAD_REASON,
+        message,
+        now,
+        a.metadata.generation,
+    );
     st
 }
 
@@ -305,6 +451,12 @@ pub fn creating_bead(a: &Automaton, settings: &Settings) -> AutomatonStatus {
 /// `beadCreated: false` without a `beadId`, so that releasing the claim need not ask Gas Town.
 pub fn no_bead_created(mut st: AutomatonStatus) -> AutomatonStatus {
     gastown_mut(&mut st).bead_created = Some(false);
+    // No create is running any more: the in-flight mark goes.
+    st.conditions.retain(|c| {
+        !(c.type_ == condition::CLAIMED
+            && c.status == ConditionStatus::Unknown
+            && (c.reason == CREATING_BEAD_REASON || c.reason == CREATE_OUTCOME_UNKNOWN_REASON))
+    });
     st
 }
 
@@ -455,20 +607,15 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
 
     let bead_value = match view {
         GasTownView::Unreachable(reason, message) => {
-            plan.status = unreachable(a, reason, message, now, settings);
-            if expired {
-                release(
-                    &mut plan,
-                    a,
-                    now,
-                    settings,
-                    &format!(
-                        "Gas Town could not take the work within {}s: {message}",
-                        settings.claim_timeout.as_secs()
-                    ),
-                    None,
-                );
+            let st = unreachable(a, reason, message, now, settings);
+            if let Some(limit) = deadline_passed(a, dispatched_at, now) {
+                timed_out(&mut plan, a, st, limit, now);
+                return plan;
             }
+            plan.status = st;
+            // The claim is not given back while Gas Town cannot be read, even once it is too
+            // old: a `gt sling` whose result was never recorded may have hooked the bead, and
+            // Kubernetes would then run the work a second time. The next read decides.
             return plan;
         }
         GasTownView::Missing => None,
@@ -511,6 +658,18 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
         plan.requeue = None;
         return plan;
     };
+
+    if b.status != BeadStatus::Closed
+        && let Some(limit) = deadline_passed(a, dispatched_at, now)
+    {
+        // In every state but closed: hooked or running anywhere, open again, blocked,
+        // deferred, pinned.
+        if let Some(assignee) = &b.assignee {
+            gastown_mut(&mut st).assignee = Some(assignee.clone());
+        }
+        timed_out(&mut plan, a, st, limit, now);
+        return plan;
+    }
 
     match &b.status {
         BeadStatus::Closed => {
@@ -561,42 +720,6 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
                 g.assignee = b.assignee.clone();
             }
             let worker = b.assignee.clone().unwrap_or_default();
-            if let Some(limit) = a.spec.timeout_seconds.filter(|s| *s > 0)
-                && elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs())
-            {
-                {
-                    let message =
-                        format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
-                    st.phase = Some(Phase::Failed);
-                    st.message = Some(message.clone());
-                    conditions::set(
-                        &mut st.conditions,
-                        condition::COMPLETED,
-                        ConditionStatus::False,
-                        "Timeout",
-                        &message,
-                        now,
-                        generation,
-                    );
-                    conditions::set(
-                        &mut st.conditions,
-                        condition::RUNNING,
-                        ConditionStatus::False,
-                        "Timeout",
-                        "",
-                        now,
-                        generation,
-                    );
-                    plan.command = Some(Command::Unsling {
-                        bead: bead.clone(),
-                        holder: b.assignee.clone(),
-                    });
-                    plan.event = Some((true, "Timeout".to_string(), message));
-                    plan.status = st;
-                    plan.requeue = None;
-                    return plan;
-                }
-            }
             conditions::set(
                 &mut st.conditions,
                 condition::DISPATCHED,
@@ -650,10 +773,11 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
                 now,
                 generation,
             );
+            // Never given back to Kubernetes while a worker holds the bead, even once the claim
+            // is too old: Kubernetes would run the work a second time. It ends when the bead is
+            // closed (or the Automaton is deleted).
+            let _ = expired;
             plan.status = st;
-            if expired {
-                release(&mut plan, a, now, settings, &message, None);
-            }
             return plan;
         }
         BeadStatus::Open => {
@@ -687,7 +811,9 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
             st.message = Some(format!("bead {} slung to rig {rig}", b.id));
             {
                 let g = gastown_mut(&mut st);
-                g.dispatched_at = Some(Time(now));
+                // The first dispatch: a re-sling (the bead was reopened) keeps it, so the
+                // spec.timeoutSeconds deadline does not start again.
+                g.dispatched_at = Some(Time(dispatched_at.unwrap_or(now)));
                 g.bead_status = Some(BeadStatus::Hooked.as_str().to_string());
             }
             conditions::set(
@@ -732,6 +858,127 @@ pub fn plan_sync(a: &Automaton, bead: &BeadId, view: &GasTownView, now: Timestam
     }
     plan.status = st;
     plan
+}
+
+/// `Dispatched` condition reason: `spec.timeoutSeconds` ran out, `Failed` is recorded, and the
+/// bead is still to be released in Gas Town ([`Stage::FinishTimeout`]).
+pub const TIMEOUT_RELEASE_PENDING_REASON: &str = "ReleasingAfterTimeout";
+/// `Dispatched` condition reason: the timed-out bead was released in Gas Town.
+pub const TIMEOUT_RELEASED_REASON: &str = "ReleasedAfterTimeout";
+
+/// The `spec.timeoutSeconds` limit when it has run out at `now`, counted from the first dispatch
+/// (`status.gastown.dispatchedAt`, written once and kept through re-slings).
+fn deadline_passed(a: &Automaton, dispatched_at: Option<Timestamp>, now: Timestamp) -> Option<i64> {
+    let limit = a.spec.timeout_seconds.filter(|s| *s > 0)?;
+    let since = dispatched_at?;
+    (elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs())).then_some(limit)
+}
+
+/// Whether `a` timed out and its bead is still to be released (see [`Stage::FinishTimeout`]).
+pub fn timeout_release_pending(a: &Automaton) -> bool {
+    a.phase() == Some(Phase::Failed)
+        && a.status.as_ref().is_some_and(|st| {
+            conditions::get(&st.conditions, condition::DISPATCHED)
+                .is_some_and(|c| c.reason == TIMEOUT_RELEASE_PENDING_REASON)
+        })
+}
+
+/// The close reason of a timed-out bead the controller created (its first word makes it read as
+/// a failure, see [`close_reason_is_failure`]).
+pub fn timeout_close_reason(a: &Automaton) -> String {
+    format!(
+        "timeout: the work exceeded spec.timeoutSeconds ({}s) of Automaton {}/{}",
+        a.spec.timeout_seconds.unwrap_or_default(),
+        a.metadata.namespace.as_deref().unwrap_or(""),
+        a.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Turns `plan` into a timeout: `Failed` is recorded first, with nothing run in Gas Town, and
+/// the release follows ([`Stage::FinishTimeout`]). Should the status write fail, the next sync
+/// sees the same bead past the same deadline and decides the same: the bead is never slung again.
+fn timed_out(plan: &mut Plan, a: &Automaton, mut st: AutomatonStatus, limit: i64, now: Timestamp) {
+    let generation = a.metadata.generation;
+    let message = format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
+    st.phase = Some(Phase::Failed);
+    st.message = Some(message.clone());
+    conditions::set(
+        &mut st.conditions,
+        condition::COMPLETED,
+        ConditionStatus::False,
+        "Timeout",
+        &message,
+        now,
+        generation,
+    );
+    conditions::set(
+        &mut st.conditions,
+        condition::RUNNING,
+        ConditionStatus::False,
+        "Timeout",
+        "",
+        now,
+        generation,
+    );
+    conditions::set(
+        &mut st.conditions,
+        condition::DISPATCHED,
+        ConditionStatus::Unknown,
+        TIMEOUT_RELEASE_PENDING_REASON,
+        "releasing the bead in Gas Town after the timeout",
+        now,
+        generation,
+    );
+    plan.status = st;
+    plan.command = None;
+    plan.release_claim = false;
+    plan.event = Some((true, "Timeout".to_string(), message));
+    plan.requeue = None;
+}
+
+/// What releasing a timed-out bead takes in Gas Town, from the bead as read: unsling it if a
+/// worker of our rig holds it (or it is ours), and close it with a reason if the controller
+/// created it. A bead of another rig's worker that the controller did not create is left alone.
+pub fn plan_timeout_release(a: &Automaton, bead: &BeadId, b: &Bead) -> Vec<Command> {
+    let created = a
+        .status
+        .as_ref()
+        .and_then(|s| s.gastown.as_ref())
+        .and_then(|g| g.bead_created)
+        .unwrap_or(false);
+    let rig = a.spec.rig.clone().unwrap_or_default();
+    let mut commands = Vec::new();
+    if b.status.is_gone() || b.status == BeadStatus::Closed {
+        return commands;
+    }
+    if b.status.is_dispatched() && (created || assignee_in_rig(b.assignee.as_deref(), &rig)) {
+        commands.push(Command::Unsling {
+            bead: bead.clone(),
+            holder: b.assignee.clone(),
+        });
+    }
+    if created {
+        commands.push(Command::Close {
+            bead: bead.clone(),
+            reason: timeout_close_reason(a),
+        });
+    }
+    commands
+}
+
+/// The status once the timed-out bead is released: still `Failed`, `Dispatched=False`.
+pub fn timeout_released(a: &Automaton, now: Timestamp, settings: &Settings) -> AutomatonStatus {
+    let mut st = base_status(a, settings);
+    conditions::set(
+        &mut st.conditions,
+        condition::DISPATCHED,
+        ConditionStatus::False,
+        TIMEOUT_RELEASED_REASON,
+        "released in Gas Town after the timeout",
+        now,
+        a.metadata.generation,
+    );
+    st
 }
 
 /// Turns `plan` into a release of the claim back to Kubernetes.

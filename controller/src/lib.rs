@@ -228,6 +228,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sync_interval: args.sync_interval,
         status_heartbeat: args.status_heartbeat,
         release_timeout: args.release_timeout,
+        create_outcome_wait: args.create_outcome_wait.unwrap_or_else(|| {
+            let attempts = gastown_config(&args).map_or(3, |c| c.retries.saturating_add(1));
+            decision::create_outcome_wait(args.command_timeout, attempts, gastown.command_lifetime())
+        }),
     };
     let reporter = Reporter {
         controller: "gastown-operator".to_string(),

@@ -205,6 +205,7 @@ pub async fn reconcile(a: Arc<Automaton>, ctx: Arc<Context>) -> Result<Action, E
         Stage::NotOurs | Stage::Terminal => Action::await_change(),
         Stage::Deleting => delete(&api, &a, &ctx, now).await?,
         Stage::FinishRelease => finish_release(&api, &a, &ctx, now).await?,
+        Stage::FinishTimeout(bead) => finish_timeout(&api, &a, &bead, &ctx, now).await?,
         Stage::AddFinalizer => {
             let first = decision::creates_first(&a);
             let updated = add_finalizer(&api, &a, &ctx).await?;
@@ -266,6 +267,9 @@ async fn invalid_spec(
     }
 }
 
+/// Gives the claim back once it is older than the claim timeout: `Released` is recorded first,
+/// then [`finish_release`] closes a bead the controller created (found by its external ref if it
+/// was never recorded) and hands the claim back, or keeps it while a worker may hold the bead.
 async fn claim_expiry_check(
     api: &Api<Automaton>,
     a: &Automaton,
@@ -273,31 +277,6 @@ async fn claim_expiry_check(
     now: Timestamp,
 ) -> Result<Action, Error> {
     if decision::claim_expired(a, now, &ctx.settings) {
-        // A bead created but never recorded must not stay behind (best effort: Gas Town may be
-        // the reason the claim expired).
-        if decision::bead_may_exist_unrecorded(a)
-            && let Ok(Some(found)) = unrecorded_bead(a, ctx).await
-            && !matches!(
-                found.status,
-                crate::gastown::BeadStatus::Closed | crate::gastown::BeadStatus::Tombstone
-            )
-            && let Ok(id) = found.bead_id()
-        {
-            if found.status.is_dispatched() {
-                let _ = run_command(
-                    ctx,
-                    &Command::Unsling {
-                        bead: id.clone(),
-                        holder: found.assignee.clone(),
-                    },
-                )
-                .await;
-            }
-            let reason = "claim released: Gas Town did not take the work in time".to_string();
-            if let Err(e) = run_command(ctx, &Command::Close { bead: id, reason }).await {
-                warn!(object = %key(a), error = %e, "could not close the unrecorded bead while releasing the claim");
-            }
-        }
         let mut st = decision::base_status(a, &ctx.settings);
         let message = format!(
             "claim released to Kubernetes: the spec could not be dispatched within {}s",
@@ -332,13 +311,24 @@ async fn obtain_bead(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let mut current = a.clone();
-    let source = match find_bead(api, &mut current, first, ctx).await {
+    let source = match find_bead(api, &mut current, first, ctx, now).await {
         Ok(source) => source,
-        Err(Error::GasTown(e)) => return gastown_failed(api, current, e, false, ctx, now).await,
+        // A failed lookup says nothing about whether a bead exists: never "none created".
+        Err(Error::GasTown(e)) => return gastown_failed(api, current, e, CreateOutcome::Unknown, ctx, now).await,
         Err(e) => return Err(e),
     };
     let (bead, created, known) = match source {
         BeadSource::Known(id, created) => (id, created, None),
+        BeadSource::Wait(until) => return create_wait(&current, until, ctx, now),
+        BeadSource::Expired => {
+            // Checked before anything is created: a claim already too old when first seen (the
+            // controller was down) gets no bead, and none can exist.
+            let st = decision::no_bead_created(decision::base_status(&current, &ctx.settings));
+            if decision::status_needs_write(current.status.as_ref(), &st, &ctx.settings) {
+                current = write_status(api, &current, &st, ctx).await?;
+            }
+            return claim_expiry_check(api, &current, ctx, now).await;
+        }
         BeadSource::Create(external) => {
             ctx.ensure_leader()?;
             let title = &current.spec.task.title;
@@ -348,11 +338,9 @@ async fn obtain_bead(
                     let bead = gastown::Bead::just_created(&id, title, &external);
                     (id, true, Some(bead))
                 }
-                // `bd create` ran only after no bead was found (or none could exist); if it
-                // certainly made none, the status says so and a release need not ask Gas Town.
                 Err(e) => {
-                    let nothing_created = e.is_definite_failure();
-                    return gastown_failed(api, current, e, nothing_created, ctx, now).await;
+                    let outcome = create_outcome(&e);
+                    return gastown_failed(api, current, e, outcome, ctx, now).await;
                 }
             }
         }
@@ -369,21 +357,61 @@ async fn obtain_bead(
     sync_with(api, &updated, &bead, view, ctx, now).await
 }
 
+/// What a failed `bd create` call left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CreateOutcome {
+    /// Certainly no bead: the create never ran, or `bd create` itself answered with a failure.
+    NothingCreated,
+    /// A bead may exist, or may still be created by a command that runs on: it timed out, was
+    /// killed, lost its connection, or the failure is a lookup inside the client's create retry
+    /// (which runs only after an attempt whose outcome was unknown).
+    Unknown,
+}
+
+/// Classifies a failed `bd create` call (see [`CreateOutcome`]): only an error that is certain
+/// (`gastown::Error::is_definite_failure`) and about the create itself (not a lookup inside it)
+/// means no bead.
+fn create_outcome(e: &gastown::Error) -> CreateOutcome {
+    let from_create = e.command().is_none_or(|c| c.verb() == "create");
+    if from_create && e.is_definite_failure() {
+        CreateOutcome::NothingCreated
+    } else {
+        CreateOutcome::Unknown
+    }
+}
+
+/// A `bd create` may still be running in Gas Town and its bead was not found: wait (looking it
+/// up again) instead of creating another, and let the claim go only once it has certainly ended.
+fn create_wait(current: &Automaton, until: Timestamp, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let left = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+    info!(object = %key(current), wait_s = left.as_secs(), "a bd create may still be running; looking its bead up, not creating another");
+    Ok(Action::requeue(
+        left.min(ctx.settings.sync_interval).max(Duration::from_secs(1)),
+    ))
+}
+
 /// Gas Town failed while finding or creating the bead (Dolt down, binary missing, proxy
 /// unreachable): report it on the condition, back off, and give the claim back once it is too
-/// old. `nothing_created`: no bead can exist unrecorded (see [`decision::no_bead_created`]).
+/// old. `outcome`: whether a bead may exist unrecorded (see [`decision::no_bead_created`] and
+/// [`decision::create_outcome_unknown`]).
 async fn gastown_failed(
     api: &Api<Automaton>,
     mut current: Automaton,
     e: gastown::Error,
-    nothing_created: bool,
+    outcome: CreateOutcome,
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let mut st = decision::unreachable(&current, e.metric_label(), &e.to_string(), now, &ctx.settings);
-    if nothing_created {
-        st = decision::no_bead_created(st);
-    }
+    st = match outcome {
+        CreateOutcome::NothingCreated => decision::no_bead_created(st),
+        CreateOutcome::Unknown if e.command().is_some_and(|c| c.verb() == "create") => {
+            warn!(object = %key(&current), error = %e, "bd create ended with an unknown outcome; its bead is looked up, not created again, until it has certainly ended");
+            decision::create_outcome_unknown(&current, st, now)
+        }
+        // A lookup failed: whatever was recorded about earlier creates stands.
+        CreateOutcome::Unknown => st,
+    };
     if decision::status_needs_write(current.status.as_ref(), &st, &ctx.settings) {
         current = write_status(api, &current, &st, ctx).await?;
     }
@@ -399,6 +427,10 @@ enum BeadSource {
     Known(BeadId, bool),
     /// None exists yet: `bd create` one with this external ref.
     Create(ExternalRef),
+    /// None found, but a `bd create` may still be running: look again, do not create, until then.
+    Wait(Timestamp),
+    /// None exists and the claim is already too old: create none, give the claim back.
+    Expired,
 }
 
 /// Finds the bead for the claim in `current`, or says to create one.
@@ -406,14 +438,16 @@ enum BeadSource {
 /// Every `bd create` follows a write, in the same reconcile, that was conditional on the object
 /// read (see [`write_status`]), so a reconcile on a stale cached copy gets a conflict before it
 /// can create a second bead. For the `first` attempt that write was adding the finalizer. A
-/// later attempt marks the status "creating a bead" (`current` becomes the object as written),
-/// then looks up by its external ref a bead an earlier attempt may have created without
-/// recording it (see [`decision::bead_may_exist_unrecorded`]).
+/// later attempt looks up by its external ref a bead an earlier attempt may have created without
+/// recording it (see [`decision::bead_may_exist_unrecorded`]); if none is found it creates only
+/// when no earlier create can still be running ([`decision::create_gate`]), and marks the status
+/// "creating a bead" first (`current` becomes the object as written).
 async fn find_bead(
     api: &Api<Automaton>,
     current: &mut Automaton,
     first: bool,
     ctx: &Context,
+    now: Timestamp,
 ) -> Result<BeadSource, Error> {
     if let Some(id) = current.spec.task.bead_id.as_deref() {
         return Ok(BeadSource::Known(BeadId::parse(id)?, false));
@@ -424,14 +458,41 @@ async fn find_bead(
         current.uid().as_deref().unwrap_or_default(),
     )?;
     if first {
+        if decision::claim_expired(current, now, &ctx.settings) {
+            return Ok(BeadSource::Expired);
+        }
         return Ok(BeadSource::Create(external));
     }
-    let may_exist = decision::bead_may_exist_unrecorded(current);
-    *current = write_status(api, current, &decision::creating_bead(current, &ctx.settings), ctx).await?;
-    if may_exist && let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await? {
+    if decision::bead_may_exist_unrecorded(current)
+        && let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await?
+    {
         return Ok(BeadSource::Known(existing.bead_id()?, true));
     }
-    Ok(BeadSource::Create(external))
+    match decision::create_gate(current, now, &ctx.settings) {
+        decision::CreateGate::Wait { until, mark } => {
+            if mark {
+                let st = decision::create_may_be_running(
+                    current,
+                    decision::base_status(current, &ctx.settings),
+                    now,
+                    &ctx.settings,
+                );
+                *current = write_status(api, current, &st, ctx).await?;
+            }
+            if decision::claim_expired(current, now, &ctx.settings) {
+                // Not given back yet: the bead may still appear, and must then be closed.
+                info!(object = %key(current), "claim expired while a bd create may still be running; waiting for it before releasing");
+            }
+            Ok(BeadSource::Wait(until))
+        }
+        decision::CreateGate::Create => {
+            if decision::claim_expired(current, now, &ctx.settings) {
+                return Ok(BeadSource::Expired);
+            }
+            *current = write_status(api, current, &decision::creating_bead(current, now, &ctx.settings), ctx).await?;
+            Ok(BeadSource::Create(external))
+        }
+    }
 }
 
 async fn read_bead(ctx: &Context, bead: &BeadId) -> GasTownView {
@@ -518,11 +579,16 @@ async fn sync_with(
             }
         }
     }
+    let mut written = None;
     if decision::status_needs_write(a.status.as_ref(), &status, &ctx.settings) {
-        write_status(api, a, &status, ctx).await?;
+        written = Some(write_status(api, a, &status, ctx).await?);
     }
     if let Some((warning, reason, note)) = &event {
         ctx.publish(a, *warning, reason, note).await;
+    }
+    if let Some(updated) = written.filter(decision::timeout_release_pending) {
+        // The timeout is recorded (Failed): now release the bead in Gas Town.
+        return finish_timeout(api, &updated, bead, ctx, now).await;
     }
     if unreachable {
         // Keep retrying with backoff; the condition says why.
@@ -567,16 +633,23 @@ async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Er
             merge,
             agent,
         } => ctx.gastown.sling(bead, rig, *merge, agent.as_deref()).await,
-        Command::Unsling { bead, holder } => {
-            if ctx.gastown.transport_kind() == "proxy" {
-                // gt-proxy-server does not allow `gt unsling`; reopening the bead is allowed.
-                ctx.gastown.reopen_bead(bead).await
-            } else {
-                ctx.gastown.unsling(bead, holder.as_deref(), true).await
-            }
-        }
+        Command::Unsling { bead, holder } => unsling(ctx, bead, holder.as_deref()).await,
         Command::Close { bead, reason } => ctx.gastown.close_bead(bead, reason).await,
     }
+}
+
+/// Takes hooked or running work back from its worker, whatever real `gt unsling` refuses
+/// ([`GasTown::release_bead`]): `gt unsling --force -- <bead> <worker>` names the worker (with no
+/// target real `gt` acts on the caller's own hook, which the controller does not have); when
+/// that fails or leaves the bead held (a worker whose session is gone: real `gt` resolves the
+/// target through its tmux session, gastown `internal/cmd/unsling.go` → `resolveTargetAgent` in
+/// `internal/cmd/sling_target.go`; a started bead, which it does not look for), and through
+/// gt-proxy-server, which does not allow `gt unsling`, the bead is reopened with `bd update
+/// --status open --assignee ""`. An error means the bead may still be held.
+async fn unsling(ctx: &Context, bead: &BeadId, holder: Option<&str>) -> Result<(), gastown::Error> {
+    let released = ctx.gastown.release_bead(bead, holder.filter(|h| !h.is_empty())).await?;
+    info!(bead = %bead.as_str(), ?released, "bead released in Gas Town");
+    Ok(())
 }
 
 /// A bead created for `a` whose ID never reached the status (a crash or a failed write between
@@ -622,7 +695,15 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
                     view = Some(GasTownView::Bead(found));
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                // A bd create that may still be running would leave its bead behind.
+                if let decision::CreateGate::Wait { until, .. } = decision::create_gate(&a, now, &ctx.settings) {
+                    view = Some(GasTownView::Unreachable(
+                        "create_in_flight".to_string(),
+                        format!("a bd create may still be running in Gas Town until {until}"),
+                    ));
+                }
+            }
             Err(e) => view = Some(GasTownView::Unreachable(e.metric_label().to_string(), e.to_string())),
         }
     }
@@ -640,9 +721,16 @@ async fn delete(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timesta
         );
         ctx.publish(a, true, "ReleaseAbandoned", &note).await;
     }
+    let closes = plan.commands.iter().any(|c| matches!(c, Command::Close { .. }));
     for command in &plan.commands {
         ctx.ensure_leader()?;
         if let Err(e) = run_command(ctx, command).await {
+            if matches!(command, Command::Unsling { .. }) && closes && !e.is_unreachable() {
+                // Neither gt unsling nor bd could clear the hook, but the bead is ours: closing
+                // it (with a reason) takes it from the worker as well.
+                warn!(object = %key(a), error = %e, "could not unsling the bead; closing it instead");
+                continue;
+            }
             if !plan.give_up {
                 return Err(Error::GasTown(e));
             }
@@ -721,56 +809,136 @@ async fn remove_finalizer(api: &Api<Automaton>, a: &Automaton, ctx: &Context) ->
     Ok(())
 }
 
-/// The status says Released: close the bead we created if nobody took it (it was never
-/// dispatched and is neither with an agent nor closed), then give the claim back. While Gas
-/// Town fails, the claim is kept and this is retried with backoff, up to the release timeout.
-/// A bead created but never recorded (see [`decision::bead_may_exist_unrecorded`]) is found by
-/// its external ref.
+/// The status says Released: make sure no worker holds the bead and close the bead we created,
+/// then give the claim back.
+///
+/// - A bead a worker holds (hooked or in progress) is unslung first (see [`unsling`]); the
+///   claim is never given back while that fails, so Kubernetes never runs work Gas Town still
+///   runs. The `Released` condition says why the claim is kept.
+/// - A bead the controller created is closed with a reason, so no open bead is left behind for
+///   work Kubernetes then runs. A bead created but never recorded (see
+///   [`decision::bead_may_exist_unrecorded`]) is found by its external ref; while a `bd create`
+///   may still be running ([`decision::create_gate`]) the claim is kept.
+/// - While Gas Town cannot be read, the claim is kept and this is retried with backoff, up to
+///   the release timeout; then it is given back (the last read showed no worker on the bead).
 async fn finish_release(api: &Api<Automaton>, a: &Automaton, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
     let recorded = g
         .and_then(|g| g.bead_id.as_deref())
         .and_then(|id| BeadId::parse(id).ok());
-    let ours = if recorded.is_some() {
-        g.and_then(|g| g.bead_created).unwrap_or(false) && g.and_then(|g| g.dispatched_at.as_ref()).is_none()
-    } else {
-        decision::bead_may_exist_unrecorded(a)
-    };
-    if ours {
-        let close = async {
-            let bead = match &recorded {
-                Some(id) => ctx.gastown.show_bead(id).await?,
-                None => {
-                    let external = ExternalRef::for_automaton(
-                        a.namespace().as_deref().unwrap_or_default(),
-                        &a.name_any(),
-                        a.uid().as_deref().unwrap_or_default(),
-                    )?;
-                    ctx.gastown.find_bead_by_external_ref(&external).await?
-                }
-            };
-            match bead {
-                Some(b)
-                    if !b.status.is_dispatched()
-                        && !matches!(b.status, gastown::BeadStatus::Closed | gastown::BeadStatus::Tombstone) =>
+    let created = recorded.is_none() || g.and_then(|g| g.bead_created).unwrap_or(false);
+    let read = async {
+        match &recorded {
+            Some(id) => Ok(ctx.gastown.show_bead(id).await?),
+            None if decision::bead_may_exist_unrecorded(a) => {
+                let found = unrecorded_bead(a, ctx).await?;
+                if found.is_none()
+                    && let decision::CreateGate::Wait { until, .. } = decision::create_gate(a, now, &ctx.settings)
                 {
-                    ctx.ensure_leader()?;
-                    ctx.gastown
-                        .close_bead(&b.bead_id()?, decision::RELEASE_CLOSE_REASON)
-                        .await?;
-                    Ok(())
+                    return Err(Error::Unreachable(format!(
+                        "a bd create may still be running in Gas Town until {until}; its bead must be closed before the claim is given back"
+                    )));
                 }
-                _ => Ok::<(), Error>(()),
+                Ok(found)
             }
-        };
-        if let Err(e) = close.await {
+            None => Ok(None),
+        }
+    };
+    let bead = match read.await {
+        Ok(bead) => bead,
+        Err(e) => {
             if matches!(e, Error::NotLeader) || !decision::release_gave_up(a, now, &ctx.settings) {
                 return Err(e);
             }
-            warn!(object = %key(a), error = %e, "could not close the bead; release timeout reached, giving the claim back anyway");
+            warn!(object = %key(a), error = %e, "could not read the bead; release timeout reached, giving the claim back anyway");
+            None
+        }
+    };
+    if let Some(b) = bead.filter(|b| !b.status.is_gone() && b.status != gastown::BeadStatus::Closed) {
+        let id = b.bead_id()?;
+        if b.status.is_dispatched() {
+            ctx.ensure_leader()?;
+            if let Err(e) = unsling(ctx, &id, b.assignee.as_deref()).await {
+                let message = format!(
+                    "claim kept: bead {} is {} by {} and could not be taken back: {e}",
+                    b.id,
+                    b.status,
+                    b.assignee.as_deref().unwrap_or("a worker")
+                );
+                release_blocked(api, a, &message, ctx, now).await?;
+                return Err(Error::GasTown(e));
+            }
+        }
+        if created {
+            ctx.ensure_leader()?;
+            if let Err(e) = ctx.gastown.close_bead(&id, decision::RELEASE_CLOSE_REASON).await {
+                if !decision::release_gave_up(a, now, &ctx.settings) {
+                    return Err(Error::GasTown(e));
+                }
+                warn!(object = %key(a), error = %e, "could not close the bead; release timeout reached, giving the claim back anyway");
+            }
         }
     }
     release_claim(api, a, ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// Says on the `Released` condition why the claim is still kept.
+async fn release_blocked(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    message: &str,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let mut st = decision::base_status(a, &ctx.settings);
+    conditions::set(
+        &mut st.conditions,
+        condition::RELEASED,
+        ConditionStatus::False,
+        "WorkerHoldsBead",
+        message,
+        now,
+        a.metadata.generation,
+    );
+    st.message = Some(message.to_string());
+    if decision::status_needs_write(a.status.as_ref(), &st, &ctx.settings) {
+        write_status(api, a, &st, ctx).await?;
+    }
+    Ok(())
+}
+
+/// `spec.timeoutSeconds` ran out and `Failed` is recorded: release the bead in Gas Town (unsling
+/// it, close it if the controller created it, see [`decision::plan_timeout_release`]), then
+/// record that. Retried with backoff while Gas Town fails; nothing here slings.
+async fn finish_timeout(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    bead: &BeadId,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let commands = match ctx.gastown.show_bead(bead).await? {
+        Some(b) => decision::plan_timeout_release(a, bead, &b),
+        None => Vec::new(),
+    };
+    let closes = commands.iter().any(|c| matches!(c, Command::Close { .. }));
+    for command in &commands {
+        ctx.ensure_leader()?;
+        match run_command(ctx, command).await {
+            Ok(()) => {}
+            // As in deletion: a bead of ours that cannot be unslung is closed all the same.
+            Err(e) if matches!(command, Command::Unsling { .. }) && closes && !e.is_unreachable() => {
+                warn!(object = %key(a), error = %e, "could not unsling the timed-out bead; closing it instead");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !commands.is_empty() {
+        ctx.publish(a, false, "Released", "timed-out work released in Gas Town")
+            .await;
+    }
+    write_status(api, a, &decision::timeout_released(a, now, &ctx.settings), ctx).await?;
     Ok(Action::await_change())
 }
 
@@ -801,6 +969,66 @@ async fn release_claim(api: &Api<Automaton>, a: &Automaton, ctx: &Context) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A town whose `bd create` hangs past the client's timeout and whose `bd list` fails.
+    fn town_with(bd_script: &str) -> (gastown::testing::TempDir, GasTown) {
+        let dir = gastown::testing::TempDir::new("reconcile-create-outcome").unwrap();
+        let root = dir.path().join("town");
+        std::fs::create_dir_all(root.join("mayor")).unwrap();
+        std::fs::write(root.join("mayor/town.json"), "{}").unwrap();
+        let gt = dir.write_executable("bin/gt", "#!/bin/sh\nexit 0\n").unwrap();
+        let bd = dir.write_executable("bin/bd", bd_script).unwrap();
+        let mut config = gastown::GasTownConfig::new(gastown::Transport::Exec {
+            town_root: root,
+            gt_path: gt,
+            bd_path: bd,
+            actor: None,
+        });
+        config.command_timeout = Duration::from_millis(300);
+        config.backoff = gastown::Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            multiplier: 2,
+        };
+        (dir, GasTown::new(config).unwrap())
+    }
+
+    fn reference() -> ExternalRef {
+        ExternalRef::for_automaton("team-a", "fix-login", "0f9c-1").unwrap()
+    }
+
+    /// Item 3: `bd create` timed out (it may have made the bead), then the client's lookup of
+    /// that bead failed. The call's error is the lookup's; it must not count as "no bead created"
+    /// (`beadCreated: false`), which would let the next attempt create without looking.
+    #[tokio::test]
+    async fn a_failed_lookup_inside_the_create_retry_is_not_a_failed_create() {
+        let (_dir, town) = town_with(
+            "#!/bin/sh\ncase \"$1\" in\n  create) sleep 5 ;;\n  list) echo 'Error: database is locked' >&2; exit 1 ;;\nesac\nexit 0\n",
+        );
+        let e = town
+            .create_bead("Fix login", "", &reference())
+            .await
+            .expect_err("the create timed out and the lookup failed");
+        assert_eq!(create_outcome(&e), CreateOutcome::Unknown, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_create_that_timed_out_has_an_unknown_outcome() {
+        let (_dir, town) =
+            town_with("#!/bin/sh\ncase \"$1\" in\n  create) sleep 5 ;;\n  list) echo '[]' ;;\nesac\nexit 0\n");
+        let e = town.create_bead("Fix login", "", &reference()).await.unwrap_err();
+        assert_eq!(create_outcome(&e), CreateOutcome::Unknown, "{e}");
+    }
+
+    /// `bd create` itself answered with a failure: certainly no bead.
+    #[tokio::test]
+    async fn a_create_that_exited_non_zero_made_nothing() {
+        let (_dir, town) = town_with(
+            "#!/bin/sh\ncase \"$1\" in\n  create) echo 'Error: invalid title' >&2; exit 1 ;;\n  list) echo '[]' ;;\nesac\nexit 0\n",
+        );
+        let e = town.create_bead("Fix login", "", &reference()).await.unwrap_err();
+        assert_eq!(create_outcome(&e), CreateOutcome::NothingCreated, "{e}");
+    }
 
     #[test]
     fn backoff_doubles_per_due_failure_up_to_five_minutes() {

@@ -3,7 +3,12 @@
 //!
 //! - the API server is restarted once (etcd data kept),
 //! - a replica is killed with SIGKILL three times at random points, and the leader once more,
-//! - 20 % of `gt`/`bd` calls fail and 5 % hang past the controller's command timeout,
+//! - 20 % of `gt`/`bd` calls fail and 5 % hang past the controller's command timeout (before
+//!   doing anything), and of the `bd create` and `gt sling` calls that did their work, 5 % then
+//!   fail, 5 % hang past the timeout and 5 % are killed by a signal (the outcome is unknown to
+//!   the controller: the bead exists, the work is hooked),
+//! - the town holds more than 50 other beads of a higher priority than the controller's, so a
+//!   lookup by external ref that stops at `bd list`'s default limit misses the bead,
 //! - two replicas run with leader election; replicas that exit (lost leadership) or were
 //!   killed are started again with the same identity, as a kubelet would.
 //!
@@ -17,7 +22,7 @@
 //!
 //! Checked from the fake's call log and the API: every claim reaches its terminal phase (or, when
 //! deleted on purpose, is gone); no bead is hooked twice (`dispatch_count`); one bead per
-//! external ref `automaton:<ns>/<name>/<uid>`; released claims are back in `kubernetes` mode
+//! external ref `automaton:<ns>/<name>/<uid>` (counting beads whose `bd create` then failed); released claims are back in `kubernetes` mode
 //! without claim marks or finalizer, the others keep their claim; after all Automatons are
 //! deleted every bead is closed.
 //!
@@ -52,6 +57,16 @@ const COMMAND_TIMEOUT: &str = "2s";
 const HANG_SECONDS: u64 = 4;
 const FAIL_RATE: f64 = 0.20;
 const HANG_RATE: f64 = 0.05;
+/// Of the `bd create` / `gt sling` calls that did their work: then failed, hung, were killed.
+const AFTER_WORK_RATE: f64 = 0.05;
+const AFTER_WORK_VERBS: [&str; 2] = ["bd create", "gt sling"];
+/// Other work in the town, of a higher priority (1) than the controller's beads (2): more than
+/// `bd list`'s default limit of 50.
+const OTHER_BEADS: usize = 60;
+/// `--create-outcome-wait`: longer than any `bd create` can still run after its mark here (three
+/// attempts of at most the 2 s command timeout plus backoff, or a killed replica's create that
+/// still hangs for `HANG_SECONDS`), far shorter than the production default.
+const CREATE_OUTCOME_WAIT: &str = "15s";
 const LEASE_DURATION: &str = "4s";
 /// Long enough that no healthy claim expires, even at 200 claims under chaos.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(300);
@@ -63,6 +78,8 @@ const TICK: Duration = Duration::from_millis(400);
 /// Gas Town's merge: hooked → in_progress → closed ("merged"), applied when beads are read.
 const START_AFTER_MS: u64 = 300;
 const CLOSE_AFTER_MS: u64 = 1200;
+/// A rig of the fake town whose work does not close by itself (the test rejects or cancels it).
+const SLOW_RIG: &str = "demo";
 /// Rig the fake town does not know: `gt sling` fails for good, the claim must be released.
 const UNKNOWN_RIG: &str = "nowhere";
 const REJECT_REASON: &str = "failed: tests do not pass";
@@ -175,6 +192,8 @@ struct Report {
     calls: usize,
     injected_failures: usize,
     injected_hangs: usize,
+    /// Calls that did their work, then failed, hung or were killed.
+    after_work_faults: usize,
     slings: usize,
     dispatches: usize,
     kills: u32,
@@ -204,6 +223,8 @@ struct Run {
     cluster: Arc<TestCluster>,
     ns: TestNamespace,
     town: FakeGasTown,
+    /// The town's other work ([`OTHER_BEADS`]), not the controller's.
+    other_beads: Vec<String>,
     api: Api<Automaton>,
     replicas: Vec<Replica>,
     rng: Rng,
@@ -229,10 +250,14 @@ impl Run {
                 start_after_ms: START_AFTER_MS,
                 close_after_ms: Some(CLOSE_AFTER_MS),
                 close_reason: None,
+                // The rejected and cancelled work runs in the other rig, whose agents are
+                // slower than the test: it closes or deletes that work itself.
+                close_rigs: Some(vec!["gastown".to_string()]),
             }),
             ..Config::default()
         })
         .unwrap();
+        let other_beads = town.fill_with_beads(OTHER_BEADS, 1).unwrap();
         let api = Api::namespaced(cluster.client(), ns.name());
         let replicas = REPLICAS
             .iter()
@@ -250,6 +275,7 @@ impl Run {
             cluster,
             ns,
             town,
+            other_beads,
             api,
             replicas,
             rng,
@@ -280,6 +306,8 @@ impl Run {
             COMMAND_TIMEOUT,
             "--claim-timeout",
             &claim_timeout,
+            "--create-outcome-wait",
+            CREATE_OUTCOME_WAIT,
             "--log-format",
             "json",
             "--leader-election",
@@ -396,8 +424,12 @@ impl Run {
                 fail_rate: FAIL_RATE,
                 hang_rate: HANG_RATE,
                 hang_seconds: Some(HANG_SECONDS),
+                after_work_fail_rate: AFTER_WORK_RATE,
+                after_work_hang_rate: AFTER_WORK_RATE,
+                after_work_kill_rate: AFTER_WORK_RATE,
                 ..Faults::default()
             }
+            .after_work_verbs(AFTER_WORK_VERBS)
             .seed(self.opts.seed);
             self.town.set_faults(&faults).unwrap();
             println!("[{}] schedule (progress, delay, event): {schedule:?}", self.opts.label);
@@ -617,6 +649,10 @@ impl Run {
         report.calls = calls.len();
         report.injected_failures = calls.iter().filter(|c| c.fault.as_deref() == Some("fail")).count();
         report.injected_hangs = calls.iter().filter(|c| c.hung).count();
+        report.after_work_faults = calls
+            .iter()
+            .filter(|c| c.fault.as_deref().is_some_and(|f| f.starts_with("after_work")))
+            .count();
         report.slings = calls
             .iter()
             .filter(|c| c.tool == "gt" && c.verb() == Some("sling"))
@@ -640,7 +676,17 @@ impl Run {
             }
         }
         let mut by_ref: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-        for b in &beads {
+        let ours = |b: &&Value| !self.other_beads.iter().any(|o| b["id"].as_str() == Some(o.as_str()));
+        let others_left = beads.iter().filter(|b| !ours(b)).count();
+        if others_left != OTHER_BEADS {
+            v.push(format!(
+                "the town's other work changed: {others_left} of its {OTHER_BEADS} beads left"
+            ));
+        }
+        for b in beads.iter().filter(|b| !ours(b) && b["status"] != "open") {
+            v.push(format!("the town's other work was touched: {b}"));
+        }
+        for b in beads.iter().filter(ours) {
             let r = b["external_ref"].as_str().unwrap_or("(none)");
             by_ref.entry(r).or_default().push(b);
             let id = b["id"].as_str().unwrap_or_default();
@@ -832,7 +878,7 @@ async fn create_claim(api: &Api<Automaton>, index: usize) -> String {
     let mut claimed_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
     match kind {
         Kind::Merge => {}
-        Kind::Reject | Kind::Cancel => spec["mergeStrategy"] = json!("local"),
+        Kind::Reject | Kind::Cancel => spec["rig"] = json!(SLOW_RIG),
         Kind::Expire => {
             spec["rig"] = json!(UNKNOWN_RIG);
             let back = jiff::SignedDuration::try_from(CLAIM_TIMEOUT - EXPIRE_AFTER).unwrap();
@@ -919,6 +965,12 @@ fn print_table(reports: &[&Report], seed: u64) {
             r.api_restart_time.as_secs_f64(),
         );
     }
+    for r in reports {
+        println!(
+            "[{}] calls that did their work, then failed, hung or were killed: {}",
+            r.label, r.after_work_faults
+        );
+    }
     if let Some(chaos) = reports.get(1) {
         let total = chaos.to_terminal.as_secs_f64() + chaos.deletion.as_secs_f64();
         println!("chaos / fault-free total time: {:.2}x", total / base.max(0.001));
@@ -989,6 +1041,7 @@ async fn claims_survive_api_restart_kills_leader_loss_and_faulty_gastown() {
         chaos.injected_failures > 0 && chaos.injected_hangs > 0,
         "no fault was injected"
     );
+    assert!(chaos.after_work_faults > 0, "no after-the-work fault was injected");
     assert!(
         failures.is_empty(),
         "seed {seed} ({SEED_ENV}={seed} replays the random points; FAKE_GASTOWN_KEEP=1 keeps the towns and controller logs, {} and {}):\n{}",

@@ -552,6 +552,174 @@ fn only_an_object_without_finalizer_or_bead_mark_creates_without_a_lookup() {
     }
 }
 
+/// Claimed, with our finalizer, and `status` merged in (no bead recorded).
+fn creating_with(status: Value) -> Automaton {
+    claimed(json!({"status": status}))
+}
+
+/// A `Claimed` condition mark as `creating_bead` / `create_outcome_unknown` write it.
+fn create_mark(reason: &str, since: i64) -> Value {
+    json!({"phase": "Claimed", "gastown": {"beadCreated": true},
+           "conditions": [{"type": "Claimed", "status": "Unknown", "reason": reason, "message": "",
+                           "lastTransitionTime": rfc(since)}]})
+}
+
+/// Item 2: after a `bd create` whose outcome is unknown, no other create until it has certainly
+/// ended; a crash during a create without a timed mark waits the whole bound from when it is seen.
+#[test]
+fn create_gate_table() {
+    use decision::CreateGate::{Create, Wait};
+    let s = settings();
+    let wait = s.create_outcome_wait.as_secs() as i64;
+    let creating = decision::CREATING_BEAD_REASON;
+    let unknown = decision::CREATE_OUTCOME_UNKNOWN_REASON;
+    // (name, object, now, gate)
+    let cases: Vec<(&str, Automaton, i64, decision::CreateGate)> = vec![
+        (
+            "the last create certainly made none",
+            creating_with(json!({"gastown": {"beadCreated": false}})),
+            50,
+            Create,
+        ),
+        (
+            "no finalizer yet (first attempt)",
+            claimed(json!({"metadata": {"finalizers": null}})),
+            50,
+            Create,
+        ),
+        (
+            "the bead comes from the spec",
+            claimed(json!({"spec": {"task": {"beadId": BEAD}}})),
+            50,
+            Create,
+        ),
+        (
+            "crash during the first create: no time recorded, wait from now",
+            creating_with(json!(null)),
+            50,
+            Wait {
+                until: at(50 + wait),
+                mark: true,
+            },
+        ),
+        (
+            "an earlier version's mark without time",
+            creating_with(json!({"gastown": {"beadCreated": true}})),
+            50,
+            Wait {
+                until: at(50 + wait),
+                mark: true,
+            },
+        ),
+        (
+            "crash during a later create, just after",
+            creating_with(create_mark(creating, 40)),
+            41,
+            Wait {
+                until: at(40 + wait),
+                mark: false,
+            },
+        ),
+        (
+            "crash during a later create, one second before the bound",
+            creating_with(create_mark(creating, 40)),
+            40 + wait - 1,
+            Wait {
+                until: at(40 + wait),
+                mark: false,
+            },
+        ),
+        (
+            "crash during a later create, at the bound",
+            creating_with(create_mark(creating, 40)),
+            40 + wait,
+            Create,
+        ),
+        // The client returns an unknown outcome only once the command has ended: the lookup
+        // that found nothing is conclusive.
+        (
+            "outcome unknown, the call ended: the lookup decides",
+            creating_with(create_mark(unknown, 40)),
+            41,
+            Create,
+        ),
+        (
+            "a Claimed condition that is not a create mark",
+            creating_with(json!({"gastown": {"beadCreated": true},
+                "conditions": [{"type": "Claimed", "status": "False", "reason": "InvalidSpec", "message": "",
+                                "lastTransitionTime": rfc(0)}]})),
+            50,
+            Wait {
+                until: at(50 + wait),
+                mark: true,
+            },
+        ),
+    ];
+    for (name, a, now, want) in cases {
+        assert_eq!(decision::create_gate(&a, at(now), &s), want, "{name}");
+    }
+}
+
+#[test]
+fn create_marks_record_when_each_attempt_began() {
+    let s = settings();
+    let a = creating_with(create_mark(decision::CREATE_OUTCOME_UNKNOWN_REASON, 40));
+    // A new create (past the bound) is marked at its own start, not the old one.
+    let st = decision::creating_bead(&a, at(500), &s);
+    assert_eq!(gastown(&st).bead_created, Some(true));
+    assert_cond(
+        &st,
+        condition::CLAIMED,
+        ConditionStatus::Unknown,
+        decision::CREATING_BEAD_REASON,
+    );
+    assert_eq!(cond(&st, condition::CLAIMED).last_transition_time, Time(at(500)));
+    let a = with_status(&a, &st);
+    assert_eq!(decision::create_in_flight_since(&a), Some(at(500)));
+    // The call ended at 530 with an unknown outcome: a bead may exist (look it up), but no
+    // create runs any more.
+    let st = decision::create_outcome_unknown(&a, decision::base_status(&a, &s), at(530));
+    assert_cond(
+        &st,
+        condition::CLAIMED,
+        ConditionStatus::Unknown,
+        decision::CREATE_OUTCOME_UNKNOWN_REASON,
+    );
+    let a = with_status(&a, &st);
+    assert_eq!(decision::create_in_flight_since(&a), None);
+    assert!(decision::bead_may_exist_unrecorded(&a));
+    assert_eq!(decision::create_gate(&a, at(530), &s), decision::CreateGate::Create);
+    // A restarted controller that finds no mark waits from when it looked.
+    let fresh = creating_with(json!(null));
+    let st = decision::create_may_be_running(&fresh, decision::base_status(&fresh, &s), at(600), &s);
+    let fresh = with_status(&fresh, &st);
+    assert_eq!(decision::create_in_flight_since(&fresh), Some(at(600)));
+    assert!(matches!(
+        decision::create_gate(&fresh, at(601), &s),
+        decision::CreateGate::Wait { mark: false, .. }
+    ));
+    // `bd create` itself said no: no bead, no mark, create at once.
+    let st = decision::no_bead_created(decision::base_status(&a, &s));
+    let a = with_status(&a, &st);
+    assert_eq!(decision::create_in_flight_since(&a), None);
+    assert_eq!(decision::create_gate(&a, at(531), &s), decision::CreateGate::Create);
+    // Recording the bead replaces the mark.
+    let st = bead_recorded(&a, &gt_abc(), true, at(532), &s);
+    assert_cond(&st, condition::CLAIMED, ConditionStatus::True, "Claimed");
+}
+
+#[test]
+fn the_create_wait_outlasts_every_attempt_and_gt_proxy_server() {
+    use decision::create_outcome_wait;
+    let s = |secs| Duration::from_secs(secs);
+    // The default 70 s command timeout, 3 attempts per call, a local command (lifetime 70 s).
+    assert_eq!(create_outcome_wait(s(70), 3, s(70)), s(435));
+    // Through gt-proxy-server (65 s) with a short client timeout: the proxy's limit counts.
+    assert_eq!(create_outcome_wait(s(30), 3, s(65)), s(300));
+    assert_eq!(create_outcome_wait(s(5), 0, s(5)), s(15));
+    assert_eq!(settings().create_outcome_wait, create_outcome_wait(s(70), 3, s(70)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Claim time and expiry
 // ---------------------------------------------------------------------------------------------
@@ -745,19 +913,21 @@ fn sync_unreachable() {
             Phase::Running,
             false,
         ),
+        // Item 7: an unrecorded `gt sling` may have hooked the bead; the claim is kept until
+        // Gas Town can be read.
         (
-            "claim expired, not dispatched",
+            "claim expired, no dispatch recorded: kept",
             recorded(json!({})),
             600,
-            Phase::Released,
-            true,
+            Phase::Claimed,
+            false,
         ),
         (
-            "claim long expired, not dispatched",
+            "claim long expired, no dispatch recorded: kept",
             recorded(json!({})),
             5_000,
-            Phase::Released,
-            true,
+            Phase::Claimed,
+            false,
         ),
     ];
     for (name, a, now, want_phase, released) in &cases {
@@ -985,8 +1155,9 @@ fn sync_open_bead_with_expired_claim_is_released() {
 
 #[test]
 fn sync_open_bead_after_dispatch_is_slung_again() {
-    // The bead went back to open (unslung in Gas Town) long after the claim: slung again, and
-    // dispatchedAt restarts; the claim timeout does not apply to dispatched work.
+    // The bead went back to open (unslung in Gas Town) long after the claim: slung again;
+    // dispatchedAt keeps the first dispatch (the spec.timeoutSeconds clock does not restart);
+    // the claim timeout does not apply to dispatched work.
     let a = dispatched("Running", 5, json!({}));
     let plan = sync(&a, &view("open", None), 5_000);
     assert_eq!(
@@ -1000,7 +1171,7 @@ fn sync_open_bead_after_dispatch_is_slung_again() {
     );
     assert!(!plan.release_claim);
     assert_eq!(phase(&plan), Some(Phase::Dispatched));
-    assert_eq!(gastown(&plan.status).dispatched_at, time(5_000));
+    assert_eq!(gastown(&plan.status).dispatched_at, time(5));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1209,21 +1380,22 @@ fn sync_dispatched_elsewhere_is_not_slung() {
             20,
             false,
         ),
+        // Item 7: a worker holds the bead; giving the claim back would run the work twice.
         (
-            "hooked elsewhere, claim expired",
+            "hooked elsewhere, claim expired: kept",
             recorded(json!({})),
             "hooked",
             Some(ELSEWHERE),
             600,
-            true,
+            false,
         ),
         (
-            "in progress elsewhere, claim expired",
+            "in progress elsewhere, claim expired: kept",
             recorded(json!({})),
             "in_progress",
             Some(ELSEWHERE),
             5_000,
-            true,
+            false,
         ),
         (
             "elsewhere after our dispatch: never released",
@@ -1398,84 +1570,136 @@ fn close_reason_is_failure_table() {
 
 #[test]
 fn sync_timeout_table() {
-    // (name, object, bead status, now, timed out)
-    let cases: Vec<(&str, Automaton, &str, i64, bool)> = vec![
+    // (name, object, view, now, timed out)
+    let running = |limit: i64| dispatched("Running", 100, json!({"spec": {"timeoutSeconds": limit}}));
+    let cases: Vec<(&str, Automaton, GasTownView, i64, bool)> = vec![
         (
             "in progress, exactly at the limit",
-            dispatched("Running", 100, json!({"spec": {"timeoutSeconds": 3600}})),
-            "in_progress",
+            running(3600),
+            view("in_progress", Some(TOAST)),
             3_700,
             true,
         ),
         (
             "in progress, long past",
-            dispatched("Running", 100, json!({"spec": {"timeoutSeconds": 3600}})),
-            "in_progress",
+            running(3600),
+            view("in_progress", Some(TOAST)),
             90_000,
             true,
         ),
         (
             "hooked past the limit",
             dispatched("Dispatched", 100, json!({"spec": {"timeoutSeconds": 60}})),
-            "hooked",
+            view("hooked", Some(TOAST)),
+            160,
+            true,
+        ),
+        // Item 6: the deadline holds in every non-terminal state.
+        ("blocked past the limit", running(60), view("blocked", None), 160, true),
+        (
+            "deferred past the limit",
+            running(60),
+            view("deferred", None),
+            160,
+            true,
+        ),
+        (
+            "pinned past the limit",
+            running(60),
+            view("pinned", Some(TOAST)),
+            160,
+            true,
+        ),
+        (
+            "hooked in another rig past the limit",
+            running(60),
+            view("hooked", Some(ELSEWHERE)),
+            160,
+            true,
+        ),
+        (
+            "open again (would be re-slung) past the limit",
+            running(60),
+            view("open", None),
+            160,
+            true,
+        ),
+        (
+            "Gas Town unreachable past the limit",
+            running(60),
+            unreachable_view(),
             160,
             true,
         ),
         (
             "one second before",
-            dispatched("Running", 100, json!({"spec": {"timeoutSeconds": 3600}})),
-            "in_progress",
+            running(3600),
+            view("in_progress", Some(TOAST)),
             3_699,
+            false,
+        ),
+        (
+            "blocked one second before",
+            running(60),
+            view("blocked", None),
+            159,
+            false,
+        ),
+        (
+            "closed past the limit: the result stands",
+            running(60),
+            view("closed", Some(TOAST)),
+            160,
             false,
         ),
         (
             "no timeout",
             dispatched("Running", 100, json!({})),
-            "in_progress",
+            view("in_progress", Some(TOAST)),
             1_000_000,
             false,
         ),
         (
             "timeoutSeconds 0 means none",
-            dispatched("Running", 100, json!({"spec": {"timeoutSeconds": 0}})),
-            "in_progress",
+            running(0),
+            view("in_progress", Some(TOAST)),
             1_000_000,
             false,
         ),
         (
             "negative timeoutSeconds is ignored",
-            dispatched("Running", 100, json!({"spec": {"timeoutSeconds": -5}})),
-            "in_progress",
+            running(-5),
+            view("in_progress", Some(TOAST)),
             1_000_000,
             false,
         ),
         (
             "adopting: the clock starts now",
             recorded(json!({"spec": {"timeoutSeconds": 60}})),
-            "in_progress",
+            view("in_progress", Some(TOAST)),
             1_000_000,
             false,
         ),
     ];
-    for (name, a, status, now, timed_out) in &cases {
-        let plan = sync(a, &view(status, Some(TOAST)), *now);
+    for (name, a, v, now, timed_out) in &cases {
+        let plan = sync(a, v, *now);
         if *timed_out {
             let limit = a.spec.timeout_seconds.unwrap();
             let want_message =
                 format!("work exceeded spec.timeoutSeconds ({limit}s) after dispatch; released in Gas Town");
-            assert_eq!(
-                plan.command,
-                Some(Command::Unsling {
-                    bead: gt_abc(),
-                    holder: Some(TOAST.to_string())
-                }),
-                "{name}"
-            );
+            // Item 5: Failed is recorded first; nothing runs in Gas Town before that write.
+            assert_eq!(plan.command, None, "{name}");
             assert_eq!(phase(&plan), Some(Phase::Failed), "{name}");
             assert_eq!(message(&plan.status), want_message, "{name}");
             assert_cond(&plan.status, condition::COMPLETED, ConditionStatus::False, "Timeout");
             assert_eq!(cond(&plan.status, condition::COMPLETED).message, want_message, "{name}");
             assert_cond(&plan.status, condition::RUNNING, ConditionStatus::False, "Timeout");
+            assert_cond(
+                &plan.status,
+                condition::DISPATCHED,
+                ConditionStatus::Unknown,
+                decision::TIMEOUT_RELEASE_PENDING_REASON,
+            );
             assert_eq!(plan.event, Some((true, "Timeout".to_string(), want_message)), "{name}");
             assert_eq!(plan.requeue, None, "{name}");
             assert!(!plan.release_claim, "{name}");
@@ -1483,30 +1707,174 @@ fn sync_timeout_table() {
                 gastown(&plan.status).dispatched_at,
                 a.status.as_ref().unwrap().gastown.as_ref().unwrap().dispatched_at
             );
+            // The release follows from the recorded status, and nothing there slings.
+            let after = with_status(a, &plan.status);
+            assert_eq!(stage(&after, "gastown-local"), Stage::FinishTimeout(gt_abc()), "{name}");
         } else {
-            assert_eq!(plan.command, None, "{name}");
-            let want = if *status == "hooked" {
-                Phase::Dispatched
-            } else {
-                Phase::Running
-            };
-            assert_eq!(phase(&plan), Some(want), "{name}");
-            assert!(cond_opt(&plan.status, condition::COMPLETED).is_none(), "{name}");
+            assert!(phase(&plan) != Some(Phase::Failed), "{name}");
+            assert!(
+                cond_opt(&plan.status, condition::COMPLETED).is_none_or(|c| c.reason != "Timeout"),
+                "{name}"
+            );
         }
     }
 }
 
+/// Item 9: with `mergeStrategy: local` the work completes like any other: `gt done` closes the
+/// hooked bead itself (gastown `internal/cmd/done.go`: the `local` strategy skips push and merge
+/// queue, `goto notifyWitness`, then `updateAgentStateOnDone` runs `bd.Close(hookedBeadID)`
+/// without a reason, which `bd close` records as `Closed`; beads `cmd/bd/close.go`). So a
+/// closed bead ends Succeeded, before or after the spec's deadline.
 #[test]
-fn sync_timeout_unslings_the_holder_as_read() {
-    let a = dispatched("Running", 0, json!({"spec": {"timeoutSeconds": 60}}));
-    let plan = sync(&a, &view("in_progress", Some("gastown/Toast")), 60);
-    assert_eq!(
-        plan.command,
-        Some(Command::Unsling {
-            bead: gt_abc(),
-            holder: Some("gastown/Toast".to_string())
-        })
+fn local_merge_completes_when_gt_done_closes_the_bead() {
+    let a = dispatched(
+        "Running",
+        100,
+        json!({"spec": {"mergeStrategy": "local", "timeoutSeconds": 600}}),
     );
+    for reason in [Some("Closed"), Some(""), None] {
+        let closed = GasTownView::Bead(bead(
+            json!({"id": BEAD, "status": "closed", "assignee": TOAST, "close_reason": reason}),
+        ));
+        for now in [200, 699, 700, 5_000] {
+            let plan = sync(&a, &closed, now);
+            assert_eq!(phase(&plan), Some(Phase::Succeeded), "{reason:?} at {now}");
+            assert_eq!(plan.command, None);
+        }
+    }
+}
+
+/// Item 5: should the status write after a timeout fail (conflict, crash, lost leadership), the
+/// next sync sees the same bead past the same deadline, even once it was unslung (open): it
+/// decides the timeout again and never slings.
+#[test]
+fn a_timeout_whose_status_write_failed_is_decided_again_not_slung() {
+    let a = dispatched("Running", 100, json!({"spec": {"timeoutSeconds": 60}}));
+    for v in [
+        view("in_progress", Some(TOAST)),
+        view("open", None),
+        view("hooked", Some(TOAST)),
+    ] {
+        for now in [160, 161, 10_000] {
+            let plan = sync(&a, &v, now);
+            assert_eq!(plan.command, None, "{v:?} at {now}");
+            assert_eq!(phase(&plan), Some(Phase::Failed), "{v:?} at {now}");
+        }
+    }
+}
+
+/// Item 6: a re-sling keeps the first dispatch time, so the deadline does not move.
+#[test]
+fn re_slings_keep_the_first_dispatch_time() {
+    let a = dispatched("Running", 100, json!({"spec": {"timeoutSeconds": 600}}));
+    let p1 = sync(&a, &view("open", None), 300);
+    assert!(matches!(p1.command, Some(Command::Sling { .. })));
+    assert_eq!(gastown(&p1.status).dispatched_at, time(100));
+    let a = with_status(&a, &p1.status);
+    let p2 = sync(&a, &view("hooked", Some(TOAST)), 400);
+    assert_eq!(gastown(&p2.status).dispatched_at, time(100));
+    let a = with_status(&a, &p2.status);
+    assert_eq!(
+        phase(&sync(&a, &view("in_progress", Some(TOAST)), 699)),
+        Some(Phase::Running)
+    );
+    assert_eq!(
+        phase(&sync(&a, &view("in_progress", Some(TOAST)), 700)),
+        Some(Phase::Failed)
+    );
+}
+
+#[test]
+fn timeout_release_table() {
+    let a = |created: bool| {
+        dispatched(
+            "Failed",
+            0,
+            json!({"metadata": {"name": "fix-login", "namespace": "team-a"}, "spec": {"timeoutSeconds": 60},
+                   "status": {"gastown": {"beadCreated": created}}}),
+        )
+    };
+    let close = Command::Close {
+        bead: gt_abc(),
+        reason: "timeout: the work exceeded spec.timeoutSeconds (60s) of Automaton team-a/fix-login".to_string(),
+    };
+    assert!(close_reason_is_failure(&decision::timeout_close_reason(&a(true))));
+    let unsling = |holder: &str| Command::Unsling {
+        bead: gt_abc(),
+        holder: Some(holder.to_string()),
+    };
+    let b = |status: &str, assignee: Option<&str>| bead(json!({"id": BEAD, "status": status, "assignee": assignee}));
+    // (name, created, bead, commands)
+    let cases: Vec<(&str, bool, Bead, Vec<Command>)> = vec![
+        (
+            "ours, running",
+            true,
+            b("in_progress", Some(TOAST)),
+            vec![unsling(TOAST), close.clone()],
+        ),
+        (
+            "ours, hooked",
+            true,
+            b("hooked", Some(TOAST)),
+            vec![unsling(TOAST), close.clone()],
+        ),
+        (
+            "ours, open: closed, not left open",
+            true,
+            b("open", None),
+            vec![close.clone()],
+        ),
+        ("ours, blocked", true, b("blocked", None), vec![close.clone()]),
+        (
+            "ours, hooked elsewhere",
+            true,
+            b("hooked", Some(ELSEWHERE)),
+            vec![unsling(ELSEWHERE), close.clone()],
+        ),
+        ("ours, closed meanwhile", true, b("closed", Some(TOAST)), vec![]),
+        ("ours, tombstone", true, b("tombstone", None), vec![]),
+        (
+            "adopted, running in our rig",
+            false,
+            b("in_progress", Some(TOAST)),
+            vec![unsling(TOAST)],
+        ),
+        ("adopted, open", false, b("open", None), vec![]),
+        (
+            "adopted, another rig's worker",
+            false,
+            b("hooked", Some(ELSEWHERE)),
+            vec![],
+        ),
+    ];
+    for (name, created, bead, want) in cases {
+        assert_eq!(
+            decision::plan_timeout_release(&a(created), &gt_abc(), &bead),
+            want,
+            "{name}"
+        );
+    }
+    // Once released: still Failed, Dispatched=False, nothing pending.
+    let pending = with_status(
+        &a(true),
+        &sync(
+            &dispatched("Running", 0, json!({"spec": {"timeoutSeconds": 60}})),
+            &view("in_progress", Some(TOAST)),
+            60,
+        )
+        .status,
+    );
+    assert!(decision::timeout_release_pending(&pending));
+    let done = with_status(&pending, &decision::timeout_released(&pending, at(70), &settings()));
+    assert!(!decision::timeout_release_pending(&done));
+    assert_eq!(done.phase(), Some(Phase::Failed));
+    assert_cond(
+        done.status.as_ref().unwrap(),
+        condition::DISPATCHED,
+        ConditionStatus::False,
+        decision::TIMEOUT_RELEASED_REASON,
+    );
+    assert_eq!(stage(&done, "gastown-local"), Stage::Terminal);
 }
 
 // ---------------------------------------------------------------------------------------------

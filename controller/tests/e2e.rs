@@ -310,11 +310,14 @@ async fn deletion_releases_the_work_in_gastown() {
     assert_eq!(unslings, 1);
 }
 
-/// `bd create` fails outright every time, so the status says no bead exists and the release
-/// does not wait for Gas Town (it would otherwise be retried for the 600 s release timeout).
+/// `bd create` fails outright every time (and the lookup that follows it finds nothing), so the
+/// status says no bead exists and the release does not wait for Gas Town (it would otherwise be
+/// retried for the 600 s release timeout).
 #[tokio::test]
 async fn claim_expires_when_gastown_never_takes_it() {
-    let (env, _c) = Env::gastown_down("expiry", &["--claim-timeout", "3s"]).await;
+    let env = Env::new("expiry").await;
+    env.town.set_faults(&Faults::fail(1.0).verbs(["bd create"])).unwrap();
+    let _c = env.controller("c", &["--claim-timeout", "3s"]);
     env.create_claimed("orphan", json!({})).await;
     let a = env
         .wait_for("orphan", "release", T, |a| {
@@ -343,13 +346,24 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
     assert_eq!(env.town.beads().unwrap().len(), 1);
 }
 
-/// `bd create` failed outright, so no bead exists: deleting the claim while Gas Town is still
-/// down does not wait for it (it would otherwise wait for the 600 s release timeout).
+/// `bd create` failed outright (and the lookup after it found nothing), so no bead exists:
+/// deleting the claim while Gas Town is down does not wait for it (it would otherwise wait for
+/// the 600 s release timeout).
 #[tokio::test]
 async fn deleting_a_claim_gastown_never_took_does_not_wait_for_gastown() {
-    let (env, _c) = Env::gastown_down("delete-down", &[]).await;
+    let env = Env::new("delete-down").await;
+    env.town.set_faults(&Faults::fail(1.0).verbs(["bd create"])).unwrap();
+    let _c = env.controller("c", &[]);
     env.create_claimed("never", json!({})).await;
-    env.wait_unreachable("never").await;
+    env.wait_for("never", "beadCreated: false", T, |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.gastown.as_ref())
+            .and_then(|g| g.bead_created)
+            == Some(false)
+    })
+    .await;
+    env.town.set_faults(&Faults::down()).unwrap();
     env.api().delete("never", &DeleteParams::default()).await.unwrap();
     env.wait_gone("never", T).await;
     assert!(env.town.beads().unwrap().is_empty());
@@ -412,10 +426,31 @@ async fn a_bead_created_but_never_recorded_is_found_not_created_again() {
     obj.metadata.finalizers = Some(vec![RELEASE_FINALIZER.to_string()]);
     let obj = env.api().replace("orphan", &PostParams::default(), &obj).await.unwrap();
     let external = format!("automaton:{}/orphan/{}", env.ns.name(), obj.uid().unwrap());
-    let bead = env
+    // As the controller's `bd create` made it: with the labels its lookup filters on.
+    let labels = format!(
+        "gastown-operator,{}",
+        gastown_controller::gastown::ExternalRef::parse(&external)
+            .unwrap()
+            .lookup_label()
+    );
+    let out = env
         .town
-        .create_bead_with_external_ref("Task orphan", &external)
+        .command("bd")
+        .env("FAKE_GASTOWN_INTERNAL", "1")
+        .args([
+            "create",
+            "--silent",
+            "--external-ref",
+            &external,
+            "-l",
+            &labels,
+            "--",
+            "Task orphan",
+        ])
+        .output()
         .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bead = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let _c = env.controller("c", &[]);
     let a = env.wait_phase("orphan", Phase::Dispatched, T).await;
     assert_eq!(bead_of(&a), bead);
@@ -623,4 +658,328 @@ async fn status_apply_with_a_stale_resource_version_conflicts() {
     assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err:?}");
     let now = env.api().get("stale").await.unwrap();
     assert_eq!(now.status.unwrap().message.as_deref(), Some("first"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exactly once and release (issue 14)
+// ---------------------------------------------------------------------------------------------
+
+/// Whether a `gt`/`bd` process of this town is running `verb` now. The fake's processes outlive
+/// a controller killed with SIGKILL and finish their work afterwards, as a command already sent
+/// to gt-proxy-server does.
+fn running(town: &FakeGasTown, verb: &str) -> bool {
+    let tools = [
+        town.gt_path().display().to_string(),
+        town.bd_path().display().to_string(),
+    ];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            return false;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        args.first().is_some_and(|p| tools.contains(p)) && args.iter().any(|a| a == verb)
+    })
+}
+
+async fn wait_running(town: &FakeGasTown, verb: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !running(town, verb) {
+        assert!(Instant::now() < deadline, "no {verb} process within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_not_running(town: &FakeGasTown, verb: &str) {
+    let deadline = Instant::now() + T;
+    while running(town, verb) {
+        assert!(Instant::now() < deadline, "{verb} still running after {T:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `tool args` in the town as a person or Gas Town itself would (no faults, not counted in
+/// `calls()`).
+fn by_hand(town: &FakeGasTown, tool: &str, args: &[&str]) {
+    let out = town
+        .command(tool)
+        .env("FAKE_GASTOWN_INTERNAL", "1")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Env {
+    /// Moves the recorded first dispatch two minutes back, so that a `spec.timeoutSeconds` of 60
+    /// (the CRD's minimum) has run out without the test waiting for it.
+    async fn age_dispatch(&self, name: &str) {
+        use kube::api::{Patch, PatchParams};
+        let back = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 120).unwrap();
+        let patch = json!({"status": {"gastown": {"dispatchedAt": back.to_string()}}});
+        self.api()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// Like [`Env::create_claimed`], claimed at `claimed_at`.
+    async fn create_claimed_at(&self, name: &str, claimed_at: jiff::Timestamp) -> Automaton {
+        let obj: Automaton = serde_json::from_value(json!({
+            "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+            "metadata": {"name": name, "labels": {CLAIMED_BY_LABEL: "gastown-local"},
+                         "annotations": {CLAIMED_AT_ANNOTATION: claimed_at.to_string(),
+                                         CLAIM_REQUESTED_BY_ANNOTATION: "alice"}},
+            "spec": {"task": {"title": format!("Task {name}")}, "executionMode": "local", "rig": "gastown"},
+        }))
+        .unwrap();
+        self.api().create(&PostParams::default(), &obj).await.unwrap()
+    }
+}
+
+/// Item 2: the controller dies while `bd create` runs; the command goes on and creates the bead
+/// after the new controller has looked for it and found nothing. The new controller must wait
+/// (looking up only) instead of creating a second bead.
+#[tokio::test]
+async fn a_bd_create_cut_short_by_a_crash_is_waited_for_not_repeated() {
+    let env = Env::new("create-crash").await;
+    // Every call takes 4 s; the bead is created at the end of it.
+    env.town.set_faults(&Faults::default().delay_ms(4000)).unwrap();
+    let mut c1 = env.controller("c1", &["--create-outcome-wait", "12s"]);
+    env.create_claimed("slow", json!({})).await;
+    wait_running(&env.town, "create", T).await;
+    c1.kill();
+    env.town.clear_faults();
+    let _c2 = env.controller("c2", &["--create-outcome-wait", "12s"]);
+    let a = env.wait_phase("slow", Phase::Dispatched, Duration::from_secs(60)).await;
+    wait_not_running(&env.town, "create").await;
+    let beads = env.town.beads().unwrap();
+    assert_eq!(beads.len(), 1, "one bead for one Automaton: {beads:?}");
+    assert_eq!(bead_of(&a), beads[0]["id"].as_str().unwrap());
+    assert_eq!(env.town.dispatch_count(&bead_of(&a)), 1);
+}
+
+/// Item 5: `spec.timeoutSeconds` runs out and the controller dies while `gt unsling` runs (the
+/// command finishes after it): the bead is open again. Had the timeout not been recorded
+/// first, the next controller would sling it again.
+#[tokio::test]
+async fn a_timeout_is_recorded_before_the_release_so_a_crash_never_reslings() {
+    let env = Env::new("timeout-crash").await;
+    let mut c1 = env.controller("c1", &[]);
+    env.create_claimed("slowpoke", json!({"timeoutSeconds": 60})).await;
+    // Hooked, not started: real `gt unsling --force` takes hooked work back (it refuses an
+    // in_progress bead, which the controller then reopens with bd).
+    let bead = bead_of(&env.wait_phase("slowpoke", Phase::Dispatched, T).await);
+    env.town.set_faults(&Faults::default().delay_ms(3000)).unwrap();
+    env.age_dispatch("slowpoke").await;
+    wait_running(&env.town, "unsling", T).await;
+    c1.kill();
+    env.town.clear_faults();
+    wait_not_running(&env.town, "unsling").await;
+    assert_eq!(env.town.bead(&bead).unwrap().unwrap()["status"], "open");
+    let _c2 = env.controller("c2", &[]);
+    let a = env.wait_phase("slowpoke", Phase::Failed, T).await;
+    env.wait_for("slowpoke", "bead closed", T, |_| {
+        env.town.bead(&bead).unwrap().unwrap()["status"] == "closed"
+    })
+    .await;
+    let closed = env.town.bead(&bead).unwrap().unwrap();
+    assert!(
+        closed["close_reason"].as_str().unwrap().starts_with("timeout"),
+        "{closed}"
+    );
+    assert_eq!(env.town.dispatch_count(&bead), 1, "never slung again");
+    assert_eq!(condition(&a, "Completed"), Some(ConditionStatus::False));
+}
+
+/// Item 6: the deadline holds while the bead is blocked (and the timed-out bead the controller
+/// created is closed with a reason, item 5).
+#[tokio::test]
+async fn timeout_fires_while_the_bead_is_blocked_and_closes_our_bead() {
+    let env = Env::new("timeout-blocked").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("stuck", json!({"timeoutSeconds": 60})).await;
+    let bead = bead_of(&env.wait_phase("stuck", Phase::Dispatched, T).await);
+    by_hand(&env.town, "bd", &["update", "--status", "blocked", "--", &bead]);
+    env.wait_for("stuck", "blocked seen", T, |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.gastown.as_ref())
+            .and_then(|g| g.bead_status.as_deref())
+            == Some("blocked")
+    })
+    .await;
+    env.age_dispatch("stuck").await;
+    let a = env.wait_phase("stuck", Phase::Failed, T).await;
+    assert!(
+        a.status
+            .as_ref()
+            .unwrap()
+            .message
+            .as_ref()
+            .unwrap()
+            .contains("timeoutSeconds")
+    );
+    env.wait_for("stuck", "bead closed", T, |_| {
+        env.town.bead(&bead).unwrap().unwrap()["status"] == "closed"
+    })
+    .await;
+    let closed = env.town.bead(&bead).unwrap().unwrap();
+    assert!(
+        closed["close_reason"].as_str().unwrap().starts_with("timeout"),
+        "{closed}"
+    );
+    assert_eq!(env.town.dispatch_count(&bead), 1);
+}
+
+/// Item 4c: a claim already past `--claim-timeout` when the controller first sees it gets no
+/// bead at all (not one created and closed at once).
+#[tokio::test]
+async fn a_claim_already_expired_when_first_seen_gets_no_bead() {
+    let env = Env::new("expired-first").await;
+    let _c = env.controller("c", &["--claim-timeout", "60s"]);
+    let an_hour_ago = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    env.create_claimed_at("late", an_hour_ago).await;
+    let a = env
+        .wait_for("late", "release", T, |a| {
+            a.phase() == Some(Phase::Released) && a.claimed_by().is_none()
+        })
+        .await;
+    assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Kubernetes);
+    assert!(env.town.beads().unwrap().is_empty(), "no bead created");
+    assert!(env.town.calls().unwrap().is_empty(), "nothing reaches Gas Town");
+}
+
+/// Item 7: the sling happened in Gas Town but the controller never saw it, then Gas Town became
+/// unreachable and the claim expired. The claim must not go back to Kubernetes (which would run
+/// the work a second time) before Gas Town says the bead is not hooked.
+#[tokio::test]
+async fn an_expired_claim_is_kept_while_gastown_cannot_say_whether_its_bead_is_hooked() {
+    let env = Env::new("expiry-unreachable").await;
+    let bead = env.town.create_bead("made by hand").unwrap();
+    env.town.set_faults(&Faults::fail(1.0).verbs(["sling"])).unwrap();
+    let _c = env.controller("c", &["--claim-timeout", "8s"]);
+    env.create_claimed("adopt", json!({"task": {"title": "adopt it", "beadId": bead}}))
+        .await;
+    env.wait_for("adopt", "SlingFailed", T, |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "SlingFailed"))
+    })
+    .await;
+    // Gas Town goes down for the controller, and the bead is hooked all the same.
+    env.town.set_faults(&Faults::down()).unwrap();
+    by_hand(&env.town, "gt", &["sling", "--", &bead, "gastown"]);
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let a = env.api().get("adopt").await.unwrap();
+    assert_eq!(a.claimed_by(), Some("gastown-local"), "claim kept: {:?}", a.status);
+    assert_ne!(a.phase(), Some(Phase::Released));
+    assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Local);
+    assert_eq!(condition(&a, "GasTownReachable"), Some(ConditionStatus::False));
+    env.town.clear_faults();
+    let a = env
+        .wait_phase("adopt", Phase::Dispatched, Duration::from_secs(60))
+        .await;
+    assert_eq!(a.claimed_by(), Some("gastown-local"));
+}
+
+/// Item 4b: `gt unsling` refuses (as real `gt` does for a worker whose session is gone): the
+/// release goes on with `bd` and the deletion completes instead of waiting for the release
+/// timeout.
+#[tokio::test]
+async fn deletion_reopens_with_bd_when_gt_unsling_is_refused() {
+    let env = Env::new("unsling-refused").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("stop-me", json!({})).await;
+    let bead = bead_of(&env.wait_phase("stop-me", Phase::Dispatched, T).await);
+    env.town.start_work(&bead).unwrap();
+    env.wait_phase("stop-me", Phase::Running, T).await;
+    env.town.set_faults(&Faults::fail(1.0).verbs(["gt unsling"])).unwrap();
+    env.api().delete("stop-me", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("stop-me", T).await;
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "closed", "{stored}");
+    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"));
+    let calls = env.town.calls().unwrap();
+    assert!(calls.iter().any(|c| c.tool == "gt" && c.verb() == Some("unsling")));
+    assert!(
+        calls.iter().any(|c| c.tool == "bd" && c.verb() == Some("update")),
+        "reopened with bd: {calls:?}"
+    );
+}
+
+/// Item 4b: the worker's tmux session is gone, so real `gt unsling <bead> <worker>` cannot
+/// resolve the worker: the bead is reopened with `bd` and (ours) closed; it is never left hooked
+/// to a dead worker, and the deletion does not wait for the release timeout.
+#[tokio::test]
+async fn deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead() {
+    let env = Env::new("session-gone").await;
+    let _c = env.controller("c", &[]);
+    env.create_claimed("orphaned", json!({})).await;
+    let a = env.wait_phase("orphaned", Phase::Dispatched, T).await;
+    let bead = bead_of(&a);
+    let worker = a.status.unwrap().gastown.unwrap().assignee.unwrap();
+    env.town.end_session(&worker).unwrap();
+    env.api().delete("orphaned", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("orphaned", T).await;
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "closed", "{stored}");
+    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"), "{stored}");
+    let calls = env.town.calls().unwrap();
+    let unsling = calls
+        .iter()
+        .find(|c| c.tool == "gt" && c.verb() == Some("unsling"))
+        .expect("gt unsling tried first");
+    assert_ne!(
+        unsling.exit_code, 0,
+        "real gt refuses a worker without session: {unsling:?}"
+    );
+    assert!(
+        unsling.argv.iter().any(|a| a == "--force") && unsling.argv.contains(&worker),
+        "{unsling:?}"
+    );
+}
+
+/// Item 9: with `mergeStrategy: local` the polecat's `gt done` closes the bead as in every other
+/// mode (gastown `internal/cmd/done.go`), so the claim ends Succeeded, also with a timeout set.
+#[tokio::test]
+async fn local_merge_work_completes_when_gt_done_closes_the_bead() {
+    use gastown_tests::fake_gastown::{AutoProgress, Config};
+    let env = Env::new("local-merge").await;
+    env.town
+        .set_config(&Config {
+            auto_progress: Some(AutoProgress {
+                start_after_ms: 200,
+                close_after_ms: Some(1000),
+                close_reason: None,
+                close_rigs: None,
+            }),
+            ..Config::default()
+        })
+        .unwrap();
+    let _c = env.controller("c", &[]);
+    env.create_claimed("local", json!({"mergeStrategy": "local", "timeoutSeconds": 60}))
+        .await;
+    let a = env.wait_phase("local", Phase::Succeeded, T).await;
+    let bead = bead_of(&a);
+    assert_eq!(env.town.bead(&bead).unwrap().unwrap()["close_reason"], "Closed");
+    let slings: Vec<_> = env
+        .town
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.is_sling_of(&bead))
+        .collect();
+    assert!(slings[0].argv.iter().any(|a| a == "--merge=local"), "{slings:?}");
 }

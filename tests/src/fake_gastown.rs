@@ -175,7 +175,10 @@ impl Faults {
 /// Lazy progress of slung beads: when a hooked bead is read (`bd show`, `bd list`,
 /// `gt polecat status`) `start_after_ms` after it was slung it becomes `in_progress`; after
 /// `close_after_ms` it becomes `closed` with `close_reason` (default `merged`). Beads slung
-/// with `--merge=local` never close by themselves (as in Gas Town).
+/// with `--merge=local` close too, with reason `Closed`: the polecat's `gt done` closes its
+/// hooked bead in every merge mode (gastown `internal/cmd/done.go`: the `local` strategy skips
+/// push and merge queue, then `updateAgentStateOnDone` runs `bd close` without a reason, which
+/// beads `cmd/bd/close.go` records as `Closed`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AutoProgress {
@@ -184,6 +187,10 @@ pub struct AutoProgress {
     pub close_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// Only beads held by a worker of these rigs close by themselves (default: every rig): the
+    /// others' agents take longer than the test, which closes or cancels that work itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_rigs: Option<Vec<String>>,
 }
 
 /// Town configuration (`<town>/.fake-gastown/config.json`).

@@ -701,6 +701,7 @@ fn auto_progress_moves_slung_beads_on_read() {
             start_after_ms: 800,
             close_after_ms: Some(1600),
             close_reason: Some("merged".into()),
+            close_rigs: None,
         }),
         ..Config::default()
     })
@@ -728,9 +729,33 @@ fn auto_progress_moves_slung_beads_on_read() {
     assert_eq!(b["status"], "closed");
     assert_eq!(b["close_reason"], "merged");
     assert!(is_rfc3339(&b["closed_at"]) && is_rfc3339(&b["started_at"]));
-    // `--merge=local`: nothing closes the bead automatically.
-    assert_eq!(show(&t, &local)["status"], "in_progress");
+    // `--merge=local`: `gt done` closes the bead too, without a reason (bd records `Closed`).
+    let l = show(&t, &local);
+    assert_eq!(l["status"], "closed", "{l}");
+    assert_eq!(l["close_reason"], "Closed");
     assert_eq!(show(&t, &untouched)["status"], "open");
+}
+
+#[test]
+fn auto_progress_closes_only_in_the_configured_rigs() {
+    let t = town();
+    t.set_config(&Config {
+        auto_progress: Some(AutoProgress {
+            start_after_ms: 0,
+            close_after_ms: Some(0),
+            close_reason: None,
+            close_rigs: Some(vec!["gastown".into()]),
+        }),
+        ..Config::default()
+    })
+    .unwrap();
+    let here = create(&t, "closes");
+    let there = create(&t, "waits");
+    ok(&t, "gt", &["sling", &here, "gastown"]);
+    ok(&t, "gt", &["sling", &there, "demo"]);
+    assert_eq!(show(&t, &here)["status"], "closed");
+    let b = show(&t, &there);
+    assert_eq!(b["status"], "in_progress", "started, not closed: {b}");
 }
 
 #[test]

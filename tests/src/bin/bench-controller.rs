@@ -925,6 +925,7 @@ async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
                 start_after_ms: 0,
                 close_after_ms: Some(0),
                 close_reason: Some("merged".to_string()),
+                close_rigs: None,
             }),
             ..TownConfig::default()
         })?;

@@ -268,6 +268,7 @@ pub struct AutoProgress {
     pub start_after_ms: u64,
     pub close_after_ms: Option<u64>,
     pub close_reason: Option<String>,
+    pub close_rigs: Option<Vec<String>>,
 }
 
 /// Town configuration (`config.json`).
@@ -365,7 +366,7 @@ pub struct Bead {
     pub labels: Vec<String>,
     /// When the bead was last slung (drives auto progress); never printed.
     pub slung_at_ms: Option<u64>,
-    /// The merge strategy it was slung with (`local` never auto-closes); never printed.
+    /// The merge strategy it was slung with (`local` closes with reason `Closed`); never printed.
     pub merge: Option<String>,
     /// Creation order (`bd list` order); never printed.
     pub order: u64,
@@ -409,7 +410,10 @@ impl Bead {
             return false;
         }
         let elapsed = now.saturating_sub(slung);
-        let close_after = ap.close_after_ms.filter(|_| self.merge.as_deref() != Some("local"));
+        let rig = self.assignee.as_deref().and_then(|a| a.split('/').next()).unwrap_or("");
+        let close_after = ap
+            .close_after_ms
+            .filter(|_| ap.close_rigs.as_ref().is_none_or(|rigs| rigs.iter().any(|r| r == rig)));
         if let Some(close_after) = close_after
             && elapsed >= close_after
         {
@@ -417,7 +421,13 @@ impl Bead {
                 .get_or_insert(slung + ap.start_after_ms.min(close_after));
             self.status = "closed".to_string();
             self.closed_at_ms = Some(slung + close_after);
-            self.close_reason = Some(ap.close_reason.clone().unwrap_or_else(|| "merged".into()));
+            // `gt done` of a local merge closes without a reason (see `AutoProgress`).
+            let reason = if self.merge.as_deref() == Some("local") {
+                "Closed".to_string()
+            } else {
+                ap.close_reason.clone().unwrap_or_else(|| "merged".into())
+            };
+            self.close_reason = Some(reason);
             self.updated_at_ms = now;
             return true;
         }
