@@ -74,6 +74,8 @@ image-push: image ## Push $(IMAGE):$(TAG) (e.g. make image-push IMAGE=registry.e
 clean: ## Remove build outputs and local clusters
 	-@bash tests/cluster/cluster.sh down $(TEST_CLUSTER_DIR) >/dev/null 2>&1
 	-@bash tests/cluster/cluster.sh down $(CLUSTER_DIR) >/dev/null 2>&1
+	-@bash tests/cluster/cluster.sh down $(NODE_CLUSTER_DIR) >/dev/null 2>&1
+	-@bash tests/cluster/cluster.sh down $(CURDIR)/.cluster/test-node >/dev/null 2>&1
 	$(CARGO) clean
 	rm -rf $(POLICY_WASM) policy/annotated-policy.wasm .cluster
 
