@@ -4,12 +4,13 @@
 //! policy as the admission webhook. Then the day-two operations: two replicas with leader
 //! election, an upgrade that rolls the pods, the leader pod deleted, `helm uninstall`.
 //!
-//! Needs a cluster with a node: `tests/cluster/cluster.sh up DIR --node` and
-//! `GASTOWN_TEST_NODE_CLUSTER_DIR=DIR` (scripts/test.sh does both). Without that variable the
-//! test says so and passes without doing anything (so `cargo test --workspace` works on a
-//! machine without Docker); with it set, every failure is a failure.
+//! Runs on the node cluster named by `GASTOWN_TEST_NODE_CLUSTER_DIR` (`make test` starts one
+//! with `cluster.sh up --node`), or brings one up for this process (root needed); only when
+//! `GASTOWN_TEST_SKIP_NODE` says why this machine cannot run a node does it print that and
+//! pass without testing (`TestCluster::start_node`).
 //!
 //! Run it alone:
+//!   make cluster-node-up
 //!   GASTOWN_TEST_NODE_CLUSTER_DIR=$PWD/.cluster/node \
 //!     cargo test -p gastown-controller --test first_day -- --nocapture
 
@@ -24,22 +25,20 @@ use std::time::{Duration, Instant};
 
 use gastown_controller::gastown::testing::{FakeProxyServer, TownExecHandler};
 use gastown_crds::{Automaton, Phase};
-use gastown_tests::cluster::client_from_kubeconfig;
+use gastown_tests::cluster::{TestCluster, client_from_kubeconfig};
 use gastown_tests::controller_process::http_get;
 use gastown_tests::fake_gastown::FakeGasTown;
 use gastown_tests::policy_host::{PolicyModule, default_module_path};
 use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Directory of a running `cluster.sh up DIR --node` cluster.
-const NODE_CLUSTER_ENV: &str = "GASTOWN_TEST_NODE_CLUSTER_DIR";
 /// The names a user types from the chart README.
 const RELEASE: &str = "gastown-operator";
 const RELEASE_NS: &str = "gastown-system";
@@ -60,8 +59,9 @@ fn repo() -> PathBuf {
 }
 
 /// Runs a command; panics with its output when it fails. Returns stdout.
-fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
-    let mut command = Command::new(program);
+fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &Path)]) -> String {
+    let program = program.as_ref().to_string_lossy().into_owned();
+    let mut command = Command::new(&program);
     command.args(args).current_dir(repo()).stdin(Stdio::null());
     for (key, value) in env {
         command.env(key, value);
@@ -79,14 +79,17 @@ fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The real helm CLI (scripts/setup.sh installs it), or `$HELM`.
+/// The real helm CLI (v4, installed by scripts/setup.sh).
 fn helm_binary() -> String {
-    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".to_owned());
-    let version = Command::new(&helm).args(["version", "--short"]).output();
-    match version {
+    let helm = gastown_tests::cluster::helm().display().to_string();
+    match Command::new(&helm).args(["version", "--short"]).output() {
         Ok(out) if out.status.success() => helm,
         _ => panic!("the helm CLI ({helm}) is missing: run scripts/setup.sh (it installs helm and kubectl)"),
     }
+}
+
+fn kubectl_binary() -> String {
+    gastown_tests::cluster::kubectl().display().to_string()
 }
 
 struct Kube {
@@ -96,7 +99,7 @@ struct Kube {
 
 impl Kube {
     fn kubectl(&self, args: &[&str]) -> String {
-        run("kubectl", args, &[("KUBECONFIG", &self.kubeconfig)])
+        run(kubectl_binary(), args, &[("KUBECONFIG", &self.kubeconfig)])
     }
 
     fn helm(&self, args: &[&str]) -> String {
@@ -124,13 +127,14 @@ impl Drop for Cleanup {
                 .status();
         };
         quiet(&self.helm, &["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "60s"]);
+        let kubectl = kubectl_binary();
         quiet(
-            "kubectl",
+            &kubectl,
             &["delete", "mutatingwebhookconfiguration", &self.webhook, "--ignore-not-found"],
         );
         // The release finalizer would keep the Automatons (and the namespace) forever once the
         // controller is gone: let them go, as an administrator would.
-        let names = Command::new("kubectl")
+        let names = Command::new(&kubectl)
             .args(["get", "automatons", "-n", &self.user_ns, "-o", "name"])
             .env("KUBECONFIG", &self.kubeconfig)
             .output()
@@ -138,7 +142,7 @@ impl Drop for Cleanup {
             .unwrap_or_default();
         for name in names.lines() {
             quiet(
-                "kubectl",
+                &kubectl,
                 &[
                     "patch",
                     name,
@@ -151,7 +155,7 @@ impl Drop for Cleanup {
             );
         }
         quiet(
-            "kubectl",
+            &kubectl,
             &["delete", "namespace", &self.user_ns, RELEASE_NS, "--ignore-not-found", "--wait=false"],
         );
     }
@@ -441,45 +445,20 @@ fn slings_through_proxy(requests: &[gastown_controller::gastown::testing::Record
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_users_first_day_on_a_real_node() {
-    let Some(cluster_dir) = std::env::var_os(NODE_CLUSTER_ENV).filter(|d| !d.is_empty()).map(PathBuf::from) else {
-        eprintln!(
-            "first_day: SKIPPED: {NODE_CLUSTER_ENV} is not set. This test needs a cluster with a node \
-             (`bash tests/cluster/cluster.sh up DIR --node`, then {NODE_CLUSTER_ENV}=DIR); \
-             scripts/test.sh (make test) runs it that way."
-        );
+    let Some(cluster) = TestCluster::start_node().await.unwrap() else {
         return;
     };
     let started = Instant::now();
-    let kubeconfig = cluster_dir.join("kubeconfig");
-    assert!(
-        kubeconfig.is_file(),
-        "{NODE_CLUSTER_ENV}={} has no kubeconfig",
-        cluster_dir.display()
-    );
+    let cluster_dir = cluster.dir().to_path_buf();
+    let kubeconfig = cluster.kubeconfig();
     let helm = helm_binary();
     let k = Kube {
         kubeconfig: kubeconfig.clone(),
         helm: helm.clone(),
     };
-    let admin = client_from_kubeconfig(&kubeconfig).await.unwrap();
-
-    // 0. The node is there, and its address is the host's side of the docker bridge.
-    let nodes: Api<Node> = Api::all(admin.clone());
-    let node = nodes
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .next()
-        .expect("the cluster has a node (cluster.sh up --node)");
-    let host_ip: IpAddr = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-        .map(|a| a.address.parse().unwrap())
-        .expect("the node has an InternalIP (the docker bridge address)");
+    let admin = cluster.client();
+    // The node's address is the host's side of the docker bridge, which pods reach.
+    let host_ip: IpAddr = cluster.node().unwrap().ip.parse().unwrap();
 
     // 1. The image, exactly as a user builds it: `make image`, default name = the chart's.
     let image_name = run("bash", &["scripts/image.sh", "repository"], &[]).trim().to_owned();
