@@ -113,6 +113,7 @@ NODE_IP=""
 NODE_CIDR=""
 NODE_BIN_DIR=""
 DOCKERD_STARTED=0
+SERVICE_ROUTE_ADDED=0
 NODE_TEST_IMAGE=""
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
@@ -892,6 +893,7 @@ NODE_IP=$NODE_IP
 NODE_CIDR=$NODE_CIDR
 NODE_BIN_DIR=$NODE_BIN_DIR
 DOCKERD_STARTED=$DOCKERD_STARTED
+SERVICE_ROUTE_ADDED=$SERVICE_ROUTE_ADDED
 PAUSE_IMAGE=$PAUSE_IMAGE
 NODE_TEST_IMAGE=$NODE_TEST_IMAGE
 EOF
@@ -903,6 +905,7 @@ load_cluster_env() {
   local key value
   CLUSTER_ID="" APISERVER_PORT="" ETCD_CLIENT_PORT="" ETCD_PEER_PORT="" APISERVER_BIN="" ETCD_BIN=""
   APISERVER_HOST=127.0.0.1 NODE_MODE=0 NODE_IP="" NODE_CIDR="" NODE_BIN_DIR="" DOCKERD_STARTED=0
+  SERVICE_ROUTE_ADDED=0
   NODE_TEST_IMAGE=""
   [[ -f "$DIR/cluster.env" ]] || return 1
   # Parsed, not sourced: only the keys we know.
@@ -920,6 +923,7 @@ load_cluster_env() {
       NODE_CIDR) NODE_CIDR="$value" ;;
       NODE_BIN_DIR) NODE_BIN_DIR="$value" ;;
       DOCKERD_STARTED) [[ "$value" == 1 ]] && DOCKERD_STARTED=1 ;;
+      SERVICE_ROUTE_ADDED) [[ "$value" == 1 ]] && SERVICE_ROUTE_ADDED=1 ;;
       NODE_TEST_IMAGE) NODE_TEST_IMAGE="$value" ;;
     esac
   done <"$DIR/cluster.env"
@@ -1097,8 +1101,28 @@ sys.exit(0 if ready and not node.get("spec", {}).get("taints") else 1)' 2>/dev/n
   iptables -w 5 -t nat -S KUBE-SERVICES 2>/dev/null | grep -qF -- "-d $KUBERNETES_SERVICE_IP/32"
 }
 
+# Service IPs exist only as kube-proxy's DNAT rules. Until those are in place (or after a rule
+# is gone) a connection to one would follow the default route off this machine; routed to the
+# docker bridge instead, it stays here and finds nobody.
+add_service_route() {
+  if ip route show exact "$SERVICE_CLUSTER_IP_RANGE" 2>/dev/null | grep -q .; then
+    log "a route for $SERVICE_CLUSTER_IP_RANGE exists already: $(ip route show exact "$SERVICE_CLUSTER_IP_RANGE")"
+    return 0
+  fi
+  ip route add "$SERVICE_CLUSTER_IP_RANGE" dev docker0 || die "could not route $SERVICE_CLUSTER_IP_RANGE to docker0"
+  SERVICE_ROUTE_ADDED=1
+  write_cluster_env
+}
+
+delete_service_route() {
+  ((SERVICE_ROUTE_ADDED)) || return 0
+  ip route del "$SERVICE_CLUSTER_IP_RANGE" dev docker0 2>/dev/null || true
+  SERVICE_ROUTE_ADDED=0
+}
+
 start_node() {
   local deadline name
+  add_service_route
   save_sysctls
   spawn kube-controller-manager "$NODE_BIN_DIR/kube-controller-manager" \
     --kubeconfig "$DIR/kubeconfig" \
@@ -1252,6 +1276,7 @@ stop_node() {
 
 # After etcd and kube-apiserver are stopped.
 stop_node_host_parts() {
+  delete_service_route
   restore_sysctls
   if ((DOCKERD_STARTED)); then
     stop_process dockerd "$DOCKERD_BIN" "$DOCKERD_STOP_GRACE_SECS"
@@ -1332,6 +1357,7 @@ cmd_up() {
   UP_COMPLETE=0
   NODE_MODE="$node"
   DOCKERD_STARTED=0
+  SERVICE_ROUTE_ADDED=0
   APISERVER_HOST=127.0.0.1
   ETCD_CLIENT_PORT="" ETCD_PEER_PORT="" APISERVER_PORT=""
   trap cleanup_failed_up EXIT
