@@ -90,8 +90,9 @@ readonly DOCKERD_BIN="/usr/sbin/dockerd"
 readonly DOCKER_READY_TIMEOUT_SECS=60
 readonly DOCKERD_STOP_GRACE_SECS=30
 readonly NODE_READY_TIMEOUT_SECS="${CLUSTER_NODE_READY_TIMEOUT_SECS:-180}"
-# Names the directory of the one node cluster this machine may run at a time.
-readonly NODE_OWNER_FILE="$CACHE_ROOT/node-cluster"
+# Names the directory of the one node cluster this machine may run at a time (machine-wide,
+# whatever cache directory a run uses; --node runs as root).
+readonly NODE_OWNER_FILE="/run/gastown-operator-node-cluster"
 # Kernel settings kubelet (setupKernelTunables) and kube-proxy change at start; `down` puts back
 # the values they had before `up`.
 readonly NODE_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
@@ -1028,20 +1029,51 @@ ensure_test_image() {
   rm -rf "$tmp"
 }
 
-# claim_node_slot: this DIR becomes the machine's one node cluster, unless another one runs.
+# claim_node_slot: this DIR becomes the machine's one node cluster, unless another one runs
+# (one whose `up` is under way is named by NODE_OWNER_FILE; any running kubelet or kube-proxy
+# counts, whoever started it).
 claim_node_slot() {
-  mkdir -p "$CACHE_ROOT"
   (
     flock -w 60 9 || die "timed out waiting for $NODE_OWNER_FILE.lock"
-    local owner
+    local owner other
     owner="$(cat "$NODE_OWNER_FILE" 2>/dev/null || true)"
-    if [[ -n "$owner" && "$owner" != "$DIR" ]] && node_processes_alive "$owner"; then
-      die "a node cluster from $owner is running; only one node cluster can run on a machine" \
-        "(its kubelet and kube-proxy own docker's k8s_* containers, the KUBE-* iptables chains and" \
-        "fixed ports). Use that one (its kubeconfig), or run: $SCRIPT_PATH down $owner"
+    other="$(other_node_process)" || true
+    if [[ -z "$other" && -n "$owner" && "$owner" != "$DIR" ]] && node_up_under_way "$owner"; then
+      other="\`up --node\` of $owner"
+    fi
+    if [[ -n "$other" ]]; then
+      die "a node cluster is running ($other); only one can run on a machine (kubelet and" \
+        "kube-proxy own docker's k8s_* containers, the KUBE-* iptables chains and fixed ports)." \
+        "Use that one (its kubeconfig), or take it down (cluster.sh down DIR)"
     fi
     echo "$DIR" >"$NODE_OWNER_FILE"
   ) 9>"$NODE_OWNER_FILE.lock"
+}
+
+# Prints "kubelet pid PID, cluster directory OTHER" for a running kubelet or kube-proxy that is
+# not this DIR's; fails when there is none.
+other_node_process() {
+  local proc pid name cmdline kubeconfig
+  for proc in /proc/[0-9]*; do
+    pid="${proc#/proc/}"
+    name="$(basename "$(pid_exe "$pid")")"
+    [[ "$name" == kubelet || "$name" == kube-proxy ]] || continue
+    cmdline="$(pid_cmdline "$pid")"
+    [[ "$cmdline" == *"$DIR/"* ]] && continue
+    kubeconfig="$(sed -nE 's/.*--kubeconfig[ =]([^ ]+).*/\1/p' <<<"$cmdline")"
+    printf '%s pid %s, cluster directory %s\n' "$name" "$pid" "$(dirname "${kubeconfig:-unknown/x}")"
+    return 0
+  done
+  return 1
+}
+
+# node_up_under_way DIR: an `up --node DIR` (a bash running this script) is still running.
+node_up_under_way() {
+  local proc
+  for proc in /proc/[0-9]*; do
+    [[ "$(pid_cmdline "${proc#/proc/}")" == *"cluster.sh up $1 "*"--node"* ]] && return 0
+  done
+  return 1
 }
 
 release_node_slot() {
@@ -1049,7 +1081,7 @@ release_node_slot() {
   return 0
 }
 
-# node_processes_alive DIR: a kubelet or kube-proxy started for DIR still runs.
+# node_processes_alive DIR: a kubelet or kube-proxy started for DIR still runs (per pid files).
 node_processes_alive() {
   local dir="$1" name pid
   for name in kubelet kube-proxy; do
@@ -1259,11 +1291,10 @@ stop_node() {
   stop_process kube-scheduler "$bin_dir/kube-scheduler"
   stop_process kube-controller-manager "$bin_dir/kube-controller-manager"
   stop_process kubelet "$bin_dir/kubelet"
-  # A repeated `down` after another node cluster came up must not touch that one's containers
-  # and chains.
-  owner="$(cat "$NODE_OWNER_FILE" 2>/dev/null || true)"
-  if [[ -n "$owner" && "$owner" != "$DIR" ]] && node_processes_alive "$owner"; then
-    log "the node cluster from $owner is running: its k8s_* containers and KUBE-* chains stay"
+  # A failed `up` beside a running node cluster, or a repeated `down` after another node
+  # cluster came up, must not touch that one's containers and chains.
+  if owner="$(other_node_process)"; then
+    log "another node cluster is running ($owner): the k8s_* containers and KUBE-* chains stay"
     unmount_kubelet_mounts
     stop_process kube-proxy "$bin_dir/kube-proxy"
     return 0
