@@ -1172,12 +1172,13 @@ start_node() {
     --profiling=false
   mkdir -p "$DIR/kubelet/pki" "$DIR/kubelet/volume-plugins"
   # Images are never garbage-collected (they cannot be pulled back here), eviction thresholds
-  # are low (a busy shared disk must not taint the node), pods get no DNS server.
+  # are low (a busy shared disk must not taint the node), pods get no DNS server; the cgroup
+  # driver is docker's (cgroupfs when this script starts dockerd).
   spawn kubelet "$NODE_BIN_DIR/kubelet" \
     --kubeconfig "$DIR/kubeconfig" \
     --container-runtime docker \
     --pod-infra-container-image "$PAUSE_IMAGE" \
-    --cgroup-driver cgroupfs \
+    --cgroup-driver "$(docker_cli info -f '{{.CgroupDriver}}')" \
     --cgroups-per-qos=false \
     --enforce-node-allocatable= \
     --fail-swap-on=false \
