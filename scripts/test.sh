@@ -34,11 +34,13 @@ fi
 export GASTOWN_TEST_CLUSTER_DIR="$cluster_dir"
 
 node_cluster_dir="${GASTOWN_TEST_NODE_CLUSTER_DIR:-}"
+own_node_cluster=0
 if [[ -z "$node_cluster_dir" && -z "${GASTOWN_TEST_SKIP_NODE:-}" ]]; then
   if [[ "$(id -u)" == 0 ]]; then
     node_cluster_dir="$root/.cluster/test-node"
     bash tests/cluster/cluster.sh down "$node_cluster_dir" >/dev/null 2>&1 || true
     own_dirs+=("$node_cluster_dir")
+    own_node_cluster=1
     bash tests/cluster/cluster.sh up "$node_cluster_dir" --node --watch-pid $$
   else
     export GASTOWN_TEST_SKIP_NODE="not root: a node runs dockerd, kubelet and kube-proxy as root; run make test as root to include the node tests"
@@ -58,6 +60,32 @@ make -s bench-smoke
 echo "==> chart tests (real Helm through helm-python-sdk)"
 GASTOWN_CHART_KUBECONFIG="$cluster_dir/kubeconfig" python3 -m pytest -q tests/chart
 
+# `down` of a node cluster leaves nothing behind, and may be repeated.
+check_node_teardown() {
+  local dir="$1" left=()
+  bash tests/cluster/cluster.sh down "$dir"
+  bash tests/cluster/cluster.sh down "$dir"
+  [[ -z "$(docker ps -aq --filter 'name=^k8s_' 2>/dev/null)" ]] || left+=("k8s_* containers")
+  ! findmnt -rn -o TARGET | grep -q "^$dir/" || left+=("mounts under $dir")
+  ! { iptables-save; ip6tables-save; } 2>/dev/null | grep -q '^:KUBE-' || left+=("KUBE-* iptables chains")
+  ! ip route show exact 10.0.0.0/24 | grep -q . || left+=("the route for the service range")
+  local name pid
+  for name in kubelet kube-proxy kube-controller-manager kube-scheduler; do
+    for pid in $(pgrep -x "${name:0:15}" || true); do
+      [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" != *"$dir/"* ]] || left+=("$name pid $pid")
+    done
+  done
+  if ((${#left[@]})); then
+    echo "cluster.sh down $dir left: ${left[*]}" >&2
+    return 1
+  fi
+  echo "node cluster down: no k8s_* containers, mounts, KUBE-* chains, route or processes left"
+}
+
+if ((own_node_cluster)); then
+  echo "==> stopping the node cluster and checking that it left nothing behind"
+  check_node_teardown "$node_cluster_dir"
+fi
 if ((${#own_dirs[@]})); then
   echo "==> stopping the test clusters"
 fi
