@@ -19,7 +19,8 @@
 # --node adds kube-controller-manager, kube-scheduler, a kubelet (dockershim, Debian's docker.io
 # as the runtime, started as root when no docker daemon runs and stopped by `down` only then)
 # and kube-proxy (iptables), built from the same source tree and Go build cache as
-# kube-apiserver (the first `--node` on a machine builds them: about 15-25 minutes). The node is
+# kube-apiserver (the first `--node` on a machine builds them: 2-7 minutes
+# once kube-apiserver is built, whose compiled packages they share). The node is
 # named gastown-node; its IP is the docker0 bridge's, where the API server listens (not on
 # 0.0.0.0) and which the serving certificate names, with 10.0.0.1 (the `kubernetes` Service).
 # Images cannot be pulled here: the pod sandbox is a static `pause` in a FROM-scratch image
@@ -514,10 +515,10 @@ build_node_locked() {
     return 0
   fi
   log "building ${NODE_BINARIES[*]} $K8S_VERSION from the same source tree as"
-  log "kube-apiserver. This happens once per machine and takes about 15-25 minutes on 2 cores;"
+  log "kube-apiserver. This happens once per machine and takes about 2-7 minutes on 2 cores;"
   log "the binaries are cached in $NODE_CACHE_DIR"
   build_binaries_locked "$NODE_CACHE_DIR" "$NODE_BUILD_RECIPE" "$CACHE_ROOT/logs/build-8-go-build-node.log" \
-    "about 10-20 minutes" ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kube-proxy ./cmd/kubelet
+    "about 2-7 minutes" ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kube-proxy ./cmd/kubelet
   log "node binaries built in $((SECONDS - started))s: $NODE_CACHE_DIR"
 }
 
