@@ -7,7 +7,7 @@
 #   make cluster-down
 #
 # With a node (pods really run: kubelet on Debian's docker, kube-proxy, controller-manager,
-# scheduler; root needed; the first run also builds the node binaries, about 15-25 minutes):
+# scheduler; root needed; the first run also builds the node binaries, about 2-7 minutes):
 #   make cluster-node-up               # then: export KUBECONFIG=$(NODE_CLUSTER_DIR)/kubeconfig
 #   make cluster-node-down
 
@@ -37,5 +37,5 @@ cluster-node-up: ## Start a cluster with a node (pods run on Debian's docker) in
 cluster-node-down: ## Stop the node cluster, remove its pods' containers, mounts and iptables chains (safe to repeat)
 	@bash $(CLUSTER_SH) down $(NODE_CLUSTER_DIR)
 
-cluster-build-node: ## Only build and cache kube-apiserver and the node binaries (first run: about 15-25 minutes)
+cluster-build-node: ## Only build and cache kube-apiserver and the node binaries (first run: kube-apiserver 6-15 minutes, then 2-7 more)
 	@bash $(CLUSTER_SH) build --node

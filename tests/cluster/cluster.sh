@@ -19,7 +19,8 @@
 # --node adds kube-controller-manager, kube-scheduler, a kubelet (dockershim, Debian's docker.io
 # as the runtime, started as root when no docker daemon runs and stopped by `down` only then)
 # and kube-proxy (iptables), built from the same source tree and Go build cache as
-# kube-apiserver (the first `--node` on a machine builds them: about 15-25 minutes). The node is
+# kube-apiserver (the first `--node` on a machine builds them: 2-7 minutes
+# once kube-apiserver is built, whose compiled packages they share). The node is
 # named gastown-node; its IP is the docker0 bridge's, where the API server listens (not on
 # 0.0.0.0) and which the serving certificate names, with 10.0.0.1 (the `kubernetes` Service).
 # Images cannot be pulled here: the pod sandbox is a static `pause` in a FROM-scratch image
@@ -90,8 +91,9 @@ readonly DOCKERD_BIN="/usr/sbin/dockerd"
 readonly DOCKER_READY_TIMEOUT_SECS=60
 readonly DOCKERD_STOP_GRACE_SECS=30
 readonly NODE_READY_TIMEOUT_SECS="${CLUSTER_NODE_READY_TIMEOUT_SECS:-180}"
-# Names the directory of the one node cluster this machine may run at a time.
-readonly NODE_OWNER_FILE="$CACHE_ROOT/node-cluster"
+# Names the directory of the one node cluster this machine may run at a time (machine-wide,
+# whatever cache directory a run uses; --node runs as root).
+readonly NODE_OWNER_FILE="/run/gastown-operator-node-cluster"
 # Kernel settings kubelet (setupKernelTunables) and kube-proxy change at start; `down` puts back
 # the values they had before `up`.
 readonly NODE_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
@@ -113,6 +115,7 @@ NODE_IP=""
 NODE_CIDR=""
 NODE_BIN_DIR=""
 DOCKERD_STARTED=0
+SERVICE_ROUTE_ADDED=0
 NODE_TEST_IMAGE=""
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
@@ -512,10 +515,10 @@ build_node_locked() {
     return 0
   fi
   log "building ${NODE_BINARIES[*]} $K8S_VERSION from the same source tree as"
-  log "kube-apiserver. This happens once per machine and takes about 15-25 minutes on 2 cores;"
+  log "kube-apiserver. This happens once per machine and takes about 2-7 minutes on 2 cores;"
   log "the binaries are cached in $NODE_CACHE_DIR"
   build_binaries_locked "$NODE_CACHE_DIR" "$NODE_BUILD_RECIPE" "$CACHE_ROOT/logs/build-8-go-build-node.log" \
-    "about 10-20 minutes" ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kube-proxy ./cmd/kubelet
+    "about 2-7 minutes" ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kube-proxy ./cmd/kubelet
   log "node binaries built in $((SECONDS - started))s: $NODE_CACHE_DIR"
 }
 
@@ -892,6 +895,7 @@ NODE_IP=$NODE_IP
 NODE_CIDR=$NODE_CIDR
 NODE_BIN_DIR=$NODE_BIN_DIR
 DOCKERD_STARTED=$DOCKERD_STARTED
+SERVICE_ROUTE_ADDED=$SERVICE_ROUTE_ADDED
 PAUSE_IMAGE=$PAUSE_IMAGE
 NODE_TEST_IMAGE=$NODE_TEST_IMAGE
 EOF
@@ -903,6 +907,7 @@ load_cluster_env() {
   local key value
   CLUSTER_ID="" APISERVER_PORT="" ETCD_CLIENT_PORT="" ETCD_PEER_PORT="" APISERVER_BIN="" ETCD_BIN=""
   APISERVER_HOST=127.0.0.1 NODE_MODE=0 NODE_IP="" NODE_CIDR="" NODE_BIN_DIR="" DOCKERD_STARTED=0
+  SERVICE_ROUTE_ADDED=0
   NODE_TEST_IMAGE=""
   [[ -f "$DIR/cluster.env" ]] || return 1
   # Parsed, not sourced: only the keys we know.
@@ -920,6 +925,7 @@ load_cluster_env() {
       NODE_CIDR) NODE_CIDR="$value" ;;
       NODE_BIN_DIR) NODE_BIN_DIR="$value" ;;
       DOCKERD_STARTED) [[ "$value" == 1 ]] && DOCKERD_STARTED=1 ;;
+      SERVICE_ROUTE_ADDED) [[ "$value" == 1 ]] && SERVICE_ROUTE_ADDED=1 ;;
       NODE_TEST_IMAGE) NODE_TEST_IMAGE="$value" ;;
     esac
   done <"$DIR/cluster.env"
@@ -1024,20 +1030,51 @@ ensure_test_image() {
   rm -rf "$tmp"
 }
 
-# claim_node_slot: this DIR becomes the machine's one node cluster, unless another one runs.
+# claim_node_slot: this DIR becomes the machine's one node cluster, unless another one runs
+# (one whose `up` is under way is named by NODE_OWNER_FILE; any running kubelet or kube-proxy
+# counts, whoever started it).
 claim_node_slot() {
-  mkdir -p "$CACHE_ROOT"
   (
     flock -w 60 9 || die "timed out waiting for $NODE_OWNER_FILE.lock"
-    local owner
+    local owner other
     owner="$(cat "$NODE_OWNER_FILE" 2>/dev/null || true)"
-    if [[ -n "$owner" && "$owner" != "$DIR" ]] && node_processes_alive "$owner"; then
-      die "a node cluster from $owner is running; only one node cluster can run on a machine" \
-        "(its kubelet and kube-proxy own docker's k8s_* containers, the KUBE-* iptables chains and" \
-        "fixed ports). Use that one (its kubeconfig), or run: $SCRIPT_PATH down $owner"
+    other="$(other_node_process)" || true
+    if [[ -z "$other" && -n "$owner" && "$owner" != "$DIR" ]] && node_up_under_way "$owner"; then
+      other="\`up --node\` of $owner"
+    fi
+    if [[ -n "$other" ]]; then
+      die "a node cluster is running ($other); only one can run on a machine (kubelet and" \
+        "kube-proxy own docker's k8s_* containers, the KUBE-* iptables chains and fixed ports)." \
+        "Use that one (its kubeconfig), or take it down (cluster.sh down DIR)"
     fi
     echo "$DIR" >"$NODE_OWNER_FILE"
   ) 9>"$NODE_OWNER_FILE.lock"
+}
+
+# Prints "kubelet pid PID, cluster directory OTHER" for a running kubelet or kube-proxy that is
+# not this DIR's; fails when there is none.
+other_node_process() {
+  local proc pid name cmdline kubeconfig
+  for proc in /proc/[0-9]*; do
+    pid="${proc#/proc/}"
+    name="$(basename "$(pid_exe "$pid")")"
+    [[ "$name" == kubelet || "$name" == kube-proxy ]] || continue
+    cmdline="$(pid_cmdline "$pid")"
+    [[ "$cmdline" == *"$DIR/"* ]] && continue
+    kubeconfig="$(sed -nE 's/.*--kubeconfig[ =]([^ ]+).*/\1/p' <<<"$cmdline")"
+    printf '%s pid %s, cluster directory %s\n' "$name" "$pid" "$(dirname "${kubeconfig:-unknown/x}")"
+    return 0
+  done
+  return 1
+}
+
+# node_up_under_way DIR: an `up --node DIR` (a bash running this script) is still running.
+node_up_under_way() {
+  local proc
+  for proc in /proc/[0-9]*; do
+    [[ "$(pid_cmdline "${proc#/proc/}")" == *"cluster.sh up $1 "*"--node"* ]] && return 0
+  done
+  return 1
 }
 
 release_node_slot() {
@@ -1045,7 +1082,7 @@ release_node_slot() {
   return 0
 }
 
-# node_processes_alive DIR: a kubelet or kube-proxy started for DIR still runs.
+# node_processes_alive DIR: a kubelet or kube-proxy started for DIR still runs (per pid files).
 node_processes_alive() {
   local dir="$1" name pid
   for name in kubelet kube-proxy; do
@@ -1097,8 +1134,28 @@ sys.exit(0 if ready and not node.get("spec", {}).get("taints") else 1)' 2>/dev/n
   iptables -w 5 -t nat -S KUBE-SERVICES 2>/dev/null | grep -qF -- "-d $KUBERNETES_SERVICE_IP/32"
 }
 
+# Service IPs exist only as kube-proxy's DNAT rules. Until those are in place (or after a rule
+# is gone) a connection to one would follow the default route off this machine; routed to the
+# docker bridge instead, it stays here and finds nobody.
+add_service_route() {
+  if ip route show exact "$SERVICE_CLUSTER_IP_RANGE" 2>/dev/null | grep -q .; then
+    log "a route for $SERVICE_CLUSTER_IP_RANGE exists already: $(ip route show exact "$SERVICE_CLUSTER_IP_RANGE")"
+    return 0
+  fi
+  ip route add "$SERVICE_CLUSTER_IP_RANGE" dev docker0 || die "could not route $SERVICE_CLUSTER_IP_RANGE to docker0"
+  SERVICE_ROUTE_ADDED=1
+  write_cluster_env
+}
+
+delete_service_route() {
+  ((SERVICE_ROUTE_ADDED)) || return 0
+  ip route del "$SERVICE_CLUSTER_IP_RANGE" dev docker0 2>/dev/null || true
+  SERVICE_ROUTE_ADDED=0
+}
+
 start_node() {
   local deadline name
+  add_service_route
   save_sysctls
   spawn kube-controller-manager "$NODE_BIN_DIR/kube-controller-manager" \
     --kubeconfig "$DIR/kubeconfig" \
@@ -1116,12 +1173,13 @@ start_node() {
     --profiling=false
   mkdir -p "$DIR/kubelet/pki" "$DIR/kubelet/volume-plugins"
   # Images are never garbage-collected (they cannot be pulled back here), eviction thresholds
-  # are low (a busy shared disk must not taint the node), pods get no DNS server.
+  # are low (a busy shared disk must not taint the node), pods get no DNS server; the cgroup
+  # driver is docker's (cgroupfs when this script starts dockerd).
   spawn kubelet "$NODE_BIN_DIR/kubelet" \
     --kubeconfig "$DIR/kubeconfig" \
     --container-runtime docker \
     --pod-infra-container-image "$PAUSE_IMAGE" \
-    --cgroup-driver cgroupfs \
+    --cgroup-driver "$(docker_cli info -f '{{.CgroupDriver}}')" \
     --cgroups-per-qos=false \
     --enforce-node-allocatable= \
     --fail-swap-on=false \
@@ -1235,11 +1293,10 @@ stop_node() {
   stop_process kube-scheduler "$bin_dir/kube-scheduler"
   stop_process kube-controller-manager "$bin_dir/kube-controller-manager"
   stop_process kubelet "$bin_dir/kubelet"
-  # A repeated `down` after another node cluster came up must not touch that one's containers
-  # and chains.
-  owner="$(cat "$NODE_OWNER_FILE" 2>/dev/null || true)"
-  if [[ -n "$owner" && "$owner" != "$DIR" ]] && node_processes_alive "$owner"; then
-    log "the node cluster from $owner is running: its k8s_* containers and KUBE-* chains stay"
+  # A failed `up` beside a running node cluster, or a repeated `down` after another node
+  # cluster came up, must not touch that one's containers and chains.
+  if owner="$(other_node_process)"; then
+    log "another node cluster is running ($owner): the k8s_* containers and KUBE-* chains stay"
     unmount_kubelet_mounts
     stop_process kube-proxy "$bin_dir/kube-proxy"
     return 0
@@ -1252,6 +1309,7 @@ stop_node() {
 
 # After etcd and kube-apiserver are stopped.
 stop_node_host_parts() {
+  delete_service_route
   restore_sysctls
   if ((DOCKERD_STARTED)); then
     stop_process dockerd "$DOCKERD_BIN" "$DOCKERD_STOP_GRACE_SECS"
@@ -1332,6 +1390,7 @@ cmd_up() {
   UP_COMPLETE=0
   NODE_MODE="$node"
   DOCKERD_STARTED=0
+  SERVICE_ROUTE_ADDED=0
   APISERVER_HOST=127.0.0.1
   ETCD_CLIENT_PORT="" ETCD_PEER_PORT="" APISERVER_PORT=""
   trap cleanup_failed_up EXIT

@@ -92,7 +92,7 @@ impl OwnedCluster {
              built first: about 6-10 minutes{})",
             if node { " and a node" } else { "" },
             cluster.dir.display(),
-            if node { ", the node binaries 15-25 more" } else { "" }
+            if node { ", the node binaries 2-7 more" } else { "" }
         );
         let pid = std::process::id().to_string();
         let mut up = Command::new("bash");

@@ -26,6 +26,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 const POD_WAIT: Duration = Duration::from_secs(120);
 /// Upper bound for one HTTP exchange with a pod.
 const HTTP_WAIT: Duration = Duration::from_secs(10);
+/// Upper bound for kube-proxy to route a Service to a pod that became Ready (the endpoints
+/// controller, then kube-proxy's next iptables sync; until then it rejects connections).
+const ROUTE_WAIT: Duration = Duration::from_secs(30);
 const WEB_PORT: i32 = 8080;
 const SERVICE_PORT: u16 = 80;
 const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -82,7 +85,7 @@ async fn deployment_runs_ready_with_token_behind_a_service() -> anyhow::Result<(
 
     // From the host, through the ClusterIP (kube-proxy's iptables rules): the pod's name, then
     // its mounted token, which the API server accepts as the namespace's default account.
-    let served = http_get(&cluster_ip, SERVICE_PORT, "/index.html").await?;
+    let served = http_get_once_routed(&cluster_ip, SERVICE_PORT, "/index.html").await?;
     assert_eq!(served.trim(), web_name, "the Service routes to the web pod");
     let token = http_get(&cluster_ip, SERVICE_PORT, "/token").await?;
     let mounted_namespace = http_get(&cluster_ip, SERVICE_PORT, "/namespace").await?;
@@ -258,10 +261,26 @@ async fn run_to_completion(pods: &Api<Pod>, pod: &Pod) -> anyhow::Result<String>
     Ok(log)
 }
 
+/// [`http_get`], retried while kube-proxy has not yet routed the Service to its new endpoint.
+async fn http_get_once_routed(host: &str, port: u16, path: &str) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
+    loop {
+        match http_get(host, port, path).await {
+            Ok(body) => return Ok(body),
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(err.context(format!("the Service was not routed within {ROUTE_WAIT:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// A plain HTTP/1.0 GET from the host; the body on status 200.
 async fn http_get(host: &str, port: u16, path: &str) -> anyhow::Result<String> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((host, port)).await?;
+        let mut stream = tokio::net::TcpStream::connect((host, port))
+            .await
+            .with_context(|| format!("connecting to {host}:{port}"))?;
         stream
             .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
             .await?;
