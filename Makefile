@@ -16,13 +16,17 @@ POLICY_VERSION := $(shell sed -n 's/^ *io.kubewarden.policy.version: *//p' polic
 POLICY_OCI ?= ghcr.io/gastown-operator/policies/gastown-claim:v$(POLICY_VERSION)
 KWCTL ?= kwctl
 TEST_CLUSTER_DIR ?= $(CURDIR)/.cluster/test
+# The controller image: by default exactly what the chart deploys (image.repository in
+# charts/gastown-operator/values.yaml, tag = appVersion in Chart.yaml; tests/chart checks it).
+IMAGE ?= $(shell scripts/image.sh repository)
+TAG ?= $(shell scripts/image.sh tag)
 
 include tests/cluster/cluster.mk
 include bench/bench.mk
 include fuzz/fuzz.mk
 include tests/chaos.mk
 
-.PHONY: help setup build policy test test-unit test-chart lint crds run clean annotate push artifacthub artifacthub-readme
+.PHONY: help setup build policy test test-unit test-chart lint crds run run-node clean annotate push artifacthub artifacthub-readme image image-push
 
 help: ## List the targets
 	@printf 'gastown-operator targets:\n\n'
@@ -58,9 +62,20 @@ crds: ## Regenerate crds/automaton.yaml from the Rust types (and the chart's cop
 run: setup policy ## Main job: run the controller (local API server + simulated Gas Town when needed)
 	@scripts/run.sh
 
+run-node: ## Print how to try the chart on a local node: image, helm install, an Automaton
+	@scripts/run.sh --node
+
+image: ## Build the static controller image $(IMAGE):$(TAG) (musl binary on scratch; amd64 only)
+	@scripts/image.sh build $(IMAGE) $(TAG)
+
+image-push: image ## Push $(IMAGE):$(TAG) (e.g. make image-push IMAGE=registry.example.com/gastown-controller)
+	@scripts/image.sh push $(IMAGE) $(TAG)
+
 clean: ## Remove build outputs and local clusters
 	-@bash tests/cluster/cluster.sh down $(TEST_CLUSTER_DIR) >/dev/null 2>&1
 	-@bash tests/cluster/cluster.sh down $(CLUSTER_DIR) >/dev/null 2>&1
+	-@bash tests/cluster/cluster.sh down $(NODE_CLUSTER_DIR) >/dev/null 2>&1
+	-@bash tests/cluster/cluster.sh down $(CURDIR)/.cluster/test-node >/dev/null 2>&1
 	$(CARGO) clean
 	rm -rf $(POLICY_WASM) policy/annotated-policy.wasm .cluster
 

@@ -8,9 +8,47 @@
 # CRD and the chart's RBAC, serves the compiled policy as the admission webhook, and runs the
 # controller as the chart's ServiceAccount. Without a Gas Town installation it uses the
 # simulated one (tests' fake gt/bd) and says so. Ctrl-C stops everything it started.
+#
+# `scripts/run.sh --node` (`make run-node`) only prints how to try the real deployment instead:
+# the controller image on a local node, installed with the chart.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+if [[ "${1:-}" == --node ]]; then
+  node_dir="${GASTOWN_NODE_DIR:-$root/.cluster/node}"
+  bridge_ip="$(ip -4 -o addr show docker0 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $4 }' || true)"
+  cat <<NODE
+The controller as users deploy it: its image in a pod on a local node, installed with Helm.
+(Needs root: the node runs Debian's docker.io and a kubelet; the first \`up --node\` builds the
+node binaries, about 15-25 minutes, cached afterwards.)
+
+  make image                                          # $(scripts/image.sh repository):$(scripts/image.sh tag), static, FROM scratch
+  bash tests/cluster/cluster.sh up $node_dir --node   # API server + a node using the same dockerd
+  export KUBECONFIG=$node_dir/kubeconfig
+
+  # gt-proxy-server on your Gas Town host, reachable from pods (on this machine: the docker0
+  # address, ${bridge_ip:-172.17.0.1 once docker runs}), and a client certificate it trusts:
+  kubectl create namespace gastown-system
+  kubectl -n gastown-system create secret generic gt-proxy-client \\
+    --from-file=tls.crt=client.crt --from-file=tls.key=client.key --from-file=ca.crt=ca.crt
+  helm install gastown-operator charts/gastown-operator -n gastown-system \\
+    --set gastown.proxy.url=https://<gt-proxy host>:9876 \\
+    --set gastown.proxy.existingSecret=gt-proxy-client --wait
+  # the image is already in the node's docker: no registry, no pull (pullPolicy IfNotPresent)
+
+  kubectl -n gastown-system get pods,svc               # one pod, Ready through /readyz
+  kubectl apply -f crds/examples/local.yaml            # a local Automaton (the claim policy: README "Install")
+  kubectl describe automaton fix-login                 # conditions and events
+  helm uninstall gastown-operator -n gastown-system    # the CRD and Automatons stay (chart README)
+  bash tests/cluster/cluster.sh down $node_dir
+
+Without a gt-proxy-server the pod still starts; claimed Automatons then show
+GasTownReachable=False with the connection error. \`make test\` runs all of this against a fake
+gt-proxy-server (controller/tests/first_day.rs).
+NODE
+  exit 0
+fi
 
 dev_dir="${GASTOWN_DEV_DIR:-$root/.cluster/dev}"
 bin_dir="$root/target/debug"
@@ -111,5 +149,6 @@ Try it (in another terminal):
   curl -s ${GASTOWN_METRICS_ADDR:-127.0.0.1:8080}/metrics | grep ^gastown_
 
 Press Ctrl-C to stop everything.
+(To see the controller as users deploy it, an image in a pod installed with Helm: make run-node.)
 HELP
 wait -n "${pids[@]}" || true

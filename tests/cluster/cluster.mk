@@ -5,11 +5,17 @@
 #   make cluster-up                    # then: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig
 #   GASTOWN_TEST_CLUSTER_DIR=$(CLUSTER_DIR) cargo test --workspace --test cluster
 #   make cluster-down
+#
+# With a node (pods really run: kubelet on Debian's docker, kube-proxy, controller-manager,
+# scheduler; root needed; the first run also builds the node binaries, about 2-7 minutes):
+#   make cluster-node-up               # then: export KUBECONFIG=$(NODE_CLUSTER_DIR)/kubeconfig
+#   make cluster-node-down
 
 CLUSTER_DIR ?= $(CURDIR)/.cluster
+NODE_CLUSTER_DIR ?= $(CURDIR)/.cluster/node
 CLUSTER_SH := $(dir $(lastword $(MAKEFILE_LIST)))cluster.sh
 
-.PHONY: cluster-up cluster-down cluster-restart-apiserver cluster-build
+.PHONY: cluster-up cluster-down cluster-restart-apiserver cluster-build cluster-node-up cluster-node-down cluster-build-node
 
 cluster-up: ## Start etcd + kube-apiserver in $(CLUSTER_DIR) and print the KUBECONFIG export line
 	@bash $(CLUSTER_SH) up $(CLUSTER_DIR)
@@ -23,3 +29,13 @@ cluster-restart-apiserver: ## Restart kube-apiserver in $(CLUSTER_DIR) on the sa
 
 cluster-build: ## Only build and cache kube-apiserver (first run: about 6-10 minutes)
 	@bash $(CLUSTER_SH) build
+
+cluster-node-up: ## Start a cluster with a node (pods run on Debian's docker) in $(NODE_CLUSTER_DIR); needs root
+	@bash $(CLUSTER_SH) up $(NODE_CLUSTER_DIR) --node
+	@bash $(CLUSTER_SH) env $(NODE_CLUSTER_DIR)
+
+cluster-node-down: ## Stop the node cluster, remove its pods' containers, mounts and iptables chains (safe to repeat)
+	@bash $(CLUSTER_SH) down $(NODE_CLUSTER_DIR)
+
+cluster-build-node: ## Only build and cache kube-apiserver and the node binaries (first run: kube-apiserver 6-15 minutes, then 2-7 more)
+	@bash $(CLUSTER_SH) build --node

@@ -11,6 +11,10 @@
 //! Every `start*` call builds a fresh [`kube::Client`] on the calling task's runtime: each
 //! `#[tokio::test]` has its own runtime, and a client must not outlive the runtime it was
 //! created on.
+//!
+//! [`TestCluster::start_node`] gives a cluster with a node where pods really run
+//! (`cluster.sh up --node`): the one named by `GASTOWN_TEST_NODE_CLUSTER_DIR` (`make test` starts
+//! one for the whole suite), or one per test process. Only one node cluster runs per machine.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,6 +40,14 @@ pub const UP_TIMEOUT_ENV: &str = "GASTOWN_TEST_CLUSTER_UP_TIMEOUT_SECS";
 pub const TEST_FIELD_MANAGER: &str = "gastown-tests";
 /// The user whose credentials are stored as `users/gastown-operator.*`.
 pub const OPERATOR_USER: &str = "system:serviceaccount:gastown-system:gastown-operator";
+/// Directory of a running node cluster (`cluster.sh up DIR --node`) to use for node tests.
+pub const NODE_CLUSTER_DIR_ENV: &str = "GASTOWN_TEST_NODE_CLUSTER_DIR";
+/// Set by `scripts/test.sh` to the reason when this machine cannot run a node (it needs root):
+/// the node tests then print that they did not run, and pass.
+pub const SKIP_NODE_ENV: &str = "GASTOWN_TEST_SKIP_NODE";
+/// Directory holding the `helm` and `kubectl` that `scripts/setup.sh` installs (set by
+/// `scripts/test.sh`; the default is the one setup.sh uses).
+pub const TOOLS_BIN_ENV: &str = "GASTOWN_TOOLS_BIN";
 
 /// The first `up` on a machine builds kube-apiserver from source (about 6-10 minutes).
 const DEFAULT_UP_TIMEOUT: Duration = Duration::from_secs(45 * 60);
@@ -49,6 +61,8 @@ const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/automaton.y
 
 /// The cluster shared by all tests of this process; never dropped (the watcher cleans up).
 static SHARED: Mutex<Option<Result<Arc<OwnedCluster>, String>>> = Mutex::new(None);
+/// The node cluster shared by all node tests of this process, likewise.
+static SHARED_NODE: Mutex<Option<Result<Arc<OwnedCluster>, String>>> = Mutex::new(None);
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A cluster directory this process brought up: `cluster.sh down` and removal on drop.
@@ -60,7 +74,13 @@ struct OwnedCluster {
 impl OwnedCluster {
     /// Runs `cluster.sh up` in a new temporary directory (blocking).
     fn bring_up() -> anyhow::Result<OwnedCluster> {
-        let dir = std::env::temp_dir().join(format!("gastown-test-cluster-{}", unique_suffix()));
+        OwnedCluster::bring_up_with(false)
+    }
+
+    /// Runs `cluster.sh up` (with `--node` when `node`) in a new temporary directory (blocking).
+    fn bring_up_with(node: bool) -> anyhow::Result<OwnedCluster> {
+        let kind = if node { "node-cluster" } else { "cluster" };
+        let dir = std::env::temp_dir().join(format!("gastown-test-{kind}-{}", unique_suffix()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating cluster directory {}", dir.display()))?;
         // From here on the guard removes the directory even if `up` fails.
         let cluster = OwnedCluster { dir };
@@ -68,9 +88,11 @@ impl OwnedCluster {
         // Straight to stderr (not captured by the test harness): the first run is slow.
         let _ = writeln!(
             std::io::stderr(),
-            "gastown-tests: starting a kube-apiserver in {} (if it is not cached yet, it is \
-             built first: about 6-10 minutes)",
-            cluster.dir.display()
+            "gastown-tests: starting a kube-apiserver{} in {} (if it is not cached yet, it is \
+             built first: about 6-10 minutes{})",
+            if node { " and a node" } else { "" },
+            cluster.dir.display(),
+            if node { ", the node binaries 2-7 more" } else { "" }
         );
         let pid = std::process::id().to_string();
         let mut up = Command::new("bash");
@@ -78,6 +100,9 @@ impl OwnedCluster {
             .arg("up")
             .arg(&cluster.dir)
             .args(["--watch-pid", &pid, "--remove-dir"]);
+        if node {
+            up.arg("--node");
+        }
         let status = run_with_timeout(up, timeout, true)?;
         ensure!(
             status.success(),
@@ -131,6 +156,62 @@ impl TestCluster {
             .await
             .context("the cluster start-up task panicked")??;
         TestCluster::connect(shared.dir.clone(), Some(shared)).await
+    }
+
+    /// A cluster with a node where pods run (`cluster.sh up --node`): the one whose directory
+    /// is in `GASTOWN_TEST_NODE_CLUSTER_DIR`, or the node cluster shared by this test process,
+    /// brought up on first use (root needed; the `--watch-pid` watcher takes it down at exit).
+    /// `Ok(None)` when `GASTOWN_TEST_SKIP_NODE` is set (the reason is printed): the caller
+    /// returns without testing.
+    pub async fn start_node() -> anyhow::Result<Option<TestCluster>> {
+        if let Some(reason) = std::env::var_os(SKIP_NODE_ENV).filter(|r| !r.is_empty()) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "gastown-tests: NOT RUN: this test needs a node cluster, and {SKIP_NODE_ENV} says: {}",
+                reason.to_string_lossy()
+            );
+            return Ok(None);
+        }
+        if let Some(dir) = std::env::var_os(NODE_CLUSTER_DIR_ENV).filter(|d| !d.is_empty()) {
+            let dir = PathBuf::from(dir);
+            let cluster = TestCluster::connect(dir, None).await?;
+            cluster.node().with_context(|| {
+                format!(
+                    "{NODE_CLUSTER_DIR_ENV}={} must name a directory made by `cluster.sh up --node`",
+                    cluster.dir.display()
+                )
+            })?;
+            return Ok(Some(cluster));
+        }
+        let shared = tokio::task::spawn_blocking(shared_node_cluster)
+            .await
+            .context("the node cluster start-up task panicked")??;
+        Ok(Some(TestCluster::connect(shared.dir.clone(), Some(shared)).await?))
+    }
+
+    /// What `cluster.sh up --node` recorded about the node (an error for a cluster without one).
+    pub fn node(&self) -> anyhow::Result<NodeInfo> {
+        let path = self.dir.join("cluster.env");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+                .filter(|v| !v.is_empty())
+                .with_context(|| format!("{} has no {key}", path.display()))
+        };
+        ensure!(
+            value("NODE")? == "1",
+            "the cluster in {} has no node (NODE is not 1)",
+            self.dir.display()
+        );
+        Ok(NodeInfo {
+            name: value("NODE_NAME")?,
+            ip: value("NODE_IP")?,
+            pod_cidr: value("NODE_CIDR")?,
+            test_image: value("NODE_TEST_IMAGE")?,
+            pause_image: value("PAUSE_IMAGE")?,
+        })
     }
 
     /// A cluster of its own for this test, taken down when the returned value is dropped
@@ -210,7 +291,7 @@ impl TestCluster {
     }
 
     /// Creates a namespace with a unique name starting with `prefix`. Namespaces never finish
-    /// deleting on this server (no controller-manager), so names are never reused.
+    /// deleting on a cluster without a node (no controller-manager), so names are never reused.
     pub async fn namespace(&self, prefix: &str) -> anyhow::Result<TestNamespace> {
         let name = unique_name(prefix);
         let namespace = Namespace {
@@ -326,6 +407,53 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+/// The node of a cluster started with `cluster.sh up --node` (from `DIR/cluster.env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The Node's name (`gastown-node`).
+    pub name: String,
+    /// Its InternalIP: the docker0 bridge's address, where the API server listens too.
+    pub ip: String,
+    /// The docker bridge network the pods get their addresses from.
+    pub pod_cidr: String,
+    /// A FROM-scratch image of Debian's busybox-static (`/bin/sh`, `httpd`, `wget`, ...; its
+    /// `wget -T` crashes, wrap it in `timeout`), present in docker: use
+    /// `imagePullPolicy: Never`.
+    pub test_image: String,
+    /// The pod sandbox image kubelet uses.
+    pub pause_image: String,
+}
+
+/// The `kubectl` installed by `scripts/setup.sh` (v1.33, from `GASTOWN_TOOLS_BIN` or setup.sh's
+/// default directory), else the one on PATH.
+pub fn kubectl() -> PathBuf {
+    tool("kubectl")
+}
+
+/// The `helm` (v4) installed by `scripts/setup.sh`, found like [`kubectl`].
+pub fn helm() -> PathBuf {
+    tool("helm")
+}
+
+fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os(TOOLS_BIN_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            // scripts/setup.sh: ${XDG_CACHE_HOME:-$HOME/.cache}/gastown-operator/bin
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+                .map(|cache| cache.join("gastown-operator").join("bin"))
+        });
+    match dir.map(|dir| dir.join(name)) {
+        Some(path) if path.is_file() => path,
+        _ => PathBuf::from(name),
+    }
+}
+
 /// A namespace for one test; deleted (best effort, without waiting) on drop.
 #[derive(Debug)]
 pub struct TestNamespace {
@@ -389,6 +517,27 @@ fn shared_cluster() -> anyhow::Result<Arc<OwnedCluster>> {
             let cluster = Arc::new(cluster);
             // Statics are never dropped: the cluster lives as long as the process, and the
             // `--watch-pid` watcher takes it down (and removes its directory) at exit.
+            *shared = Some(Ok(cluster.clone()));
+            Ok(cluster)
+        }
+        Err(err) => {
+            *shared = Some(Err(format!("{err:#}")));
+            Err(err)
+        }
+    }
+}
+
+/// The process-wide node cluster, brought up on first use (like [`shared_cluster`]).
+fn shared_node_cluster() -> anyhow::Result<Arc<OwnedCluster>> {
+    let mut shared = SHARED_NODE.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*shared {
+        Some(Ok(cluster)) => return Ok(cluster.clone()),
+        Some(Err(message)) => bail!("the node test cluster failed to start earlier: {message}"),
+        None => {}
+    }
+    match OwnedCluster::bring_up_with(true) {
+        Ok(cluster) => {
+            let cluster = Arc::new(cluster);
             *shared = Some(Ok(cluster.clone()));
             Ok(cluster)
         }
