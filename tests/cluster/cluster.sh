@@ -1226,18 +1226,21 @@ start_node() {
 }
 
 # The k8s_* containers (all of them belong to this machine's one node cluster), the pod log
-# directories kubelet made for them, and dangling links to those logs.
+# directories kubelet made for them (/var/log/pods/NS_POD_UID) and its links to their logs
+# (/var/log/containers/POD_NS_CONTAINER-ID.log).
 remove_pod_containers() {
-  local ids uid
+  local ids id uid
   docker_running || return 0
-  mapfile -t ids < <(docker_cli ps -aq --filter 'name=^k8s_')
+  mapfile -t ids < <(docker_cli ps -aq --no-trunc --filter 'name=^k8s_')
   ((${#ids[@]} > 0)) || return 0
   log "removing ${#ids[@]} k8s_* containers"
   for uid in $(docker_cli inspect -f '{{index .Config.Labels "io.kubernetes.pod.uid"}}' "${ids[@]}" 2>/dev/null | sort -u); do
     [[ "$uid" =~ ^[0-9a-f-]+$ ]] && rm -rf /var/log/pods/*_"$uid"
   done
   docker_cli rm -f -v "${ids[@]}" >/dev/null || log "could not remove every k8s_* container"
-  find /var/log/containers -maxdepth 1 -xtype l -delete 2>/dev/null || true
+  for id in "${ids[@]}"; do
+    [[ "$id" =~ ^[0-9a-f]+$ ]] && rm -f /var/log/containers/*-"$id".log
+  done
 }
 
 # Unmounts what kubelet mounted under DIR/kubelet (Secret and token tmpfs volumes), deepest first.
