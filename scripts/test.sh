@@ -70,7 +70,11 @@ check_node_teardown() {
   local dir="$1" left=()
   bash tests/cluster/cluster.sh down "$dir"
   bash tests/cluster/cluster.sh down "$dir"
-  [[ -z "$(docker ps -aq --filter 'name=^k8s_' 2>/dev/null)" ]] || left+=("k8s_* containers")
+  if docker info >/dev/null 2>&1; then
+    [[ -z "$(docker ps -aq --filter 'name=^k8s_')" ]] || left+=("k8s_* containers")
+  elif grep -qs '"Name":"/k8s_' /var/lib/docker/containers/*/config.v2.json; then
+    left+=("k8s_* containers (in /var/lib/docker; dockerd is stopped)")
+  fi
   ! findmnt -rn -o TARGET | grep -q "^$dir/" || left+=("mounts under $dir")
   ! { iptables-save; ip6tables-save; } 2>/dev/null | grep -q '^:KUBE-' || left+=("KUBE-* iptables chains")
   ! ip route show exact 10.0.0.0/24 | grep -q . || left+=("the route for the service range")

@@ -903,6 +903,11 @@ EOF
   mv -f "$DIR/cluster.env.tmp" "$DIR/cluster.env"
 }
 
+# 1 for "1", else 0.
+flag_value() {
+  if [[ "$1" == 1 ]]; then echo 1; else echo 0; fi
+}
+
 load_cluster_env() {
   local key value
   CLUSTER_ID="" APISERVER_PORT="" ETCD_CLIENT_PORT="" ETCD_PEER_PORT="" APISERVER_BIN="" ETCD_BIN=""
@@ -920,15 +925,16 @@ load_cluster_env() {
       APISERVER_BIN) APISERVER_BIN="$value" ;;
       ETCD_BIN) ETCD_BIN="$value" ;;
       APISERVER_HOST) APISERVER_HOST="$value" ;;
-      NODE) [[ "$value" == 1 ]] && NODE_MODE=1 ;;
+      NODE) NODE_MODE="$(flag_value "$value")" ;;
       NODE_IP) NODE_IP="$value" ;;
       NODE_CIDR) NODE_CIDR="$value" ;;
       NODE_BIN_DIR) NODE_BIN_DIR="$value" ;;
-      DOCKERD_STARTED) [[ "$value" == 1 ]] && DOCKERD_STARTED=1 ;;
-      SERVICE_ROUTE_ADDED) [[ "$value" == 1 ]] && SERVICE_ROUTE_ADDED=1 ;;
+      DOCKERD_STARTED) DOCKERD_STARTED="$(flag_value "$value")" ;;
+      SERVICE_ROUTE_ADDED) SERVICE_ROUTE_ADDED="$(flag_value "$value")" ;;
       NODE_TEST_IMAGE) NODE_TEST_IMAGE="$value" ;;
     esac
   done <"$DIR/cluster.env"
+  return 0
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1226,18 +1232,25 @@ start_node() {
 }
 
 # The k8s_* containers (all of them belong to this machine's one node cluster), the pod log
-# directories kubelet made for them, and dangling links to those logs.
+# directories kubelet made for them (/var/log/pods/NS_POD_UID) and its links to their logs
+# (/var/log/containers/POD_NS_CONTAINER-ID.log).
 remove_pod_containers() {
-  local ids uid
+  local ids id uid
   docker_running || return 0
-  mapfile -t ids < <(docker_cli ps -aq --filter 'name=^k8s_')
+  mapfile -t ids < <(docker_cli ps -aq --no-trunc --filter 'name=^k8s_')
   ((${#ids[@]} > 0)) || return 0
   log "removing ${#ids[@]} k8s_* containers"
   for uid in $(docker_cli inspect -f '{{index .Config.Labels "io.kubernetes.pod.uid"}}' "${ids[@]}" 2>/dev/null | sort -u); do
-    [[ "$uid" =~ ^[0-9a-f-]+$ ]] && rm -rf /var/log/pods/*_"$uid"
+    if [[ "$uid" =~ ^[0-9a-f-]+$ ]]; then
+      rm -rf /var/log/pods/*_"$uid"
+    fi
   done
   docker_cli rm -f -v "${ids[@]}" >/dev/null || log "could not remove every k8s_* container"
-  find /var/log/containers -maxdepth 1 -xtype l -delete 2>/dev/null || true
+  for id in "${ids[@]}"; do
+    if [[ "$id" =~ ^[0-9a-f]+$ ]]; then
+      rm -f /var/log/containers/*-"$id".log
+    fi
+  done
 }
 
 # Unmounts what kubelet mounted under DIR/kubelet (Secret and token tmpfs volumes), deepest first.
