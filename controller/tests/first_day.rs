@@ -473,17 +473,23 @@ fn handovers(samples: &[LeaseSample]) -> Vec<Handover> {
     out
 }
 
+fn lease_sample(lease: Lease) -> LeaseSample {
+    let spec = lease.spec.unwrap_or_default();
+    LeaseSample {
+        holder: spec.holder_identity.unwrap_or_default(),
+        acquired: spec.acquire_time.as_ref().map(micros_ms),
+        renewed: spec.renew_time.as_ref().map(micros_ms),
+    }
+}
+
 fn spawn_lease_watch(leases: Api<Lease>, samples: Arc<Mutex<Vec<LeaseSample>>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Ok(Some(lease)) = leases.get_opt(LEASE).await {
-                let spec = lease.spec.unwrap_or_default();
-                let sample = LeaseSample {
-                    holder: spec.holder_identity.unwrap_or_default(),
-                    acquired: spec.acquire_time.as_ref().map(micros_ms),
-                    renewed: spec.renew_time.as_ref().map(micros_ms),
-                };
-                samples.lock().unwrap_or_else(PoisonError::into_inner).push(sample);
+                samples
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(lease_sample(lease));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -917,19 +923,20 @@ async fn a_users_first_day_on_a_real_node() {
 
     step(started, "deleting the leader pod");
     // 10. The leader pod is deleted: the other one takes over and dispatches.
-    let leader = leases
-        .get(LEASE)
-        .await
-        .unwrap()
-        .spec
-        .and_then(|s| s.holder_identity)
-        .unwrap();
+    let leading = lease_sample(leases.get(LEASE).await.unwrap());
+    let leader = leading.holder.clone();
     assert!(
         rolled
             .iter()
             .any(|p| p.metadata.name.as_deref() == Some(leader.as_str()))
     );
-    samples.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    // The series starts with the leader's own sample: a leader that releases the Lease on
+    // SIGTERM does so within milliseconds, before the sampler could see it holding.
+    {
+        let mut series = samples.lock().unwrap_or_else(PoisonError::into_inner);
+        series.clear();
+        series.push(leading);
+    }
     k.kubectl(&["delete", "pod", &leader, "-n", RELEASE_NS, "--wait=false"]);
     let successor = eventually("another pod to take the Lease", || async {
         let holder = leases

@@ -407,7 +407,6 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// The node of a cluster started with `cluster.sh up --node` (from `DIR/cluster.env`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
