@@ -993,3 +993,124 @@ async fn local_merge_work_completes_when_gt_done_closes_the_bead() {
         .collect();
     assert!(slings[0].argv.iter().any(|a| a == "--merge=local"), "{slings:?}");
 }
+
+/// Item 7: an earlier controller created the bead and slung it, then died before recording
+/// either (the object has our finalizer, no bead in its status); Gas Town was unreachable while
+/// the claim expired. The worker's tmux session is gone, so `gt unsling` is refused (as real
+/// `gt` refuses, see `deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead`),
+/// and `bd update` fails too: the claim is kept, saying why, and the bead stays hooked and is
+/// never slung again. Once `bd update` works the release completes and the claim goes back.
+#[tokio::test]
+async fn an_expired_claim_is_kept_while_its_unrecorded_hooked_bead_cannot_be_taken_back() {
+    let env = Env::new("expiry-held").await;
+    // Past `--claim-timeout` (60 s) but well within `--release-timeout` (the default 10 min),
+    // so nothing here is given back because the release gave up.
+    let two_minutes_ago = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(120))
+        .unwrap();
+    let mut obj = env.create_claimed_at("held", two_minutes_ago).await;
+    obj.metadata.finalizers = Some(vec![RELEASE_FINALIZER.to_string()]);
+    let obj = env.api().replace("held", &PostParams::default(), &obj).await.unwrap();
+    let external = format!("automaton:{}/held/{}", env.ns.name(), obj.uid().unwrap());
+    let bead = env.town.create_bead_with_external_ref("Task held", &external).unwrap();
+    by_hand(&env.town, "gt", &["sling", "--", &bead, "gastown"]);
+    let hooked = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(hooked["status"], "hooked", "{hooked}");
+    let worker = hooked["assignee"].as_str().unwrap().to_string();
+    env.town.end_session(&worker).unwrap();
+
+    // Gas Town unreachable: the lookup fails, the claim is past its timeout.
+    env.town.set_faults(&Faults::down()).unwrap();
+    let _c = env.controller("c", &["--claim-timeout", "60s"]);
+    env.wait_for("held", "Released recorded", T, |a| a.phase() == Some(Phase::Released))
+        .await;
+    // Gas Town answers again, but `bd update` fails.
+    env.town.set_faults(&Faults::fail(1.0).verbs(["bd update"])).unwrap();
+    let a = env
+        .wait_for("held", "Released=False (WorkerHoldsBead)", T, |a| {
+            released_condition(a).is_some_and(|c| c.status == ConditionStatus::False && c.reason == "WorkerHoldsBead")
+        })
+        .await;
+    let c = released_condition(&a).unwrap();
+    assert!(
+        c.message.contains(&bead) && c.message.contains(&worker),
+        "the condition says which bead and worker: {c:?}"
+    );
+    // The controller tried both ways of taking the bead back, and both failed.
+    let calls = env.town.calls().unwrap();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.tool == "gt" && c.verb() == Some("unsling") && c.exit_code != 0),
+        "gt unsling refused: {calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.tool == "bd" && c.verb() == Some("update") && c.exit_code != 0),
+        "bd update failed: {calls:?}"
+    );
+    // Kept through several more failed attempts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let a = env.api().get("held").await.unwrap();
+    assert_eq!(a.claimed_by(), Some("gastown-local"), "claim kept: {:?}", a.status);
+    assert!(a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
+    assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Local);
+    let annotations = a.metadata.annotations.clone().unwrap_or_default();
+    assert!(annotations.contains_key(CLAIMED_AT_ANNOTATION));
+    assert_eq!(
+        released_condition(&a).map(|c| (c.status, c.reason.clone())),
+        Some((ConditionStatus::False, "WorkerHoldsBead".to_string())),
+        "{:?}",
+        a.status
+    );
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "hooked", "{stored}");
+    assert_eq!(stored["assignee"].as_str(), Some(worker.as_str()), "{stored}");
+    assert_eq!(env.town.beads().unwrap().len(), 1, "no second bead");
+    assert_eq!(env.town.sling_count(&bead), 0, "the controller never slings it");
+
+    // `bd update` works again: the bead is reopened, closed (the controller created it) and
+    // the claim given back.
+    env.town.clear_faults();
+    let a = env
+        .wait_for("held", "claim given back", T, |a| {
+            a.phase() == Some(Phase::Released) && a.claimed_by().is_none()
+        })
+        .await;
+    assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Kubernetes);
+    assert!(!a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
+    let annotations = a.metadata.annotations.clone().unwrap_or_default();
+    assert!(!annotations.contains_key(CLAIMED_AT_ANNOTATION));
+    let stored = env.town.bead(&bead).unwrap().unwrap();
+    assert_eq!(stored["status"], "closed", "{stored}");
+    assert_eq!(
+        stored["close_reason"].as_str(),
+        Some(gastown_controller::decision::RELEASE_CLOSE_REASON),
+        "{stored}"
+    );
+    let calls = env.town.calls().unwrap();
+    let reopen = calls
+        .iter()
+        .position(|c| c.tool == "bd" && c.verb() == Some("update") && c.exit_code == 0)
+        .expect("reopened with bd update");
+    assert!(calls[reopen].argv.iter().any(|a| a == "open"), "{:?}", calls[reopen]);
+    let close = calls
+        .iter()
+        .position(|c| c.tool == "bd" && c.verb() == Some("close") && c.exit_code == 0)
+        .expect("closed");
+    assert!(reopen < close, "reopened before closing: {calls:?}");
+    let dispatches = env
+        .town
+        .all_calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.dispatched && c.is_sling_of(&bead))
+        .count();
+    assert_eq!(dispatches, 1, "dispatched once, by the earlier controller");
+    assert_eq!(env.town.beads().unwrap().len(), 1, "no second bead");
+}
+
+fn released_condition(a: &Automaton) -> Option<&gastown_crds::Condition> {
+    a.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Released")
+}
