@@ -1027,10 +1027,24 @@ async fn an_expired_claim_is_kept_while_its_unrecorded_hooked_bead_cannot_be_tak
     // Gas Town answers again, but `bd update` fails.
     env.town.set_faults(&Faults::fail(1.0).verbs(["bd update"])).unwrap();
     let a = env
-        .wait_for("held", "Released=False (WorkerHoldsBead)", T, |a| {
-            released_condition(a).is_some_and(|c| c.status == ConditionStatus::False && c.reason == "WorkerHoldsBead")
-        })
+        .wait_for(
+            "held",
+            "Released=False (WorkerHoldsBead), or the claim given back",
+            T,
+            |a| {
+                a.claimed_by().is_none()
+                    || released_condition(a)
+                        .is_some_and(|c| c.status == ConditionStatus::False && c.reason == "WorkerHoldsBead")
+            },
+        )
         .await;
+    assert_eq!(
+        a.claimed_by(),
+        Some("gastown-local"),
+        "claim given back while a worker holds its bead: {:?}; bead: {}",
+        a.status,
+        env.town.bead(&bead).unwrap().unwrap()
+    );
     let c = released_condition(&a).unwrap();
     assert!(
         c.message.contains(&bead) && c.message.contains(&worker),
