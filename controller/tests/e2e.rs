@@ -1070,6 +1070,10 @@ async fn an_expired_claim_is_kept_while_its_unrecorded_hooked_bead_cannot_be_tak
     assert_eq!(a.claimed_by(), Some("gastown-local"), "claim kept: {:?}", a.status);
     assert!(a.finalizers().iter().any(|f| f == RELEASE_FINALIZER));
     assert_eq!(a.spec.execution_mode, gastown_crds::ExecutionMode::Local);
+    // `phase: Released` is the intent, recorded first (README "Claim expiry") so that no later
+    // reconcile slings the bead again; the claim itself (marks, finalizer, execution mode) is
+    // what stays with Gas Town until the bead is taken back.
+    assert_eq!(a.phase(), Some(Phase::Released));
     let annotations = a.metadata.annotations.clone().unwrap_or_default();
     assert!(annotations.contains_key(CLAIMED_AT_ANNOTATION));
     assert_eq!(
