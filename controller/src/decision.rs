@@ -447,7 +447,7 @@ pub fn create_may_be_running(
 }
 
 /// The status when no bead can exist: `bd create` certainly made none (it never ran, or exited
-/// non-zero) and none was found before it, or the first attempt found the spec invalid.
+/// non-zero and the lookup after it found none), or the first attempt found the spec invalid.
 /// `beadCreated: false` without a `beadId`, so that releasing the claim need not ask Gas Town.
 pub fn no_bead_created(mut st: AutomatonStatus) -> AutomatonStatus {
     gastown_mut(&mut st).bead_created = Some(false);

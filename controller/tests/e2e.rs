@@ -377,20 +377,11 @@ async fn gastown_down_is_retried_with_backoff_not_at_once() {
     let (env, _c) = Env::gastown_down("backoff", &[]).await;
     env.create_claimed("patient", json!({})).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    // Backoff 1 s, 2 s, 4 s (±25 %): at most four attempts in 6 s, each one `bd create` (and
-    // the lookup that follows a failed create).
+    // Backoff 1 s, 2 s, 4 s (±25 %): at most four attempts in 6 s, each at most a `bd create`
+    // and the lookup that follows it.
     let calls = env.town.calls().unwrap();
-    let creates = calls
-        .iter()
-        .filter(|c| c.tool == "bd" && c.verb() == Some("create"))
-        .count();
-    assert!(creates > 0, "bd create was never tried: {calls:?}");
-    assert!(creates <= 4, "{creates} bd create calls in 6 s: {calls:?}");
-    assert!(
-        calls.len() <= 2 * creates,
-        "{} calls for {creates} attempts: {calls:?}",
-        calls.len()
-    );
+    assert!(!calls.is_empty(), "Gas Town was never asked");
+    assert!(calls.len() <= 8, "{} calls in 6 s: {calls:?}", calls.len());
 }
 
 #[tokio::test]

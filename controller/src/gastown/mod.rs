@@ -357,12 +357,9 @@ impl GasTown {
                         return bead.bead_id();
                     }
                     Ok(None) => {}
-                    // Exited non-zero: it ran to its end and said it failed; without an answer
-                    // from the lookup (Gas Town down, say), that is taken at its word.
-                    Err(check) if error.is_definite_failure() => {
-                        tracing::warn!(error = %check, "looking for the bead of a failed bd create failed too");
-                        return Err(error);
-                    }
+                    // A create that ran may have made its bead even when it exited non-zero
+                    // (bd adds labels and commits after inserting the bead), so without the
+                    // lookup's answer nothing is known.
                     Err(check) => {
                         return Err(Error::OutcomeUnknown {
                             source: Box::new(error),
