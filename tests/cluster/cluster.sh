@@ -87,9 +87,8 @@ readonly TEST_IMAGE_REPO="gastown-test/busybox"
 readonly SERVICE_CLUSTER_IP_RANGE="10.0.0.0/24"
 readonly KUBERNETES_SERVICE_IP="10.0.0.1"
 readonly DOCKER_CLI="/usr/bin/docker"
-readonly DOCKERD_BIN="/usr/sbin/dockerd"
-readonly DOCKER_READY_TIMEOUT_SECS=60
-readonly DOCKERD_STOP_GRACE_SECS=30
+DOCKER_SCRIPT="$(cd "$(dirname "$SCRIPT_PATH")/../.." && pwd)/scripts/docker.sh"
+readonly DOCKER_SCRIPT
 readonly NODE_READY_TIMEOUT_SECS="${CLUSTER_NODE_READY_TIMEOUT_SECS:-180}"
 # Names the directory of the one node cluster this machine may run at a time (machine-wide,
 # whatever cache directory a run uses; --node runs as root).
@@ -944,28 +943,19 @@ docker_cli() { timeout 120 "$DOCKER_CLI" "$@"; }
 
 docker_running() { timeout 10 "$DOCKER_CLI" info >/dev/null 2>&1; }
 
-# Uses the running docker daemon, or starts Debian's dockerd (overlay2, cgroupfs, its log in
-# DIR/logs/dockerd.log); DOCKERD_STARTED records which, so that `down` stops only its own.
+# Uses the running docker daemon, or starts Debian's dockerd through scripts/docker.sh (the
+# one place that starts and stops a dockerd of ours; state and log in DIR/run). DOCKERD_STARTED
+# records which, so that `down` stops only its own.
 ensure_dockerd() {
-  local deadline
   if docker_running; then
     log "using the docker daemon that is already running"
     return 0
   fi
-  log "starting dockerd (log: $DIR/logs/dockerd.log)"
   mkdir -p "$DIR/run"
+  # Recorded before the start: a `down` after a failed start still stops what it left.
   DOCKERD_STARTED=1
   write_cluster_env
-  spawn dockerd "$DOCKERD_BIN" --pidfile "$DIR/run/dockerd.pid" --storage-driver overlay2 \
-    --exec-opt native.cgroupdriver=cgroupfs
-  deadline=$((SECONDS + DOCKER_READY_TIMEOUT_SECS))
-  until docker_running; do
-    pid_is "$(cat "$DIR/pids/dockerd.pid")" "$DOCKERD_BIN" "$DIR" ||
-      die_with_log "dockerd exited during start" "$DIR/logs/dockerd.log"
-    ((SECONDS < deadline)) ||
-      die_with_log "dockerd not ready after ${DOCKER_READY_TIMEOUT_SECS}s" "$DIR/logs/dockerd.log"
-    sleep 0.5
-  done
+  bash "$DOCKER_SCRIPT" ensure "$DIR/run" || die "could not start dockerd (log: $DIR/run/dockerd.log)"
 }
 
 # NODE_IP and NODE_CIDR from the docker0 bridge: pods live there (docker's own networking, no
@@ -1180,7 +1170,7 @@ start_node() {
   mkdir -p "$DIR/kubelet/pki" "$DIR/kubelet/volume-plugins"
   # Images are never garbage-collected (they cannot be pulled back here), eviction thresholds
   # are low (a busy shared disk must not taint the node), pods get no DNS server; the cgroup
-  # driver is docker's (cgroupfs when this script starts dockerd).
+  # driver is docker's (its default, cgroupfs on cgroup v1, when we start dockerd).
   spawn kubelet "$NODE_BIN_DIR/kubelet" \
     --kubeconfig "$DIR/kubeconfig" \
     --container-runtime docker \
@@ -1325,7 +1315,7 @@ stop_node_host_parts() {
   delete_service_route
   restore_sysctls
   if ((DOCKERD_STARTED)); then
-    stop_process dockerd "$DOCKERD_BIN" "$DOCKERD_STOP_GRACE_SECS"
+    bash "$DOCKER_SCRIPT" stop "$DIR/run"
   fi
   release_node_slot
 }
