@@ -28,6 +28,7 @@ use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{TestCluster, client_from_kubeconfig};
 use gastown_tests::controller_process::http_get;
 use gastown_tests::fake_gastown::FakeGasTown;
+use gastown_tests::fixtures::{self, repo};
 use gastown_tests::policy_host::{PolicyModule, default_module_path};
 use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -36,7 +37,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The names a user types from the chart README.
@@ -59,10 +59,6 @@ const WAIT: Duration = Duration::from_secs(180);
 /// Progress on stderr (shown with --nocapture; the whole test takes minutes).
 fn step(started: Instant, what: &str) {
     eprintln!("first_day: [{:>5.1}s] {what}", started.elapsed().as_secs_f64());
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Runs a command; panics with its output when it fails. Returns stdout.
@@ -278,29 +274,11 @@ fn make_pki(dir: &Path, ip: IpAddr) {
     }
 }
 
-/// The chart rendered by real Helm (for the policy's ClusterAdmissionPolicy and settings).
+/// The chart's ClusterAdmissionPolicy as real Helm renders it.
 fn render_policy(values: &str, out: &Path) -> Value {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .arg(repo().join("tests/chart/render.py"))
-        .args(["--values", "-", "--out"])
-        .arg(out)
-        .args(["--release-name", RELEASE, "--namespace", RELEASE_NS, "--no-crds"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 with helm-python-sdk (run scripts/setup.sh)");
-    child.stdin.take().unwrap().write_all(values.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "render.py: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = std::fs::read_to_string(out.join("manifests.yaml")).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
+    fixtures::render_chart(values, out, RELEASE, RELEASE_NS, &[])
+        .unwrap()
+        .into_iter()
         .find(|d| d["kind"] == "ClusterAdmissionPolicy")
         .expect("ClusterAdmissionPolicy rendered")
 }
@@ -321,13 +299,8 @@ where
 }
 
 fn automaton(name: &str) -> Automaton {
-    serde_json::from_value(json!({
-        "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
-        "metadata": {"name": name},
-        "spec": {"task": {"title": format!("First-day task {name}")}, "executionMode": "local",
-                 "mergeStrategy": "mr"},
-    }))
-    .unwrap()
+    let first_day = json!({"spec": {"task": {"title": format!("First-day task {name}")}, "mergeStrategy": "mr"}});
+    fixtures::local_automaton(name, &first_day).unwrap()
 }
 
 fn bead_of(a: &Automaton) -> Option<String> {

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{TestCluster, client_from_kubeconfig};
 use gastown_tests::controller_process::ControllerProcess;
 use gastown_tests::fake_gastown::FakeGasTown;
+use gastown_tests::fixtures;
 use gastown_tests::policy_host::{PolicyModule, default_module_path};
 use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
 use k8s_openapi::api::core::v1::Namespace;
@@ -25,46 +25,10 @@ use serde_json::{Value, json};
 const RELEASE: &str = "gastown-operator";
 const RELEASE_NS: &str = "gastown-system";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Renders the chart with real Helm (tests/chart/render.py) and returns its documents.
+/// Renders the chart with real Helm and returns its documents.
 fn render_chart(values: &str, out: &Path) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .arg(repo().join("tests/chart/render.py"))
-        .args(["--values", "-", "--out"])
-        .arg(out)
-        .args([
-            "--release-name",
-            RELEASE,
-            "--namespace",
-            RELEASE_NS,
-            "--kube-version",
-            "v1.20.2",
-            "--no-crds",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with helm-python-sdk (run scripts/setup.sh)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(values.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "render.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = std::fs::read_to_string(out.join("manifests.yaml")).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    fixtures::render_chart(values, out, RELEASE, RELEASE_NS, &["--kube-version", "v1.20.2"]).unwrap()
 }
-
-use serde::Deserialize;
 
 async fn apply(client: &Client, doc: &Value) {
     let kind = doc["kind"].as_str().unwrap();
@@ -101,24 +65,7 @@ async fn wait_for(api: &Api<Automaton>, name: &str, what: &str, pred: impl Fn(&A
 }
 
 fn automaton(name: &str, extra: Value) -> Automaton {
-    let mut doc = json!({
-        "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
-        "metadata": {"name": name},
-        "spec": {"task": {"title": format!("Task {name}")}, "executionMode": "local"},
-    });
-    merge(&mut doc, &extra);
-    serde_json::from_value(doc).unwrap()
-}
-
-fn merge(a: &mut Value, b: &Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
+    fixtures::local_automaton(name, &extra).unwrap()
 }
 
 fn api_error(e: kube::Error) -> (u16, String) {

@@ -5,5 +5,6 @@ pub mod admission_gen;
 pub mod cluster;
 pub mod controller_process;
 pub mod fake_gastown;
+pub mod fixtures;
 pub mod policy_host;
 pub mod webhook;

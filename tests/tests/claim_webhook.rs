@@ -19,6 +19,7 @@ use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{OPERATOR_USER, TestCluster, client_from_kubeconfig};
 use gastown_tests::controller_process::ControllerProcess;
 use gastown_tests::fake_gastown::{FakeGasTown, Faults};
+use gastown_tests::fixtures::{self, repo};
 use gastown_tests::policy_host::{PolicyModule, default_module_path};
 use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -28,10 +29,6 @@ use kube::{Api, Client, ResourceExt as _};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn controller_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("GASTOWN_CONTROLLER_BIN").filter(|b| !b.is_empty()) {
@@ -61,24 +58,7 @@ fn policy_manifest() -> Value {
 }
 
 fn automaton(name: &str, extra: Value) -> Automaton {
-    let mut doc = json!({
-        "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
-        "metadata": {"name": name},
-        "spec": {"task": {"title": format!("Task {name}")}, "executionMode": "local"},
-    });
-    merge(&mut doc, &extra);
-    serde_json::from_value(doc).unwrap()
-}
-
-fn merge(a: &mut Value, b: &Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
+    fixtures::local_automaton(name, &extra).unwrap()
 }
 
 /// Broken expectations, collected so that one run reports every item that fails.

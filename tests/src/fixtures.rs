@@ -1,0 +1,84 @@
+//! Fixtures shared by the end-to-end tests: Automatons as users write them, and the chart as
+//! real Helm renders it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, ensure};
+use gastown_crds::Automaton;
+use kube::Resource;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The workspace root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A local Automaton named `name` with the title `Task <name>`; `extra` is merged over it (see
+/// [`merge`]).
+pub fn local_automaton(name: &str, extra: &Value) -> anyhow::Result<Automaton> {
+    let mut doc = json!({
+        "apiVersion": Automaton::api_version(&()), "kind": Automaton::kind(&()),
+        "metadata": {"name": name},
+        "spec": {"task": {"title": format!("Task {name}")}, "executionMode": "local"},
+    });
+    merge(&mut doc, extra);
+    serde_json::from_value(doc).context("an Automaton from the fixture")
+}
+
+/// Merges `b` into `a`: objects key by key, anything else replaces.
+pub fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+/// Renders `charts/gastown-operator` with real Helm (`tests/chart/render.py`, values YAML on
+/// stdin, CRDs left out) into `out` and returns its documents. `extra_args` go to render.py
+/// (e.g. `--kube-version v1.20.2`).
+pub fn render_chart(
+    values: &str,
+    out: &Path,
+    release: &str,
+    namespace: &str,
+    extra_args: &[&str],
+) -> anyhow::Result<Vec<Value>> {
+    let mut child = Command::new("python3")
+        .arg(repo().join("tests/chart/render.py"))
+        .args(["--values", "-", "--out"])
+        .arg(out)
+        .args(["--release-name", release, "--namespace", namespace, "--no-crds"])
+        .args(extra_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("python3 with helm-python-sdk (run scripts/setup.sh)")?;
+    child
+        .stdin
+        .take()
+        .context("render.py's stdin")?
+        .write_all(values.as_bytes())?;
+    let output = child.wait_with_output()?;
+    ensure!(
+        output.status.success(),
+        "render.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("manifests.yaml"))?;
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc: Value = serde_yaml::from_value(serde_yaml::Value::deserialize(doc)?)?;
+        if !doc.is_null() {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
+}
