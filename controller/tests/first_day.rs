@@ -937,7 +937,14 @@ async fn a_users_first_day_on_a_real_node() {
         candidates.contains(&successor),
         "{successor} is a pod of the release ({candidates:?})"
     );
-    let failover = handovers(&samples.lock().unwrap_or_else(PoisonError::into_inner));
+    // ... and ends with the successor's own sample, so a sampler that fell behind on a busy
+    // machine cannot hide the change of holder (the times come from the Lease itself).
+    let taken = lease_sample(leases.get(LEASE).await.unwrap());
+    let failover = {
+        let mut series = samples.lock().unwrap_or_else(PoisonError::into_inner);
+        series.push(taken);
+        handovers(&series)
+    };
     let [handover] = failover.as_slice() else {
         panic!("one handover after the leader pod was deleted: {failover:?}");
     };
