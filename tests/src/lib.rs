@@ -7,4 +7,6 @@ pub mod controller_process;
 pub mod fake_gastown;
 pub mod fixtures;
 pub mod policy_host;
+pub mod rng;
+pub mod stats;
 pub mod webhook;

@@ -1,0 +1,98 @@
+//! Summaries shared by the benchmarks and the chaos test: quantiles, rounding and the
+//! `targets:` lines of a report.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The `q` quantile (0..=1) of `sorted` (ascending), interpolated linearly between neighbours;
+/// NaN when empty.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// The `q` quantile of unsorted durations (zero when empty).
+pub fn duration_quantile(values: &[Duration], q: f64) -> Duration {
+    let mut secs: Vec<f64> = values.iter().map(Duration::as_secs_f64).collect();
+    secs.sort_by(f64::total_cmp);
+    let x = quantile(&secs, q);
+    if x.is_finite() {
+        Duration::from_secs_f64(x.max(0.0))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// `x` rounded to three decimals.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A number from a report as a table cell: fewer decimals as it grows, `-` when absent.
+pub fn cell(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.2}"),
+        None => "-".to_string(),
+    }
+}
+
+/// Prints a report's `targets` array (`name`, `value`, `limit`, `met` true/false/null) as
+/// `MET`/`MISSED`/`n/a` lines.
+pub fn print_targets(report: &Value) {
+    println!("\ntargets:");
+    for t in report["targets"].as_array().into_iter().flatten() {
+        let state = match t["met"].as_bool() {
+            Some(true) => "MET   ",
+            Some(false) => "MISSED",
+            None => "n/a   ",
+        };
+        println!(
+            "  {state} {}: {} (limit {})",
+            t["name"].as_str().unwrap_or("?"),
+            t["value"],
+            t["limit"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_between_neighbours() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 1.0), 4.0);
+        assert_eq!(quantile(&v, 0.5), 2.5);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn duration_quantiles_sort_first() {
+        let v = [3, 1, 2].map(Duration::from_secs);
+        assert_eq!(duration_quantile(&v, 0.5), Duration::from_secs(2));
+        assert_eq!(duration_quantile(&v, 1.0), Duration::from_secs(3));
+        assert_eq!(duration_quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn cells_shorten_as_numbers_grow() {
+        assert_eq!(cell(&json!(123.456)), "123");
+        assert_eq!(cell(&json!(12.345)), "12.3");
+        assert_eq!(cell(&json!(1.2345)), "1.23");
+        assert_eq!(cell(&json!(null)), "-");
+    }
+}
