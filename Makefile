@@ -34,7 +34,7 @@ help: ## List the targets
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}'
 	@printf '\nStart here: `make run` (main job) and `make test` (all tests).\n'
 
-setup: ## Install what builds and tests need (wasm target, rustfmt/clippy, apt and pip packages)
+setup: ## Install what builds and tests need (wasm target, rustfmt/clippy, apt and pip packages, helm and kubectl)
 	@scripts/setup.sh
 
 build: setup policy ## Build the native workspace (controller, tools) and the wasm policy
@@ -46,7 +46,7 @@ policy: ## Build the wasm policy and copy it to policy/policy.wasm
 	cp $(POLICY_BUILT) $(POLICY_WASM)
 	@printf 'policy/policy.wasm: %s bytes\n' "$$(stat -c %s $(POLICY_WASM))"
 
-test: setup policy ## Run every test: unit, compiled policy in waPC, real API server, Helm chart
+test: setup policy ## Run every test, as CI does: cargo tests on a real API server (and a node, as root), bench smoke, Helm chart
 	@scripts/test.sh
 
 lint: setup ## cargo fmt --check, clippy -D warnings (native and wasm), cargo deny (licenses, bans, sources)

@@ -11,7 +11,7 @@
 # Installs what is missing (the x86_64-unknown-linux-musl Rust target, Debian's musl-tools,
 # docker.io) and starts dockerd when no daemon answers; a dockerd started here is stopped
 # again when the command ends (the image stays in /var/lib/docker). Only x86_64 (amd64) images
-# are built: see README "Install" for what an arm64 build needs.
+# are built: see controller/README.md "The image" for what an arm64 build needs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -96,7 +96,7 @@ if [[ -z "${GASTOWN_FORCE_LOCAL_CLUSTER:-}" ]] && reachable; then
   kubectl wait --for=condition=Established --timeout=60s crd/automatons.olympus.io
   kubeconfig="${KUBECONFIG:-$HOME/.kube/config}"
   controller_kubeconfig="$kubeconfig"
-  echo "(the claim policy is not served here: install it with Kubewarden, see README 'Production install')"
+  echo "(the claim policy is not served here: install it with Kubewarden, see README 'Install')"
 else
   say "no reachable cluster: starting the local API server in $dev_dir"
   own_cluster=1

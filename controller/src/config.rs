@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn every_flag_is_documented_in_the_readme() {
         use clap::CommandFactory;
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         let cmd = Cli::command();
         for arg in cmd.get_arguments() {
             let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {

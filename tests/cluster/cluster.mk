@@ -27,7 +27,7 @@ cluster-down: ## Stop the kube-apiserver and etcd started by cluster-up (safe to
 cluster-restart-apiserver: ## Restart kube-apiserver in $(CLUSTER_DIR) on the same port, etcd data kept
 	@bash $(CLUSTER_SH) restart-apiserver $(CLUSTER_DIR)
 
-cluster-build: ## Only build and cache kube-apiserver (first run: about 6-10 minutes)
+cluster-build: ## Only build and cache kube-apiserver (once per machine; times in bench/README.md)
 	@bash $(CLUSTER_SH) build
 
 cluster-node-up: ## Start a cluster with a node (pods run on Debian's docker) in $(NODE_CLUSTER_DIR); needs root
@@ -37,5 +37,5 @@ cluster-node-up: ## Start a cluster with a node (pods run on Debian's docker) in
 cluster-node-down: ## Stop the node cluster, remove its pods' containers, mounts and iptables chains (safe to repeat)
 	@bash $(CLUSTER_SH) down $(NODE_CLUSTER_DIR)
 
-cluster-build-node: ## Only build and cache kube-apiserver and the node binaries (first run: kube-apiserver 6-15 minutes, then 2-7 more)
+cluster-build-node: ## Only build and cache kube-apiserver and the node binaries (once per machine; times in bench/README.md)
 	@bash $(CLUSTER_SH) build --node
