@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::argv::{BeadId, ExternalRef};
+use super::operands::{BeadId, ExternalRef};
 
 /// The status of a bead. The contract's statuses, `tombstone` (deleted; Gas Town treats it as
 /// gone) and any site-defined custom status as [`BeadStatus::Other`].
