@@ -16,7 +16,6 @@ use super::operands::{
     BeadId, ExternalRef, OPERATOR_LABEL, invalid, validate_agent_address, validate_description, validate_reason,
 };
 
-
 /// The two Gas Town command-line tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tool {
@@ -114,7 +113,6 @@ impl fmt::Display for CommandLine {
         Ok(())
     }
 }
-
 
 /// `bd create -t task -p 2 -d <description> --external-ref <ref> -l gastown-operator,<lookup
 /// label> --silent -- <title>` (`-l a,b` sets labels; beads `cmd/bd/create.go`

@@ -95,9 +95,9 @@ pub use argv::{CommandLine, Tool};
 pub use backoff::Backoff;
 pub use batch::BatchedReader;
 pub use beads::{Bead, BeadStatus};
+pub use classify::PROXY_KILLED_EXIT_CODE;
 pub use config::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_REMOTE_COMMAND_LIMIT, GasTownConfig, PROXY_EXEC_LIMIT, Transport};
 pub use dispatch::Release;
-pub use classify::PROXY_KILLED_EXIT_CODE;
 pub use error::{Error, STDERR_EXCERPT_CHARS};
 pub use operands::{
     BeadId, EXTERNAL_REF_MAX_CHARS, EXTERNAL_REF_RULE, ExternalRef, OPERATOR_LABEL, REASON_MAX_CHARS, REF_LABEL_PREFIX,

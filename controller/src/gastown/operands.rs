@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use gastown_crds::validate::{DESCRIPTION_MAX_CHARS, NameError, validate_agent_name, validate_bead_id, validate_dns_label, validate_rig_name};
+use gastown_crds::validate::{
+    DESCRIPTION_MAX_CHARS, NameError, validate_agent_name, validate_bead_id, validate_dns_label, validate_rig_name,
+};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
@@ -178,7 +180,10 @@ fn validate_uid(value: &str) -> Result<(), Error> {
         && b[0].is_ascii_alphanumeric()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-');
     require(ok, "object UID", || {
-        format!("invalid object UID {}: a UID has 1-64 characters from [A-Za-z0-9-]", shown(value))
+        format!(
+            "invalid object UID {}: a UID has 1-64 characters from [A-Za-z0-9-]",
+            shown(value)
+        )
     })
 }
 
@@ -382,5 +387,4 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
         );
     }
-
 }

@@ -17,7 +17,11 @@ pub trait CommandObserver: Send + Sync {
 
 impl GasTown {
     /// Runs `command`, retrying transient failures.
-    pub(super) async fn run<T>(&self, command: &CommandLine, interpret: impl Fn(Output) -> Result<T, Error>) -> Result<T, Error> {
+    pub(super) async fn run<T>(
+        &self,
+        command: &CommandLine,
+        interpret: impl Fn(Output) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut retry = 0;
         loop {
             match self.attempt(command, &interpret).await {

@@ -32,8 +32,7 @@ echo "$out]"
 
 #[tokio::test]
 async fn batched_reads_share_one_bd_show() {
-    let town = Town::new(RECORD_GT, BATCH_BD);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(RECORD_GT, BATCH_BD);
     let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
     let ids = ["gt-a1", "gt-b2", "gt-c3", "gt-a1"];
     let reads = ids.iter().map(|s| {
@@ -51,8 +50,7 @@ async fn batched_reads_share_one_bd_show() {
 
 #[tokio::test]
 async fn a_bead_missing_from_the_batch_is_read_on_its_own() {
-    let town = Town::new(RECORD_GT, BATCH_BD);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(RECORD_GT, BATCH_BD);
     let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
     let (a1, gone, b2) = (id("gt-a1"), id("gt-gone"), id("gt-b2"));
     let (a, gone, b) = tokio::join!(reader.show(&a1), reader.show(&gone), reader.show(&b2));
@@ -72,8 +70,7 @@ async fn a_bead_missing_from_the_batch_is_read_on_its_own() {
 
 #[tokio::test]
 async fn a_batch_bd_answers_with_a_non_zero_exit_falls_back_to_one_read_per_bead() {
-    let town = Town::new(RECORD_GT, BATCH_BD);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(RECORD_GT, BATCH_BD);
     let reader = BatchedReader::spawn(client, Duration::from_millis(300), 50);
     let (g1, g2) = (id("gt-gone1"), id("gt-gone2"));
     let (a, b) = tokio::join!(reader.show(&g1), reader.show(&g2));
@@ -109,8 +106,7 @@ async fn a_hung_batch_fails_all_its_reads_with_one_command() {
 
 #[tokio::test]
 async fn batches_are_capped() {
-    let town = Town::new(RECORD_GT, BATCH_BD);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(RECORD_GT, BATCH_BD);
     let reader = BatchedReader::spawn(client, Duration::from_millis(300), 2);
     let names: Vec<String> = (0..5).map(|i| format!("gt-x{i}")).collect();
     let reads = names.iter().map(|s| {

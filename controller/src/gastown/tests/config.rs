@@ -9,8 +9,7 @@ fn client_and_futures_are_send() {
     fn send<T: Send>(_: &T) {}
     fn shareable<T: Send + Sync + Clone + 'static>() {}
     shareable::<GasTown>();
-    let town = Town::new(OK_BD, OK_BD);
-    let (client, _) = town.client(|_| {});
+    let (_town, client, _) = Town::started(OK_BD, OK_BD);
     let bead = id("go-7xq");
     let r = reference();
     send(&client.create_bead("t", "", &r));

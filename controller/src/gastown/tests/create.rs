@@ -60,8 +60,7 @@ esac
 #[tokio::test]
 async fn create_passes_the_labels_the_lookup_filters_on() {
     let bd = "#!/bin/sh\nprintf '%s\\n' \"$@\" > bd.args\necho go-7xq\n";
-    let town = Town::new(OK_BD, bd);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(OK_BD, bd);
     client.create_bead("Fix it", "", &reference()).await.unwrap();
     let args = town.read("bd.args");
     let labels = format!("-l\ngastown-operator,{}\n--silent\n", reference().lookup_label());

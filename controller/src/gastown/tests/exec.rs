@@ -10,8 +10,7 @@ use super::*;
 
 #[tokio::test]
 async fn sling_runs_in_town_root_with_exact_argv_and_minimal_env() {
-    let town = Town::new(RECORD_GT, OK_BD);
-    let (client, recorder) = town.client(|_| {});
+    let (town, client, recorder) = Town::started(RECORD_GT, OK_BD);
     client
         .sling(&id("go-7xq"), "gastown", Some(MergeStrategy::Mr), Some("claude"))
         .await
@@ -38,8 +37,7 @@ async fn sling_runs_in_town_root_with_exact_argv_and_minimal_env() {
 #[tokio::test]
 async fn title_with_shell_syntax_is_one_literal_operand() {
     let bd = "#!/bin/sh\nprintf '%s\\n' \"$@\" > bd.args\necho go-7xq\n";
-    let town = Town::new(OK_BD, bd);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(OK_BD, bd);
     let title = "Fix; touch pwned $(touch pwned2) `touch pwned3` | x > y";
     let created = client
         .create_bead(title, "first line\nsecond line", &reference())
@@ -59,8 +57,7 @@ async fn title_with_shell_syntax_is_one_literal_operand() {
 
 #[tokio::test]
 async fn invalid_arguments_run_nothing() {
-    let town = Town::new(RECORD_GT, OK_BD);
-    let (client, recorder) = town.client(|_| {});
+    let (town, client, recorder) = Town::started(RECORD_GT, OK_BD);
     for rig in ["gas;town", "-rf", "gаstown", "..", "a\nb"] {
         let err = client.sling(&id("go-7xq"), rig, None, None).await.unwrap_err();
         assert_eq!(err.metric_label(), "invalid_argument");
@@ -112,8 +109,7 @@ async fn missing_binary_and_missing_town_are_distinct_not_found_errors() {
 #[tokio::test]
 async fn non_zero_exit_is_reported_once_with_code_and_stderr() {
     let bd = "#!/bin/sh\necho 'Error: database locked' >&2\nexit 3\n";
-    let town = Town::new(OK_BD, bd);
-    let (client, recorder) = town.client(|_| {});
+    let (_town, client, recorder) = Town::started(OK_BD, bd);
     let err = client.close_bead(&id("go-7xq"), "done").await.unwrap_err();
     match &err {
         Error::Exit { code, stderr, command } => {
@@ -181,8 +177,7 @@ async fn stdin_is_closed() {
 #[tokio::test]
 async fn reopen_and_close_argv() {
     let bd = "#!/bin/sh\nprintf '[%s]' \"$@\" >> bd.args\necho >> bd.args\n";
-    let town = Town::new(OK_BD, bd);
-    let (client, _) = town.client(|_| {});
+    let (town, client, _) = Town::started(OK_BD, bd);
     client.reopen_bead(&id("go-7xq")).await.unwrap();
     client.close_bead(&id("go-7xq"), "Automaton deleted").await.unwrap();
     assert_eq!(

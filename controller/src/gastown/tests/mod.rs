@@ -42,6 +42,13 @@ impl Town {
         config
     }
 
+    /// A town and a client with the defaults of [`Self::config`].
+    fn started(gt_script: &str, bd_script: &str) -> (Town, GasTown, Arc<Recorder>) {
+        let town = Town::new(gt_script, bd_script);
+        let (client, recorder) = town.client(|_| {});
+        (town, client, recorder)
+    }
+
     fn client(&self, change: impl FnOnce(&mut GasTownConfig)) -> (GasTown, Arc<Recorder>) {
         let mut config = self.config();
         change(&mut config);

@@ -12,8 +12,7 @@ go-gone) echo "Error fetching go-gone: no issue found matching \"go-gone\"" >&2
 *) echo "Error: failed to open database: .beads directory not found" >&2; exit 1 ;;
 esac
 "#;
-    let town = Town::new(OK_BD, bd);
-    let (client, recorder) = town.client(|_| {});
+    let (_town, client, recorder) = Town::started(OK_BD, bd);
     let bead = client.show_bead(&id("go-7xq")).await.unwrap().unwrap();
     assert_eq!(bead.status, BeadStatus::InProgress);
     assert_eq!(bead.assignee_rig(), Some("gastown"));
@@ -33,8 +32,7 @@ cat <<'EOF'
  {"id":"go-3","status":"open","external_ref":"automaton:ns/a/u2"}]
 EOF
 "#;
-    let town = Town::new(OK_BD, bd);
-    let (client, _) = town.client(|_| {});
+    let (_town, client, _) = Town::started(OK_BD, bd);
     let found = client.find_bead_by_external_ref(&reference()).await.unwrap().unwrap();
     assert_eq!(found.id, "go-2");
     let none = client
