@@ -17,14 +17,12 @@ impl GasTown {
     /// transient failures, up to the configured retries). So one call never creates two beads.
     ///
     /// Errors: [`Error::is_definite_failure`] means no bead was created: the command never
-    /// started, or it exited non-zero and no bead with `external_ref` was found afterwards (or
-    /// the lookup failed too, as when Gas Town is down; a non-zero exit is then taken at its
-    /// word, although real `bd create` can exit 1 after making the bead, e.g. "The issue was
-    /// created locally but not synced to the remote" in beads `cmd/bd/create.go`).
-    /// [`Error::outcome_unknown`] means a bead may exist: the caller must look it up
-    /// ([`Self::find_bead_by_external_ref`]) before creating again; if the lookup after the
-    /// failure failed too, the error is [`Error::OutcomeUnknown`] (never the lookup's own
-    /// error, which could look definite).
+    /// started, or it exited non-zero and the lookup afterwards found no bead with
+    /// `external_ref`. [`Error::outcome_unknown`] means a bead may exist: the caller must look it
+    /// up ([`Self::find_bead_by_external_ref`]) before creating again. A failed lookup after a
+    /// failed create makes [`Error::OutcomeUnknown`], never the lookup's own error (which could
+    /// look definite): real `bd create` can exit 1 after making the bead ("The issue was created
+    /// locally but not synced to the remote" in beads `cmd/bd/create.go`).
     pub async fn create_bead(
         &self,
         title: &str,

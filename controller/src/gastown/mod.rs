@@ -35,17 +35,11 @@
 //! **After a `bd create` whose outcome is unknown, never create again until the first create
 //! is known to have ended and its bead has been looked for by its external reference.**
 //!
-//! [`GasTown::create_bead`] keeps the rule inside one call: after any failure of an attempt
-//! that ran (or may have), it waits until that attempt has certainly ended (a local child is
-//! reaped; through gt-proxy-server, an attempt without an answer may run until
-//! [`GasTownConfig::remote_command_limit`] after it was sent), then looks the bead up
-//! ([`GasTown::find_bead_by_external_ref`]), returns the bead if it exists, and only then tries
-//! again. When it returns an error with [`Error::outcome_unknown`] (retries used up, or the
-//! lookup itself failed: [`Error::OutcomeUnknown`]), the caller must keep to the rule: record
-//! that a bead may exist, and look it up before any new create. Its last attempt has ended by
-//! then, so that lookup is conclusive; a caller that restarts (crash, new leader) without the
-//! answer must wait [`GasTown::command_lifetime`] from the time the create was sent.
-//! [`Error::is_definite_failure`] from `create_bead` means no bead was made.
+//! [`GasTown::create_bead`] keeps the rule within one call. When it returns an error with
+//! [`Error::outcome_unknown`], the caller keeps it: record that a bead may exist and look it up
+//! before any new create. That lookup is conclusive (the last attempt has ended by then); a
+//! caller that restarts (crash, new leader) without the answer first waits
+//! [`GasTown::command_lifetime`] from when the create was sent.
 //!
 //! # Releasing work
 //!

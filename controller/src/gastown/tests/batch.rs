@@ -98,7 +98,7 @@ async fn a_hung_batch_fails_all_its_reads_with_one_command() {
     for r in results {
         assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
     }
-    // One command, not one more per bead (which took 6 more timeouts before).
+    // One command, not one more per bead (six more timeouts).
     assert_eq!(town.read("bd.calls").lines().count(), 1);
     assert_eq!(recorder.seen(), vec!["bd show timeout"]);
     assert!(elapsed < Duration::from_millis(800 * 4), "{elapsed:?}");
