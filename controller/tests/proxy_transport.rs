@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gastown_controller::gastown::testing::{
-    CertKeyPem, EchoHandler, ExecHandler, ExecReply, FakeProxyHandle, FakeProxyServer, TableHandler, TempDir, TestPki,
-    TownExecHandler,
+    CertKeyPem, EchoHandler, ExecHandler, ExecReply, FakeProxyHandle, FakeProxyServer, StandInTown, TableHandler,
+    TempDir, TestPki,
 };
 use gastown_controller::gastown::{BeadId, BeadStatus, Error, ExternalRef, GasTown, GasTownConfig, Transport};
 use gastown_crds::MergeStrategy;
@@ -19,32 +19,25 @@ fn id(s: &str) -> BeadId {
     BeadId::parse(s).unwrap()
 }
 
-/// Client-side PEM files.
-struct ClientFiles {
-    _dir: TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-    ca: PathBuf,
-}
+/// Client-side PEM files: `client.crt`, `client.key` and the trusted `ca.crt`.
+struct ClientFiles(TempDir);
 
 impl ClientFiles {
     /// `client` as our identity, trusting `trusted_ca`.
     fn new(client: &CertKeyPem, trusted_ca: &str) -> ClientFiles {
         let dir = TempDir::new("gastown-proxy-test").unwrap();
-        ClientFiles {
-            cert: dir.write("client.crt", &client.cert_pem).unwrap(),
-            key: dir.write("client.key", &client.key_pem).unwrap(),
-            ca: dir.write("ca.crt", trusted_ca).unwrap(),
-            _dir: dir,
-        }
+        dir.write("client.crt", &client.cert_pem).unwrap();
+        dir.write("client.key", &client.key_pem).unwrap();
+        dir.write("ca.crt", trusted_ca).unwrap();
+        ClientFiles(dir)
     }
 
     fn config(&self, url: &str) -> GasTownConfig {
         let mut config = GasTownConfig::new(Transport::Proxy {
             url: url.to_owned(),
-            client_cert: self.cert.clone(),
-            client_key: self.key.clone(),
-            ca: self.ca.clone(),
+            client_cert: self.0.path().join("client.crt"),
+            client_key: self.0.path().join("client.key"),
+            ca: self.0.path().join("ca.crt"),
         });
         config.command_timeout = Duration::from_secs(10);
         config.retries = 0;
@@ -309,25 +302,14 @@ async fn slow_proxy_times_out() {
 
 #[tokio::test]
 async fn town_exec_handler_runs_stand_in_binaries_in_the_town() {
-    let dir = TempDir::new("gastown-proxy-town").unwrap();
-    let town = dir.path().join("town");
-    std::fs::create_dir_all(&town).unwrap();
-    let gt = dir
-        .write_executable(
-            "bin/gt",
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > gt.args\nenv > gt.env\necho Slung\n",
-        )
-        .unwrap();
-    let bd = dir
-        .write_executable(
-            "bin/bd",
-            "#!/bin/sh\n[ -f mayor/town.json ] || { echo 'not in a town' >&2; exit 1; }\necho '[{\"id\":\"go-7xq\",\"status\":\"open\"}]'\n",
-        )
-        .unwrap();
-    std::fs::create_dir_all(town.join("mayor")).unwrap();
-    std::fs::write(town.join("mayor/town.json"), "{}").unwrap();
+    let town = StandInTown::new(
+        "gastown-proxy-town",
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > gt.args\nenv > gt.env\necho Slung\n",
+        "#!/bin/sh\n[ -f mayor/town.json ] || { echo 'not in a town' >&2; exit 1; }\necho '[{\"id\":\"go-7xq\",\"status\":\"open\"}]'\n",
+    )
+    .unwrap();
 
-    let (_pki, server, files) = start(Arc::new(TownExecHandler::new(&town, &gt, &bd))).await;
+    let (_pki, server, files) = start(Arc::new(town.exec_handler())).await;
     let client = files.client(&server.url());
     let bead = client.show_bead(&id("go-7xq")).await.unwrap().unwrap();
     assert_eq!(bead.status, BeadStatus::Open);
@@ -335,9 +317,8 @@ async fn town_exec_handler_runs_stand_in_binaries_in_the_town() {
         .sling(&id("go-7xq"), "gastown", None, Some("claude"))
         .await
         .unwrap();
-    let args = std::fs::read_to_string(town.join("gt.args")).unwrap();
-    assert_eq!(args, "sling\n--agent\nclaude\n--\ngo-7xq\ngastown\n");
-    let env = std::fs::read_to_string(town.join("gt.env")).unwrap();
+    assert_eq!(town.read("gt.args"), "sling\n--agent\nclaude\n--\ngo-7xq\ngastown\n");
+    let env = town.read("gt.env");
     assert!(
         env.lines().any(|l| l == "GT_PROXY_IDENTITY=operator/controller"),
         "{env}"
@@ -379,9 +360,8 @@ fn slow_creating_town(create_takes: Duration) -> (Arc<dyn ExecHandler>, Arc<std:
     (Arc::new(handler), made)
 }
 
-/// Issue 14, item 2: a `bd create` the client gave up on still runs on gt-proxy-server; looking
-/// for its bead before the proxy's limit has passed finds nothing, and a second create makes a
-/// second bead. The client waits for the limit first.
+/// A `bd create` the client gave up on still runs on gt-proxy-server: a lookup before the
+/// proxy's limit finds nothing and a second create makes a second bead, so the client waits.
 #[tokio::test]
 async fn an_unanswered_create_is_looked_for_only_once_the_proxy_can_no_longer_run_it() {
     let (handler, made) = slow_creating_town(Duration::from_millis(1500));

@@ -1,19 +1,16 @@
 //! Bead reads batched into one `bd show --json -- <id>...`.
 //!
-//! Every active Automaton is read back once per sync interval. One process (or one proxy
-//! request, which gt-proxy-server rate-limits per client) per Automaton caps how many active
-//! claims fit into an interval, and starves new claims of Gas Town slots. Reads that arrive
-//! within a short window are answered by one command instead.
+//! Every active Automaton is read back once per sync interval; one command (or proxy request,
+//! rate-limited per client) per read would cap how many claims fit into an interval. Reads that
+//! arrive within a short window share one command.
 //!
 //! Real `bd show` of several IDs (beads `cmd/bd/show.go`, since v0.50.0) prints the beads it
-//! found and one `Error fetching <id>: ...` line on stderr per unknown ID, and exits 0 when it
-//! found any, non-zero only when it found none (older versions exit 0 with empty output then).
-//! So a bead missing from the answer, or a batch that `bd` answered with a non-zero exit or
-//! unreadable output, is read on its own with [`GasTown::show_bead`], which tells "no such
-//! bead" from a failure exactly. A batch that got no answer at all (timeout, Gas Town
-//! unreachable, connection lost, the proxy refusing) fails every read of the batch with that
-//! error at once: reading each bead on its own would only wait for the same hung Gas Town once
-//! per bead (N command timeouts instead of one).
+//! found, names each unknown ID on stderr (`Error fetching <id>: ...`) and exits non-zero only
+//! when it found none (older versions exit 0 with empty output). So a bead missing from the
+//! answer, or a batch answered with a non-zero exit or unreadable output, is read on its own
+//! with [`GasTown::show_bead`], which tells "no such bead" from a failure. A batch that got no
+//! answer (timeout, unreachable, refused) fails all its reads at once: reading each on its own
+//! would wait for the same hung Gas Town once per bead.
 
 use std::collections::HashMap;
 use std::time::Duration;

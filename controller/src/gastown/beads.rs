@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::argv::{BeadId, ExternalRef};
+use super::operands::{BeadId, ExternalRef};
 
 /// The status of a bead. The contract's statuses, `tombstone` (deleted; Gas Town treats it as
 /// gone) and any site-defined custom status as [`BeadStatus::Other`].
@@ -372,18 +372,22 @@ mod tests {
 
     #[test]
     fn status_round_trip() {
-        for s in [
-            "open",
-            "in_progress",
-            "blocked",
-            "deferred",
-            "closed",
-            "pinned",
-            "hooked",
-            "tombstone",
-            "custom",
-        ] {
+        // The wire names spelled out on purpose: an independent check of `BeadStatus`, not
+        // shared with the fake bd's list (tests/src/bin/fake_gastown/bd.rs).
+        let table = [
+            (BeadStatus::Open, "open"),
+            (BeadStatus::InProgress, "in_progress"),
+            (BeadStatus::Blocked, "blocked"),
+            (BeadStatus::Deferred, "deferred"),
+            (BeadStatus::Closed, "closed"),
+            (BeadStatus::Pinned, "pinned"),
+            (BeadStatus::Hooked, "hooked"),
+            (BeadStatus::Tombstone, "tombstone"),
+            (BeadStatus::Other("custom".into()), "custom"),
+        ];
+        for (known, s) in table {
             let status = BeadStatus::from(s.to_owned());
+            assert_eq!(status, known);
             assert_eq!(status.as_str(), s);
             assert_eq!(String::from(status.clone()), s);
             assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{s}\""));
