@@ -17,6 +17,18 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// `values` sorted ascending (by `f64::total_cmp`), for [`quantile`].
+pub fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The median of unsorted `values`; NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    quantile(&sorted(values), 0.5)
+}
+
 /// The `q` quantile of unsorted durations (zero when empty).
 pub fn duration_quantile(values: &[Duration], q: f64) -> Duration {
     let mut secs: Vec<f64> = values.iter().map(Duration::as_secs_f64).collect();
@@ -78,6 +90,13 @@ mod tests {
         assert_eq!(quantile(&v, 1.0), 4.0);
         assert_eq!(quantile(&v, 0.5), 2.5);
         assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn medians_sort_first() {
+        assert_eq!(sorted(&[3.0, 1.0, 2.0]), [1.0, 2.0, 3.0]);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
     }
 
     #[test]
