@@ -1,9 +1,11 @@
-//! Summaries shared by the benchmarks and the chaos test: quantiles, rounding and the
-//! `targets:` lines of a report.
+//! Summaries shared by the benchmarks and the chaos test: quantiles, rounding, the
+//! `targets:` lines of a report, the machine facts it records, and writing it.
 
+use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use anyhow::Context;
+use serde_json::{Value, json};
 
 /// The `q` quantile (0..=1) of `sorted` (ascending), interpolated linearly between neighbours;
 /// NaN when empty.
@@ -75,11 +77,30 @@ pub fn print_targets(report: &Value) {
     }
 }
 
+/// The 1, 5 and 15 minute load averages (empty where `/proc/loadavg` cannot be read).
+pub fn load_average() -> Value {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let parts: Vec<f64> = text.split_whitespace().take(3).filter_map(|p| p.parse().ok()).collect();
+    json!(parts)
+}
+
+/// The number of cores this process may use (0 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(0)
+}
+
+/// Writes `report` to `path` as pretty JSON, creating its directory.
+pub fn write_report(path: &Path, report: &Value) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", serde_json::to_string_pretty(report)?))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
-
-    use serde_json::json;
 
     use super::*;
 

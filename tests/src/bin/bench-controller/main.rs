@@ -51,7 +51,8 @@ use clap::Parser;
 use gastown_tests::cluster::TestCluster;
 use serde_json::{Value, json};
 
-use crate::procfs::{Pids, clock_ticks, load_average};
+use crate::procfs::{Pids, clock_ticks};
+use gastown_tests::stats::{cores, load_average, write_report};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -174,7 +175,7 @@ async fn main() -> Result<()> {
         "date": started.to_string(),
         "command": args.command,
         "profile": profile,
-        "cores": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+        "cores": cores(),
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "note": args.note,
@@ -185,11 +186,7 @@ async fn main() -> Result<()> {
         "cached": runs.cached,
         "targets": targets,
     });
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, format!("{}\n", serde_json::to_string_pretty(&result)?))
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    write_report(&args.out, &result)?;
     report::print_table(&result);
     println!("\nresults: {}", args.out.display());
     Ok(())

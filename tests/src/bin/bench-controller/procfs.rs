@@ -103,14 +103,3 @@ pub fn cpu_delta(a: &CpuSnapshot, b: &CpuSnapshot, tck: f64) -> Value {
         "bench_client": d(a.bench, b.bench),
     })
 }
-
-/// The 1, 5 and 15 minute load averages.
-pub fn load_average() -> Value {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    json!(
-        text.split_whitespace()
-            .take(3)
-            .filter_map(|p| p.parse::<f64>().ok())
-            .collect::<Vec<_>>()
-    )
-}
