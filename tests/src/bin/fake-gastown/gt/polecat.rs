@@ -114,7 +114,7 @@ fn status(rest: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Result<Ou
 
 /// `gt polecat list [rig]`.
 fn list(rest: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome {
-    let p = match parse(&rest, POLECAT_LIST) {
+    let p = match parse(rest, POLECAT_LIST) {
         Ok(p) => p,
         Err(e) => return usage_error("polecat", &e),
     };

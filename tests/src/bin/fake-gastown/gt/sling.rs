@@ -173,7 +173,6 @@ fn request(args: &[String], cfg: &Config, ctx: &Ctx) -> Result<Request, Outcome>
 
 /// The bead must be open work; a bead already on the target is a no-op, on another target it
 /// needs `--force`. Returns its current holder (rig, name) and its title.
-#[allow(clippy::type_complexity)] // (holder, title): named at the one call site
 fn check_bead(st: &mut State, req: &Request) -> Result<(Option<(String, String)>, String), Outcome> {
     let bead_id = req.bead_id.as_str();
     let Some(bead) = st.bead(bead_id) else {
