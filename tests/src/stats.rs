@@ -78,15 +78,51 @@ pub fn print_targets(report: &Value) {
 }
 
 /// The 1, 5 and 15 minute load averages (empty where `/proc/loadavg` cannot be read).
-pub fn load_average() -> Value {
+fn load_average() -> Value {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let parts: Vec<f64> = text.split_whitespace().take(3).filter_map(|p| p.parse().ok()).collect();
     json!(parts)
 }
 
-/// The number of cores this process may use (0 when unknown).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(0)
+/// The build profile of this benchmark: `dev` or `release`.
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) { "dev" } else { "release" }
+}
+
+/// When and on what a benchmark ran: the facts every report starts with.
+pub struct RunInfo {
+    started: jiff::Timestamp,
+    load_before: Value,
+}
+
+impl RunInfo {
+    /// Notes the start time and the machine's load.
+    pub fn start() -> RunInfo {
+        RunInfo {
+            started: jiff::Timestamp::now(),
+            load_before: load_average(),
+        }
+    }
+
+    /// The report: `fields` (an object) with the benchmark's name, start date, `command`,
+    /// profile, cores, load average before and after, and `note`.
+    pub fn report(&self, benchmark: &str, command: &str, note: &str, mut fields: Value) -> Value {
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+        let facts = json!({
+            "benchmark": benchmark,
+            "date": self.started.to_string(),
+            "command": command,
+            "profile": profile(),
+            "cores": cores,
+            "load_average_before": self.load_before,
+            "load_average_after": load_average(),
+            "note": note,
+        });
+        if let (Some(out), Value::Object(facts)) = (fields.as_object_mut(), facts) {
+            out.extend(facts);
+        }
+        fields
+    }
 }
 
 /// Writes `report` to `path` as pretty JSON, creating its directory.
@@ -126,6 +162,17 @@ mod tests {
         assert_eq!(duration_quantile(&v, 0.5), Duration::from_secs(2));
         assert_eq!(duration_quantile(&v, 1.0), Duration::from_secs(3));
         assert_eq!(duration_quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn reports_start_with_the_facts_of_the_run() {
+        let r = RunInfo::start().report("b", "make x", "n", json!({"n": 1}));
+        assert_eq!(
+            (&r["benchmark"], &r["command"], &r["note"], &r["n"]),
+            (&json!("b"), &json!("make x"), &json!("n"), &json!(1))
+        );
+        assert_eq!(r["profile"], profile());
+        assert!(r["date"].is_string() && r["cores"].is_u64() && r["load_average_after"].is_array());
     }
 
     #[test]

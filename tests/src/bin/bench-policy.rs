@@ -29,7 +29,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use gastown_tests::policy_host::{NoCapabilities, PolicyInstance, PolicyModule, default_module_path};
-use gastown_tests::stats::{cell, cores, load_average, median, print_targets, quantile, round3, sorted, write_report};
+use gastown_tests::stats::{RunInfo, cell, median, print_targets, profile, quantile, round3, sorted, write_report};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -378,28 +378,21 @@ fn targets(ours_bytes: u64, r: &Measured) -> Value {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-    let load_before = load_average();
-    let started = jiff::Timestamp::now();
+    let run = RunInfo::start();
     let modules = Modules::load(&args)?;
     let loaded: Vec<Loaded> = SCENARIOS.iter().map(load_fixture).collect::<Result<_>>()?;
     modules.check_and_warm_up(&loaded, args.warmup)?;
     eprintln!(
-        "bench-policy ({profile}): {} rounds × {} warm calls, {} fresh-instance calls per module",
-        args.rounds, args.calls, args.fresh_calls
+        "bench-policy ({}): {} rounds × {} warm calls, {} fresh-instance calls per module",
+        profile(),
+        args.rounds,
+        args.calls,
+        args.fresh_calls
     );
     let measured = measure(&args, &modules, &loaded)?;
     let (ours_info, base_info) = (&modules.ours_info, &modules.base_info);
     let ours_bytes = ours_info["bytes"].as_u64().unwrap_or(u64::MAX);
-    let result = json!({
-        "benchmark": "policy",
-        "date": started.to_string(),
-        "command": args.command,
-        "profile": profile,
-        "cores": cores(),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "note": args.note,
+    let fields = json!({
         "engine": "waPC 2.1.0 on wasmtime-provider 2.19.0 (as policy-server), WASI, no epoch deadlines",
         "config": {"rounds": args.rounds, "warm_calls": args.calls, "fresh_calls": args.fresh_calls, "warmup": args.warmup, "compiles": args.compiles},
         "modules": {"gastown_claim": ours_info, "baseline": base_info,
@@ -407,6 +400,7 @@ fn main() -> Result<()> {
         "scenarios": scenarios(&loaded, &measured),
         "targets": targets(ours_bytes, &measured),
     });
+    let result = run.report("policy", &args.command, &args.note, fields);
     write_report(&args.out, &result)?;
     print_table(&result);
     println!("\nresults: {}", args.out.display());

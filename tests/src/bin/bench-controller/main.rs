@@ -52,7 +52,7 @@ use gastown_tests::cluster::TestCluster;
 use serde_json::{Value, json};
 
 use crate::procfs::{Pids, clock_ticks};
-use gastown_tests::stats::{cores, load_average, write_report};
+use gastown_tests::stats::{RunInfo, profile, write_report};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,9 +144,7 @@ fn binary(given: Option<&Path>, name: &str) -> Result<PathBuf> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-    let started = jiff::Timestamp::now();
-    let load_before = load_average();
+    let run = RunInfo::start();
     let controller_bin = binary(args.controller.as_deref(), "gastown-controller")?;
     let fake_bin = binary(args.fake.as_deref(), "fake-gastown")?;
     let log_dir = match &args.log_dir {
@@ -154,7 +152,11 @@ async fn main() -> Result<()> {
         None => std::env::temp_dir().join(format!("gastown-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&log_dir)?;
-    eprintln!("bench-controller ({profile}): controller logs in {}", log_dir.display());
+    eprintln!(
+        "bench-controller ({}): controller logs in {}",
+        profile(),
+        log_dir.display()
+    );
     let cluster = TestCluster::start().await?;
     cluster.install_crds().await?;
     let ctx = Ctx {
@@ -170,15 +172,7 @@ async fn main() -> Result<()> {
     let idle = runs.idle_rss.unwrap_or(0) as f64;
     let scaling = report::scaling(&runs.bursts, idle);
     let targets = report::targets(&args, &runs.bursts, runs.cached.as_ref(), idle);
-    let result = json!({
-        "benchmark": "controller",
-        "date": started.to_string(),
-        "command": args.command,
-        "profile": profile,
-        "cores": cores(),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "note": args.note,
+    let fields = json!({
         "setup": setup(&args),
         "idle_rss_kib": runs.idle_rss,
         "bursts": runs.bursts,
@@ -186,6 +180,7 @@ async fn main() -> Result<()> {
         "cached": runs.cached,
         "targets": targets,
     });
+    let result = run.report("controller", &args.command, &args.note, fields);
     write_report(&args.out, &result)?;
     report::print_table(&result);
     println!("\nresults: {}", args.out.display());
