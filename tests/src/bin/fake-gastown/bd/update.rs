@@ -28,7 +28,8 @@ pub(super) const CLOSE: &[Flag] = &[
     flag("force", Some('f'), Kind::Bool),
 ];
 
-/// Built-in statuses (Gas Town adds `tombstone`).
+/// Built-in statuses (Gas Town adds `tombstone`). Spelled here apart from the controller's
+/// list on purpose: the fake models `bd`, so it checks the controller rather than echoes it.
 const STATUSES: &[&str] = &[
     "open",
     "in_progress",
