@@ -19,7 +19,7 @@ use crate::controller::{Controller, Metrics};
 use crate::now_ms;
 use crate::procfs::{CpuSnapshot, ProcSample, cpu_delta, cpu_snapshot, read_proc};
 use crate::report::{num, percentiles};
-use crate::watch::{Seen, Shared, first_slings, lock, start_floor_watcher, start_tracker, wait_count};
+use crate::watch::{Seen, Shared, lock, start_floor_watcher, start_tracker, wait_count};
 
 /// A fresh namespace and fake town, watched by the bench's two observers.
 pub struct Stage {
@@ -262,6 +262,21 @@ fn effective_writes(s: &Seen) -> (usize, usize) {
         .sum();
     let all: usize = s.updates.values().sum();
     (all - ours + s.deleted.len(), ours)
+}
+
+/// Claim-to-dispatch comes from the fake's call log: when the first `gt sling` that hooked each
+/// bead was called, by bead.
+pub fn first_slings(calls: &[Call]) -> HashMap<String, u64> {
+    let mut first_sling: HashMap<String, u64> = HashMap::new();
+    for c in calls
+        .iter()
+        .filter(|c| c.tool == "gt" && c.verb() == Some("sling") && c.dispatched)
+    {
+        if let Some(bead) = c.argv.iter().skip_while(|a| *a != "--").nth(1) {
+            first_sling.entry(bead.clone()).or_insert(c.ts_ms);
+        }
+    }
+    first_sling
 }
 
 /// Claim-to-dispatch latencies (ms) from the fake's log of first slings, and the time of the

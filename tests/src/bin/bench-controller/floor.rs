@@ -20,11 +20,11 @@ use tokio::task::JoinHandle;
 
 use crate::Ctx;
 use crate::automatons::{create_all, delete_all, for_each_name, status_apply};
-use crate::burst::Stage;
+use crate::burst::{Stage, first_slings};
 use crate::now_ms;
 use crate::procfs::cpu_snapshot;
 use crate::report::{num, percentiles};
-use crate::watch::{Shared, first_slings, lock, start_watch};
+use crate::watch::{Shared, lock, start_watch};
 
 /// Field manager of the pipeline floor's status writes.
 const FLOOR_MANAGER: &str = "gastown-bench-floor";

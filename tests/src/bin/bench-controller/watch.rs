@@ -200,21 +200,6 @@ pub async fn start_tracker(api: Api<Automaton>, seen: Shared) -> Result<tokio::t
     .await
 }
 
-/// Claim-to-dispatch comes from the fake's call log: when the first `gt sling` that hooked each
-/// bead was called, by bead.
-pub fn first_slings(calls: &[gastown_tests::fake_gastown::Call]) -> HashMap<String, u64> {
-    let mut first_sling: HashMap<String, u64> = HashMap::new();
-    for c in calls
-        .iter()
-        .filter(|c| c.tool == "gt" && c.verb() == Some("sling") && c.dispatched)
-    {
-        if let Some(bead) = c.argv.iter().skip_while(|a| *a != "--").nth(1) {
-            first_sling.entry(bead.clone()).or_insert(c.ts_ms);
-        }
-    }
-    first_sling
-}
-
 /// Waits until `count(seen) >= n` or the timeout; returns whether it got there.
 pub async fn wait_count(
     seen: &Shared,
