@@ -29,6 +29,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use gastown_tests::policy_host::{NoCapabilities, PolicyInstance, PolicyModule, default_module_path};
+use gastown_tests::stats::{RunInfo, cell, median, print_targets, profile, quantile, round3, sorted, write_report};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -150,19 +151,8 @@ fn mean_ns(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_nanos() as f64 / n.max(1) as f64)
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 fn summary(values: &[f64]) -> Value {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
+    let v = sorted(values);
     json!({
         "median": round3(quantile(&v, 0.5)),
         "p25": round3(quantile(&v, 0.25)),
@@ -173,16 +163,6 @@ fn summary(values: &[f64]) -> Value {
     })
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    quantile(&v, 0.5)
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 /// Per-round samples (µs per call) of one module on one scenario at one level.
 #[derive(Default)]
 struct Samples {
@@ -191,6 +171,14 @@ struct Samples {
 }
 
 impl Samples {
+    fn push(&mut self, ours: bool, v: f64) {
+        if ours {
+            self.ours.push(v);
+        } else {
+            self.baseline.push(v);
+        }
+    }
+
     fn ratios(&self) -> Vec<f64> {
         self.ours.iter().zip(&self.baseline).map(|(o, b)| o / b).collect()
     }
@@ -258,88 +246,101 @@ fn module_info(path: &Path, compiles: usize) -> Result<(Vec<u8>, Value, PolicyMo
     Ok((bytes, info, module))
 }
 
-fn load_average() -> Value {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let parts: Vec<f64> = text.split_whitespace().take(3).filter_map(|p| p.parse().ok()).collect();
-    json!(parts)
+/// The two modules, compiled, and one warm instance of each (policy-server's long-lived mode).
+struct Modules {
+    ours: PolicyModule,
+    base: PolicyModule,
+    ours_info: Value,
+    base_info: Value,
+    ours_warm: PolicyInstance,
+    base_warm: PolicyInstance,
+    caps: Arc<NoCapabilities>,
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(0)
-}
-
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-    let load_before = load_average();
-    let started = jiff::Timestamp::now();
-    let module_path = args.module.clone().unwrap_or_else(default_module_path);
-    let (_, ours_info, ours) = module_info(&module_path, args.compiles)?;
-    let (_, base_info, base) = module_info(&args.baseline, args.compiles)?;
-    let caps: Arc<NoCapabilities> = Arc::new(NoCapabilities);
-    let loaded: Vec<Loaded> = SCENARIOS.iter().map(load_fixture).collect::<Result<_>>()?;
-
-    // One warm instance per module (policy-server's long-lived mode).
-    let ours_warm = ours.instance(caps.clone())?;
-    let base_warm = base.instance(caps.clone())?;
-    for l in &loaded {
-        check_answer("ours", l.scenario, &ours_warm, l, false)?;
-        check_answer("baseline", l.scenario, &base_warm, l, true)?;
-        for _ in 0..args.warmup {
-            ours_warm.validate(&l.settings, &l.request)?;
-            base_warm.validate(&l.settings, &l.request)?;
-        }
+impl Modules {
+    fn load(args: &Args) -> Result<Modules> {
+        let module_path = args.module.clone().unwrap_or_else(default_module_path);
+        let (_, ours_info, ours) = module_info(&module_path, args.compiles)?;
+        let (_, base_info, base) = module_info(&args.baseline, args.compiles)?;
+        let caps: Arc<NoCapabilities> = Arc::new(NoCapabilities);
+        let ours_warm = ours.instance(caps.clone())?;
+        let base_warm = base.instance(caps.clone())?;
+        Ok(Modules {
+            ours,
+            base,
+            ours_info,
+            base_info,
+            ours_warm,
+            base_warm,
+            caps,
+        })
     }
+
+    /// Checks both modules' answers to every scenario, then warms both instances up.
+    fn check_and_warm_up(&self, loaded: &[Loaded], warmup: usize) -> Result<()> {
+        for l in loaded {
+            check_answer("ours", l.scenario, &self.ours_warm, l, false)?;
+            check_answer("baseline", l.scenario, &self.base_warm, l, true)?;
+            for _ in 0..warmup {
+                self.ours_warm.validate(&l.settings, &l.request)?;
+                self.base_warm.validate(&l.settings, &l.request)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every sample of a run.
+struct Measured {
+    warm_validate: Vec<Samples>,
+    warm_guest: Vec<Samples>,
+    fresh: Samples,
+    fresh_instantiate: Samples,
+}
+
+/// Interleaved rounds: each module in turn (the order alternating per round) on every
+/// scenario warm, then on the claim with a fresh instance per call.
+fn measure(args: &Args, m: &Modules, loaded: &[Loaded]) -> Result<Measured> {
+    let mut r = Measured {
+        warm_validate: loaded.iter().map(|_| Samples::default()).collect(),
+        warm_guest: loaded.iter().map(|_| Samples::default()).collect(),
+        fresh: Samples::default(),
+        fresh_instantiate: Samples::default(),
+    };
     let claim = &loaded[0];
-    eprintln!(
-        "bench-policy ({profile}): {} rounds × {} warm calls, {} fresh-instance calls per module",
-        args.rounds, args.calls, args.fresh_calls
-    );
-
-    let mut warm_validate: Vec<Samples> = loaded.iter().map(|_| Samples::default()).collect();
-    let mut warm_guest: Vec<Samples> = loaded.iter().map(|_| Samples::default()).collect();
-    let mut fresh = Samples::default();
-    let mut fresh_instantiate = Samples::default();
-
     for round in 0..args.rounds {
         let ours_first = round % 2 == 0;
         for (i, l) in loaded.iter().enumerate() {
             for ours_turn in [ours_first, !ours_first] {
-                let inst = if ours_turn { &ours_warm } else { &base_warm };
+                let inst = if ours_turn { &m.ours_warm } else { &m.base_warm };
                 let v = mean_ns(args.calls, || inst.validate(&l.settings, &l.request).map(drop))? / 1000.0;
                 let g = mean_ns(args.calls, || inst.call("validate", &l.payload).map(drop))? / 1000.0;
-                if ours_turn {
-                    warm_validate[i].ours.push(v);
-                    warm_guest[i].ours.push(g);
-                } else {
-                    warm_validate[i].baseline.push(v);
-                    warm_guest[i].baseline.push(g);
-                }
+                r.warm_validate[i].push(ours_turn, v);
+                r.warm_guest[i].push(ours_turn, g);
             }
         }
         for ours_turn in [ours_first, !ours_first] {
-            let module = if ours_turn { &ours } else { &base };
+            let module = if ours_turn { &m.ours } else { &m.base };
             let f = mean_ns(args.fresh_calls, || {
                 module
-                    .instance(caps.clone())?
+                    .instance(m.caps.clone())?
                     .validate(&claim.settings, &claim.request)
                     .map(drop)
             })? / 1000.0;
-            let n = mean_ns(args.fresh_calls, || module.instance(caps.clone()).map(drop))? / 1000.0;
-            if ours_turn {
-                fresh.ours.push(f);
-                fresh_instantiate.ours.push(n);
-            } else {
-                fresh.baseline.push(f);
-                fresh_instantiate.baseline.push(n);
-            }
+            let n = mean_ns(args.fresh_calls, || module.instance(m.caps.clone()).map(drop))? / 1000.0;
+            r.fresh.push(ours_turn, f);
+            r.fresh_instantiate.push(ours_turn, n);
         }
         if round % 10 == 9 {
             eprint!(".");
         }
     }
     eprintln!();
+    Ok(r)
+}
 
+/// The scenarios' results: every warm one, then the fresh-instance one.
+fn scenarios(loaded: &[Loaded], r: &Measured) -> Vec<Value> {
     let mut scenarios = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         scenarios.push(json!({
@@ -348,61 +349,62 @@ fn main() -> Result<()> {
             "fixture": format!("policy/test_data/cases/{}", l.scenario.fixture),
             "mode": "warm",
             "payload_bytes": l.payload.len(),
-            "validate": warm_validate[i].to_json(),
-            "guest": warm_guest[i].to_json(),
+            "validate": r.warm_validate[i].to_json(),
+            "guest": r.warm_guest[i].to_json(),
         }));
     }
+    let claim = &loaded[0];
     scenarios.push(json!({
         "name": "fresh-instance",
         "what": "claim mutation on CREATE, new instance per request (pre-compiled module)",
         "fixture": format!("policy/test_data/cases/{}", claim.scenario.fixture),
         "mode": "fresh",
         "payload_bytes": claim.payload.len(),
-        "validate": fresh.to_json(),
-        "instantiate_only": fresh_instantiate.to_json(),
+        "validate": r.fresh.to_json(),
+        "instantiate_only": r.fresh_instantiate.to_json(),
     }));
+    scenarios
+}
 
-    let ours_bytes = ours_info["bytes"].as_u64().unwrap_or(u64::MAX);
-    let claim_ratio = median(&warm_validate[0].ratios());
-    let fresh_ratio = median(&fresh.ratios());
-    let targets = json!([
+fn targets(ours_bytes: u64, r: &Measured) -> Value {
+    let claim_ratio = median(&r.warm_validate[0].ratios());
+    let fresh_ratio = median(&r.fresh.ratios());
+    json!([
         {"name": "claim mutation warm validate / baseline", "value": round3(claim_ratio), "limit": WARM_RATIO_LIMIT, "met": claim_ratio <= WARM_RATIO_LIMIT},
         {"name": "module size (bytes)", "value": ours_bytes, "limit": SIZE_LIMIT_BYTES, "met": ours_bytes <= SIZE_LIMIT_BYTES},
         {"name": "fresh-instance validate / baseline", "value": round3(fresh_ratio), "limit": FRESH_RATIO_LIMIT, "met": fresh_ratio <= FRESH_RATIO_LIMIT},
-    ]);
-    let result = json!({
-        "benchmark": "policy",
-        "date": started.to_string(),
-        "command": args.command,
-        "profile": profile,
-        "cores": cores(),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "note": args.note,
+    ])
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let run = RunInfo::start();
+    let modules = Modules::load(&args)?;
+    let loaded: Vec<Loaded> = SCENARIOS.iter().map(load_fixture).collect::<Result<_>>()?;
+    modules.check_and_warm_up(&loaded, args.warmup)?;
+    eprintln!(
+        "bench-policy ({}): {} rounds × {} warm calls, {} fresh-instance calls per module",
+        profile(),
+        args.rounds,
+        args.calls,
+        args.fresh_calls
+    );
+    let measured = measure(&args, &modules, &loaded)?;
+    let (ours_info, base_info) = (&modules.ours_info, &modules.base_info);
+    let ours_bytes = ours_info["bytes"].as_u64().unwrap_or(u64::MAX);
+    let fields = json!({
         "engine": "waPC 2.1.0 on wasmtime-provider 2.19.0 (as policy-server), WASI, no epoch deadlines",
         "config": {"rounds": args.rounds, "warm_calls": args.calls, "fresh_calls": args.fresh_calls, "warmup": args.warmup, "compiles": args.compiles},
         "modules": {"gastown_claim": ours_info, "baseline": base_info,
                     "size_ratio": round3(ours_bytes as f64 / base_info["bytes"].as_f64().unwrap_or(f64::NAN))},
-        "scenarios": scenarios,
-        "targets": targets,
+        "scenarios": scenarios(&loaded, &measured),
+        "targets": targets(ours_bytes, &measured),
     });
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, format!("{}\n", serde_json::to_string_pretty(&result)?))
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let result = run.report("policy", &args.command, &args.note, fields);
+    write_report(&args.out, &result)?;
     print_table(&result);
     println!("\nresults: {}", args.out.display());
     Ok(())
-}
-
-fn f(v: &Value) -> String {
-    match v.as_f64() {
-        Some(x) if x >= 100.0 => format!("{x:.0}"),
-        Some(x) if x >= 10.0 => format!("{x:.1}"),
-        Some(x) => format!("{x:.2}"),
-        None => "-".to_string(),
-    }
 }
 
 fn print_table(r: &Value) {
@@ -419,15 +421,15 @@ fn print_table(r: &Value) {
         let guest = if s["guest"].is_null() {
             "-".to_string()
         } else {
-            format!("{}×", f(&s["guest"]["ratio"]["median"]))
+            format!("{}×", cell(&s["guest"]["ratio"]["median"]))
         };
         println!(
             "| {} ({}) | {} | {} | {}× | {} |",
             s["name"].as_str().unwrap_or("?"),
             s["what"].as_str().unwrap_or(""),
-            f(&s["validate"]["ours_us"]["median"]),
-            f(&s["validate"]["baseline_us"]["median"]),
-            f(&s["validate"]["ratio"]["median"]),
+            cell(&s["validate"]["ours_us"]["median"]),
+            cell(&s["validate"]["baseline_us"]["median"]),
+            cell(&s["validate"]["ratio"]["median"]),
             guest
         );
     }
@@ -437,33 +439,20 @@ fn print_table(r: &Value) {
     {
         println!(
             "| (instantiate only, no call) | {} | {} | {}× | - |",
-            f(&s["instantiate_only"]["ours_us"]["median"]),
-            f(&s["instantiate_only"]["baseline_us"]["median"]),
-            f(&s["instantiate_only"]["ratio"]["median"]),
+            cell(&s["instantiate_only"]["ours_us"]["median"]),
+            cell(&s["instantiate_only"]["baseline_us"]["median"]),
+            cell(&s["instantiate_only"]["ratio"]["median"]),
         );
     }
     println!(
         "\nmodule size: gastown-claim {} bytes ({} KiB), baseline {} bytes ({} KiB), {}×; compile {} ms vs {} ms",
         m["gastown_claim"]["bytes"],
-        f(&m["gastown_claim"]["kib"]),
+        cell(&m["gastown_claim"]["kib"]),
         m["baseline"]["bytes"],
-        f(&m["baseline"]["kib"]),
-        f(&m["size_ratio"]),
-        f(&m["gastown_claim"]["compile_ms_median"]),
-        f(&m["baseline"]["compile_ms_median"]),
+        cell(&m["baseline"]["kib"]),
+        cell(&m["size_ratio"]),
+        cell(&m["gastown_claim"]["compile_ms_median"]),
+        cell(&m["baseline"]["compile_ms_median"]),
     );
-    println!("\ntargets:");
-    for t in r["targets"].as_array().into_iter().flatten() {
-        println!(
-            "  {} {}: {} (limit {})",
-            if t["met"].as_bool() == Some(true) {
-                "MET   "
-            } else {
-                "MISSED"
-            },
-            t["name"].as_str().unwrap_or("?"),
-            t["value"],
-            t["limit"]
-        );
-    }
+    print_targets(r);
 }

@@ -1,7 +1,12 @@
 //! `bd` (Beads): create, show, update, close, list.
 
+mod list;
+mod update;
+
 use crate::args::{Flag, Kind, Parsed, flag, parse, split_verb};
-use crate::store::{Bead, Config, State};
+use crate::config::Config;
+use crate::records::Bead;
+use crate::state::State;
 use crate::{Ctx, Outcome};
 use serde_json::Value;
 
@@ -35,46 +40,6 @@ const SHOW: &[Flag] = &[
     flag("id", None, Kind::Multi),
     flag("short", None, Kind::Bool),
     flag("local-time", None, Kind::Bool),
-];
-
-const UPDATE: &[Flag] = &[
-    flag("status", Some('s'), Kind::Value),
-    flag("assignee", Some('a'), Kind::Value),
-    flag("set-metadata", None, Kind::Multi),
-    flag("unset-metadata", None, Kind::Multi),
-    flag("title", None, Kind::Value),
-    flag("description", Some('d'), Kind::Value),
-    flag("priority", Some('p'), Kind::Value),
-    flag("external-ref", None, Kind::Value),
-    flag("add-label", None, Kind::Multi),
-    flag("remove-label", None, Kind::Multi),
-    flag("claim", None, Kind::Bool),
-];
-
-const CLOSE: &[Flag] = &[
-    flag("reason", Some('r'), Kind::Value),
-    flag("force", Some('f'), Kind::Bool),
-];
-
-const LIST: &[Flag] = &[
-    flag("status", Some('s'), Kind::Value),
-    flag("assignee", Some('a'), Kind::Value),
-    flag("label", Some('l'), Kind::Multi),
-    flag("type", Some('t'), Kind::Value),
-    flag("limit", Some('n'), Kind::Value),
-    flag("all", None, Kind::Bool),
-];
-
-/// Built-in statuses (Gas Town adds `tombstone`).
-const STATUSES: &[&str] = &[
-    "open",
-    "in_progress",
-    "blocked",
-    "deferred",
-    "closed",
-    "pinned",
-    "hooked",
-    "tombstone",
 ];
 
 const TYPES: &[&str] = &[
@@ -140,9 +105,9 @@ pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
     let table = match verb.as_str() {
         "create" | "new" => CREATE,
         "show" | "view" => SHOW,
-        "update" => UPDATE,
-        "close" => CLOSE,
-        "list" => LIST,
+        "update" => update::UPDATE,
+        "close" => update::CLOSE,
+        "list" => list::LIST,
         "version" => &[],
         "help" => return Outcome::ok(format!("Usage:\n  {}", usage(""))),
         other => {
@@ -166,9 +131,9 @@ pub fn run(args: &[String], st: &mut State, cfg: &Config, ctx: &Ctx) -> Outcome 
     match verb.as_str() {
         "create" | "new" => create(&p, st, cfg, ctx, &actor, json),
         "show" | "view" => show(&p, st, cfg, ctx, json),
-        "update" => update(&p, st, ctx, &actor, json),
-        "close" => close(&p, st, ctx, json),
-        "list" => list(&p, st, cfg, ctx, json),
+        "update" => update::update(&p, st, ctx, &actor, json),
+        "close" => update::close(&p, st, ctx, json),
+        "list" => list::list(&p, st, cfg, ctx, json),
         _ => Outcome::ok("bd version 0.0.0-fake (fake-gastown)\n"),
     }
 }
@@ -346,116 +311,6 @@ fn show(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outc
     }
 }
 
-fn update(p: &Parsed, st: &mut State, ctx: &Ctx, actor: &str, json: bool) -> Outcome {
-    if p.positionals.is_empty() {
-        return usage_error("update", "at least one issue ID is required");
-    }
-    if let Some(missing) = p.positionals.iter().find(|id| st.bead(id).is_none()) {
-        return Outcome::fail(format!("Error: no issue found matching \"{missing}\"\n"));
-    }
-    let status = p.value("status");
-    if let Some(s) = status
-        && !STATUSES.contains(&s)
-    {
-        return Outcome::fail(format!(
-            "Error: invalid status \"{s}\" (valid: {})\n",
-            STATUSES.join(", ")
-        ));
-    }
-    let priority = match p.value("priority").map(parse_priority).transpose() {
-        Ok(p) => p,
-        Err(e) => return Outcome::fail(format!("Error: {e}\n")),
-    };
-    let mut set_meta = Vec::new();
-    for kv in p.values("set-metadata") {
-        match kv.split_once('=') {
-            Some((k, v)) if !k.is_empty() => set_meta.push((k.to_string(), v.to_string())),
-            _ => {
-                return Outcome::fail(format!("Error: invalid --set-metadata \"{kv}\" (expected key=value)\n"));
-            }
-        }
-    }
-    let claim = p.bool("claim");
-    if claim {
-        for id in &p.positionals {
-            if let Some(b) = st.bead(id)
-                && let Some(a) = &b.assignee
-                && a != actor
-            {
-                return Outcome::fail(format!("Error: {id} is already claimed by {a}\n"));
-            }
-        }
-    }
-    let anything = status.is_some()
-        || priority.is_some()
-        || claim
-        || !set_meta.is_empty()
-        || [
-            "assignee",
-            "title",
-            "description",
-            "external-ref",
-            "unset-metadata",
-            "add-label",
-            "remove-label",
-        ]
-        .iter()
-        .any(|f| p.has(f));
-    if !anything {
-        return Outcome::ok("No updates specified\n");
-    }
-    let mut updated = Vec::new();
-    for id in &p.positionals {
-        let Some(b) = st.bead_mut(id) else { continue };
-        let new_status = if claim { Some("in_progress") } else { status };
-        if let Some(s) = new_status {
-            set_status(b, s, ctx.now_ms);
-        }
-        if claim {
-            b.assignee = Some(actor.to_string());
-        }
-        if let Some(a) = p.value("assignee") {
-            b.assignee = Some(a.to_string()).filter(|a| !a.is_empty());
-        }
-        if let Some(t) = p.value("title") {
-            b.title = t.to_string();
-        }
-        if let Some(d) = p.value("description") {
-            b.description = d.to_string();
-        }
-        if let Some(r) = p.value("external-ref") {
-            b.external_ref = Some(r.to_string()).filter(|r| !r.is_empty());
-        }
-        if let Some(pr) = priority {
-            b.priority = pr;
-        }
-        for (k, v) in &set_meta {
-            b.metadata.insert(k.clone(), Value::String(v.clone()));
-        }
-        for k in p.values("unset-metadata") {
-            b.metadata.remove(k);
-        }
-        for l in split_labels(p.values("add-label")) {
-            if !b.labels.contains(&l) {
-                b.labels.push(l);
-            }
-        }
-        let remove = split_labels(p.values("remove-label"));
-        b.labels.retain(|l| !remove.contains(l));
-        b.updated_at_ms = ctx.now_ms;
-        updated.push(b.to_json());
-    }
-    let out = if json {
-        pretty(&Value::Array(updated))
-    } else {
-        p.positionals
-            .iter()
-            .map(|id| format!("✓ Updated issue: {id}\n"))
-            .collect()
-    };
-    Outcome::ok(out).changed()
-}
-
 /// Changes a bead's status with bd's side effects on `started_at` / `closed_at`.
 pub fn set_status(b: &mut Bead, status: &str, now: u64) {
     match status {
@@ -475,125 +330,4 @@ pub fn set_status(b: &mut Bead, status: &str, now: u64) {
         b.slung_at_ms = None;
     }
     b.status = status.to_string();
-}
-
-fn close(p: &Parsed, st: &mut State, ctx: &Ctx, json: bool) -> Outcome {
-    if p.positionals.is_empty() {
-        return usage_error("close", "at least one issue ID is required");
-    }
-    if let Some(missing) = p.positionals.iter().find(|id| st.bead(id).is_none()) {
-        return Outcome::fail(format!("Error: no issue found matching \"{missing}\"\n"));
-    }
-    let reason = p.value("reason").unwrap_or("Closed");
-    let mut out = String::new();
-    let mut closed = Vec::new();
-    for id in &p.positionals {
-        let Some(b) = st.bead_mut(id) else { continue };
-        if b.status == "closed" {
-            out.push_str(&format!("{id} is already closed\n"));
-        } else {
-            set_status(b, "closed", ctx.now_ms);
-            b.closed_at_ms = Some(ctx.now_ms);
-            b.close_reason = Some(reason.to_string());
-            b.updated_at_ms = ctx.now_ms;
-            out.push_str(&format!("✓ Closed {id}: {reason}\n"));
-        }
-        closed.push(b.to_json());
-    }
-    if json {
-        out = pretty(&Value::Array(closed));
-    }
-    Outcome::ok(out).changed()
-}
-
-/// Real `bd list`'s default limit (beads `cmd/bd/list.go`: `IntP("limit", "n", 50, "Limit
-/// results (default 50, use 0 for unlimited)")`, since bd v0.42.0).
-const LIST_DEFAULT_LIMIT: i64 = 50;
-
-/// `bd list`, as beads `cmd/bd/list.go` does it (lines at beads commit fbcee6c62: the limit
-/// flag 1236, the limit resolution 643-652, the default status filter 726-741): without
-/// `--all` (or `--status`) closed and
-/// pinned beads are hidden; `-l/--label` filters (AND); rows are sorted by priority, then
-/// newest first, then ID (`ORDER BY priority ASC, created_at DESC, id ASC`, beads
-/// `internal/storage/domain/db/issue_search.go`); at most 50 are printed unless `--limit`
-/// says otherwise (`--limit 0` or negative: all), with a hint on stderr when rows were cut.
-/// `--all` without `--limit` keeps the limit as bd v0.42.0-v0.49.4 did, unless the town's
-/// `bd_all_lifts_limit` models bd >= v0.49.5 (commit 2b90ed1df "bd list --all disables default
-/// limit", required by Gas Town since its MinBeadsVersion 0.57.0).
-fn list(p: &Parsed, st: &mut State, cfg: &Config, ctx: &Ctx, json: bool) -> Outcome {
-    let all = p.bool("all");
-    let limit = match p.value("limit").map(str::parse::<i64>).transpose() {
-        Ok(Some(l)) => l,
-        Ok(None) if all && cfg.bd_all_lifts_limit.unwrap_or(false) => 0,
-        Ok(None) => LIST_DEFAULT_LIMIT,
-        Err(_) => {
-            let v = p.value("limit").unwrap_or_default();
-            return usage_error(
-                "list",
-                &format!(
-                    "invalid argument \"{v}\" for \"-n, --limit\" flag: strconv.ParseInt: parsing \"{v}\": invalid syntax"
-                ),
-            );
-        }
-    };
-    let mut changed = false;
-    let ids = st.bead_ids();
-    for id in &ids {
-        if let Some(b) = st.bead_mut(id) {
-            changed |= b.auto_progress(cfg, ctx.now_ms);
-        }
-    }
-    let statuses: Vec<&str> = p
-        .value("status")
-        .map(|s| s.split(',').map(str::trim).collect())
-        .unwrap_or_default();
-    let labels = split_labels(p.values("label"));
-    let mut rows: Vec<&Bead> = ids
-        .iter()
-        .filter_map(|id| st.loaded_bead(id))
-        .filter(|b| {
-            if statuses.is_empty() {
-                all || !matches!(b.status.as_str(), "closed" | "tombstone" | "pinned")
-            } else {
-                statuses.contains(&b.status.as_str())
-            }
-        })
-        .filter(|b| p.value("assignee").is_none_or(|a| b.assignee.as_deref() == Some(a)))
-        .filter(|b| p.value("type").is_none_or(|t| b.issue_type == t))
-        .filter(|b| labels.iter().all(|l| b.labels.contains(l)))
-        .collect();
-    rows.sort_by(|a, b| {
-        (a.priority, std::cmp::Reverse(a.created_at_ms), &a.id).cmp(&(
-            b.priority,
-            std::cmp::Reverse(b.created_at_ms),
-            &b.id,
-        ))
-    });
-    let mut stderr = String::new();
-    if let Ok(limit) = usize::try_from(limit)
-        && limit > 0
-        && rows.len() > limit
-    {
-        rows.truncate(limit);
-        stderr = format!(
-            "\nShowing {limit} issues; more results matched but were hidden by --limit. Use --limit 0 for all, or --limit N to raise the cap.\n"
-        );
-    }
-    let out = if json {
-        pretty(&Value::Array(rows.iter().map(|b| b.to_json()).collect()))
-    } else {
-        rows.iter()
-            .map(|b| {
-                format!(
-                    "{} [P{}] [{}] {} - {}\n",
-                    b.id, b.priority, b.issue_type, b.status, b.title
-                )
-            })
-            .collect()
-    };
-    Outcome {
-        changed,
-        stderr,
-        ..Outcome::ok(out)
-    }
 }
