@@ -40,28 +40,20 @@ const PKG_FILE: &str = "artifacthub/artifacthub-pkg.yml";
 /// Name, version, descriptions, license, keywords: the metadata.yml annotations.
 fn pkg_describes_the_policy(meta: &Value, pkg: &Value) {
     let file = PKG_FILE;
-    let version = annotation(&meta, "io.kubewarden.policy.version");
-    assert_eq!(
-        str_at(&pkg, "/name", file),
-        annotation(&meta, "io.kubewarden.policy.title")
-    );
-    assert_eq!(str_at(&pkg, "/version", file), version);
-    assert_eq!(
-        str_at(&pkg, "/displayName", file),
-        annotation(&meta, "io.artifacthub.displayName")
-    );
-    assert_eq!(
-        str_at(&pkg, "/description", file),
-        annotation(&meta, "io.kubewarden.policy.description")
-    );
-    assert_eq!(
-        str_at(&pkg, "/license", file),
-        annotation(&meta, "io.kubewarden.policy.license")
-    );
-    assert_eq!(
-        str_at(&pkg, "/homeURL", file),
-        annotation(&meta, "io.kubewarden.policy.url")
-    );
+    for (field, key) in [
+        ("/name", "io.kubewarden.policy.title"),
+        ("/version", "io.kubewarden.policy.version"),
+        ("/displayName", "io.artifacthub.displayName"),
+        ("/description", "io.kubewarden.policy.description"),
+        ("/license", "io.kubewarden.policy.license"),
+        ("/homeURL", "io.kubewarden.policy.url"),
+    ] {
+        assert_eq!(
+            str_at(pkg, field, file),
+            annotation(meta, key),
+            "{file}: {field} is {key}"
+        );
+    }
     let created = str_at(&pkg, "/createdAt", file);
     assert!(
         created.parse::<jiff::Timestamp>().is_ok(),
