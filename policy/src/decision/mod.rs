@@ -3,6 +3,9 @@
 //! It works on the request's JSON as received and changes only the fields the policy owns
 //! (claim label and annotations, `spec.executionMode`, `spec.rig`): the host computes the
 //! JSONPatch from the difference, so everything else must come back exactly as it came in.
+//!
+//! One module per operation: `create` (with the claim itself), `update` and `status`; DELETE
+//! and CONNECT are accepted here. `request` and `view` read the input.
 
 mod create;
 mod request;
