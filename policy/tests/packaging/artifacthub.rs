@@ -54,14 +54,14 @@ fn pkg_describes_the_policy(meta: &Value, pkg: &Value) {
             "{file}: {field} is {key}"
         );
     }
-    let created = str_at(&pkg, "/createdAt", file);
+    let created = str_at(pkg, "/createdAt", file);
     assert!(
         created.parse::<jiff::Timestamp>().is_ok(),
         "{file}: createdAt {created:?} is not RFC 3339"
     );
 
     let keywords: BTreeSet<&str> = strings(&pkg["keywords"]).into_iter().collect();
-    let meta_keywords_csv = annotation(&meta, "io.artifacthub.keywords");
+    let meta_keywords_csv = annotation(meta, "io.artifacthub.keywords");
     let meta_keywords: BTreeSet<&str> = meta_keywords_csv.split(',').map(str::trim).collect();
     assert_eq!(
         keywords, meta_keywords,
@@ -72,9 +72,9 @@ fn pkg_describes_the_policy(meta: &Value, pkg: &Value) {
 /// The module `make push` pushes, the repository, install commands and maintainers.
 fn pkg_links_what_the_release_publishes(meta: &Value, pkg: &Value) {
     let file = PKG_FILE;
-    let version = annotation(&meta, "io.kubewarden.policy.version");
-    let source = annotation(&meta, "io.kubewarden.policy.source");
-    let oci = annotation(&meta, "io.kubewarden.policy.ociUrl");
+    let version = annotation(meta, "io.kubewarden.policy.version");
+    let source = annotation(meta, "io.kubewarden.policy.source");
+    let oci = annotation(meta, "io.kubewarden.policy.ociUrl");
     assert_eq!(
         pkg["containersImages"],
         json!([{"name": "policy", "image": format!("{oci}:v{version}")}]),
@@ -95,7 +95,7 @@ fn pkg_links_what_the_release_publishes(meta: &Value, pkg: &Value) {
         ]),
         "{file}: links"
     );
-    let install = str_at(&pkg, "/install", file);
+    let install = str_at(pkg, "/install", file);
     for command in [
         format!("kwctl pull {oci}:v{version}"),
         format!("kwctl scaffold manifest --allow-context-aware -t ClusterAdmissionPolicy registry://{oci}:v{version}"),
@@ -109,7 +109,7 @@ fn pkg_links_what_the_release_publishes(meta: &Value, pkg: &Value) {
         "{file}: recommendations"
     );
 
-    let author = annotation(&meta, "io.kubewarden.policy.author");
+    let author = annotation(meta, "io.kubewarden.policy.author");
     if let Some((name, email)) = author.strip_suffix('>').and_then(|a| a.split_once(" <")) {
         assert_eq!(
             pkg["maintainers"],
@@ -130,7 +130,7 @@ fn pkg_annotations_are_metadata(meta: &Value, pkg: &Value) {
     );
     assert_eq!(
         str_at(annotations, "/kubewarden~1resources", file),
-        annotation(&meta, "io.artifacthub.resources"),
+        annotation(meta, "io.artifacthub.resources"),
         "{file}: kubewarden/resources"
     );
     let embedded = |key: &str| {
