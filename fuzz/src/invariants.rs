@@ -1,9 +1,7 @@
 //! The invariants every `validate` and `validate_settings` answer must keep, whatever the input.
 
 use gastown_crds::Automaton;
-use gastown_crds::contract::{
-    CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER,
-};
+use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
 use gastown_crds::validate::validate_rig_name;
 use gastown_policy::decision::ClaimLedger;
 use kube::Resource;
@@ -274,4 +272,3 @@ pub fn run_settings(data: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
-
