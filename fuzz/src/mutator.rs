@@ -173,17 +173,6 @@ fn at_mut<'v>(v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
     Some(cur)
 }
 
-fn at<'v>(v: &'v Value, path: &[Seg]) -> Option<&'v Value> {
-    let mut cur = v;
-    for seg in path {
-        cur = match seg {
-            Seg::Key(k) => cur.as_object()?.get(k)?,
-            Seg::Index(i) => cur.as_array()?.get(*i)?,
-        };
-    }
-    Some(cur)
-}
-
 /// A structure-aware mutation of a `validate` input (header byte + JSON payload): replaces,
 /// deletes, inserts or copies JSON values with ones the policy cares about. Returns `None` when
 /// the input is not JSON (the caller then uses libFuzzer's byte mutations).
@@ -237,7 +226,7 @@ pub fn mutate_json(data: &[u8], seed: u32, with_header: bool) -> Option<Vec<u8>>
             5 => {
                 // Copy one subtree over another (e.g. object over oldObject).
                 let from = paths[rng.below(paths.len())].clone();
-                if let Some(src) = at(&value, &from).cloned()
+                if let Some(src) = at_mut(&mut value, &from).cloned()
                     && !path.is_empty()
                     && let Some(slot) = at_mut(&mut value, &path)
                 {
