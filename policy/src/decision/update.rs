@@ -36,6 +36,8 @@ pub(super) fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn
     if new.has_release_finalizer() && !old.has_release_finalizer() {
         return reject(code::FORBIDDEN, finalizer_message(settings, &req.username)).into();
     }
+    // The annotation before spec.executionMode (CREATE reads them the other way round): this
+    // order decides which refusal a request with both malformed gets.
     let requested = match new.claim_requested() {
         Ok(r) => r,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
