@@ -103,7 +103,7 @@ define ARTIFACTHUB_HEADER
 #   kwctl scaffold artifacthub > artifacthub-pkg.yml
 #
 # Regenerate with `make artifacthub` (needs kwctl) after changing policy/metadata.yml or
-# policy/questions-ui.yml; policy/tests/packaging.rs fails when this file and those disagree.
+# policy/questions-ui.yml; the tests in policy/tests/packaging/ fail when this file and those disagree.
 # Two changes to kwctl's output (made by `make artifacthub`): the `policy` link names the
 # module the release pushes (`make push`: registry://POLICY_OCI) instead of a GitHub release
 # asset that no release uploads, and the install text scaffolds with --allow-context-aware.

@@ -151,6 +151,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order (the order of the CRD's `status.phase` enum).
+    pub const ALL: [Phase; 7] = [
+        Phase::Pending,
+        Phase::Claimed,
+        Phase::Dispatched,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Released,
+    ];
+
     /// Phases after which nothing more happens to the Automaton in Gas Town.
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed | Phase::Released)
@@ -171,16 +182,7 @@ impl Phase {
 
     /// Parses a phase name as written in the API.
     pub fn parse(value: &str) -> Option<Phase> {
-        Some(match value {
-            "Pending" => Phase::Pending,
-            "Claimed" => Phase::Claimed,
-            "Dispatched" => Phase::Dispatched,
-            "Running" => Phase::Running,
-            "Succeeded" => Phase::Succeeded,
-            "Failed" => Phase::Failed,
-            "Released" => Phase::Released,
-            _ => return None,
-        })
+        Phase::ALL.into_iter().find(|phase| phase.as_str() == value)
     }
 }
 
@@ -322,5 +324,23 @@ impl Automaton {
     /// Whether the Automaton reached a terminal phase.
     pub fn is_terminal(&self) -> bool {
         self.phase().is_some_and(Phase::is_terminal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase;
+
+    /// `Phase::as_str` (which `Phase::parse` reads back) writes what serde writes.
+    #[test]
+    fn phase_names_are_the_serialized_names() {
+        for phase in Phase::ALL {
+            assert_eq!(
+                serde_json::to_value(phase).ok(),
+                Some(serde_json::json!(phase.as_str()))
+            );
+            assert_eq!(Phase::parse(phase.as_str()), Some(phase));
+        }
+        assert_eq!(Phase::parse("running"), None);
     }
 }

@@ -23,6 +23,11 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
+/// `Ok` when `ok`, else the refusal of `value` by `rule`.
+fn check(ok: bool, what: &'static str, value: &str, rule: &'static str) -> Result<(), NameError> {
+    if ok { Ok(()) } else { Err(err(what, value, rule)) }
+}
+
 fn err(what: &'static str, value: &str, rule: &'static str) -> NameError {
     let mut shown: String = value.chars().take(64).collect();
     if value.chars().count() > 64 {
@@ -51,11 +56,7 @@ pub fn validate_rig_name(value: &str) -> Result<(), NameError> {
         && bytes[0].is_ascii_alphabetic()
         && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
         && !value.eq_ignore_ascii_case("hq");
-    if ok {
-        Ok(())
-    } else {
-        Err(err("rig name", value, RIG_NAME_RULE))
-    }
+    check(ok, "rig name", value, RIG_NAME_RULE)
 }
 
 /// Bead IDs: `<prefix>-<hash>` with optional child suffixes `.N`, e.g. `go-7xq`, `gt-a3f8.1`.
@@ -104,11 +105,7 @@ pub fn validate_dns_label(what: &'static str, value: &str) -> Result<(), NameErr
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-';
-    if ok {
-        Ok(())
-    } else {
-        Err(err(what, value, DNS_LABEL_RULE))
-    }
+    check(ok, what, value, DNS_LABEL_RULE)
 }
 
 /// Agent names passed to `gt sling --agent`.
@@ -125,11 +122,7 @@ pub fn validate_agent_name(value: &str) -> Result<(), NameError> {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(err("agent name", value, AGENT_NAME_RULE))
-    }
+    check(ok, "agent name", value, AGENT_NAME_RULE)
 }
 
 /// Task titles: 1-200 characters without control characters.
@@ -145,9 +138,5 @@ pub const DESCRIPTION_MAX_CHARS: usize = 20_000;
 pub fn validate_title(value: &str) -> Result<(), NameError> {
     let count = value.chars().count();
     let ok = (1..=TITLE_MAX_CHARS).contains(&count) && !value.chars().any(|c| c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(err("task title", value, TITLE_RULE))
-    }
+    check(ok, "task title", value, TITLE_RULE)
 }

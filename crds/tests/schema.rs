@@ -69,6 +69,12 @@ fn crd_shape() {
         (Some(1), Some(200))
     );
     let status = &s["properties"]["status"]["properties"];
+    // Spelled out on purpose: this pins the wire names; `Phase::ALL` must list them all, in order.
+    assert_eq!(
+        status["phase"]["enum"],
+        json!(Phase::ALL.map(Phase::as_str)),
+        "Phase::ALL"
+    );
     assert_eq!(
         status["phase"]["enum"],
         json!([

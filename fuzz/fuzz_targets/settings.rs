@@ -11,12 +11,6 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
-    if !seed.is_multiple_of(4)
-        && let Some(out) = gastown_policy_fuzz::mutate_json(&data[..size], seed, false)
-        && out.len() <= max_size
-    {
-        data[..out.len()].copy_from_slice(&out);
-        return out.len();
-    }
-    fuzzer_mutate(data, size, max_size)
+    gastown_policy_fuzz::mutate_in_place(data, size, max_size, seed, false)
+        .unwrap_or_else(|| fuzzer_mutate(data, size, max_size))
 });

@@ -14,12 +14,6 @@ fuzz_target!(|data: &[u8]| {
 // Three mutations in four are JSON-aware (values the policy reads, wrong types, copied
 // subtrees); the rest, and inputs that are not JSON, get libFuzzer's byte mutations.
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
-    if !seed.is_multiple_of(4)
-        && let Some(out) = gastown_policy_fuzz::mutate_json(&data[..size], seed, true)
-        && out.len() <= max_size
-    {
-        data[..out.len()].copy_from_slice(&out);
-        return out.len();
-    }
-    fuzzer_mutate(data, size, max_size)
+    gastown_policy_fuzz::mutate_in_place(data, size, max_size, seed, true)
+        .unwrap_or_else(|| fuzzer_mutate(data, size, max_size))
 });

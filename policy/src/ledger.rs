@@ -1,22 +1,18 @@
 //! Counting active claims through Kubewarden's `kubernetes/list_resources_by_namespace` host
 //! capability (declared in metadata.yml `contextAwareResources`).
 
-use gastown_crds::Phase;
 use gastown_crds::contract::CLAIMED_BY_LABEL;
+use gastown_crds::{Automaton, Phase};
+use kube::Resource;
 use serde::Deserialize;
 
 use crate::decision::ClaimLedger;
 
-/// The Automaton API version and kind the policy lists.
-pub const API_VERSION: &str = "olympus.io/v1alpha1";
-/// Kind listed by the ledger.
-pub const KIND: &str = "Automaton";
-
 /// The host request for the Automatons claimed by `claimer` in `namespace`, as JSON.
 pub fn list_request(namespace: &str, claimer: &str) -> Result<Vec<u8>, String> {
     let req = kubewarden_policy_sdk::host_capabilities::kubernetes::ListResourcesByNamespaceRequest {
-        api_version: API_VERSION.to_string(),
-        kind: KIND.to_string(),
+        api_version: Automaton::api_version(&()).into_owned(),
+        kind: Automaton::kind(&()).into_owned(),
         namespace: namespace.to_string(),
         label_selector: Some(format!("{CLAIMED_BY_LABEL}={claimer}")),
         field_selector: None,

@@ -26,6 +26,47 @@ use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visi
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// The `visit_*` methods for JSON `null`, booleans and numbers: each of the latter reads as
+/// `$other`, `null` as `$null` (the field types below differ only in what else they accept).
+macro_rules! numbers_bools_and_null_as {
+    ($value:ty, $other:expr, $null:expr) => {
+        fn visit_bool<E: Error>(self, _: bool) -> Result<$value, E> {
+            Ok($other)
+        }
+
+        fn visit_i64<E: Error>(self, _: i64) -> Result<$value, E> {
+            Ok($other)
+        }
+
+        fn visit_u64<E: Error>(self, _: u64) -> Result<$value, E> {
+            Ok($other)
+        }
+
+        fn visit_f64<E: Error>(self, _: f64) -> Result<$value, E> {
+            Ok($other)
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<$value, E> {
+            Ok($null)
+        }
+
+        fn visit_none<E: Error>(self) -> Result<$value, E> {
+            Ok($null)
+        }
+    };
+}
+
+/// [`numbers_bools_and_null_as`], and strings too read as `$other`.
+macro_rules! scalars_and_null_as {
+    ($value:ty, $other:expr, $null:expr) => {
+        numbers_bools_and_null_as!($value, $other, $null);
+
+        fn visit_str<E: Error>(self, _: &str) -> Result<$value, E> {
+            Ok($other)
+        }
+    };
+}
+
 /// A JSON value that is checked like any other and then dropped. (Not `serde::de::IgnoredAny`:
 /// serde_json skips ignored values without checking surrogates, number range or depth.)
 struct Skip;
@@ -45,33 +86,7 @@ impl<'de> Visitor<'de> for SkipVisitor {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_i64<E: Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_u64<E: Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_f64<E: Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_str<E: Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_none<E: Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
+    scalars_and_null_as!(Skip, Skip, Skip);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
         while seq.next_element::<Skip>()?.is_some() {}
@@ -111,6 +126,8 @@ impl<'de> Visitor<'de> for TextVisitor {
         f.write_str("any JSON value")
     }
 
+    numbers_bools_and_null_as!(Text<'de>, Text::Other, Text::Missing);
+
     fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Text<'de>, E> {
         Ok(Text::Str(Cow::Borrowed(v)))
     }
@@ -121,30 +138,6 @@ impl<'de> Visitor<'de> for TextVisitor {
 
     fn visit_string<E: Error>(self, v: String) -> Result<Text<'de>, E> {
         Ok(Text::Str(Cow::Owned(v)))
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<Text<'de>, E> {
-        Ok(Text::Missing)
-    }
-
-    fn visit_none<E: Error>(self) -> Result<Text<'de>, E> {
-        Ok(Text::Missing)
-    }
-
-    fn visit_bool<E: Error>(self, _: bool) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-
-    fn visit_i64<E: Error>(self, _: i64) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-
-    fn visit_u64<E: Error>(self, _: u64) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
-    }
-
-    fn visit_f64<E: Error>(self, _: f64) -> Result<Text<'de>, E> {
-        Ok(Text::Other)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Text<'de>, A::Error> {
@@ -183,33 +176,7 @@ impl<'de> Visitor<'de> for TextListVisitor {
         f.write_str("any JSON value")
     }
 
-    fn visit_unit<E: Error>(self) -> Result<TextList<'de>, E> {
-        Ok(TextList::Missing)
-    }
-
-    fn visit_none<E: Error>(self) -> Result<TextList<'de>, E> {
-        Ok(TextList::Missing)
-    }
-
-    fn visit_bool<E: Error>(self, _: bool) -> Result<TextList<'de>, E> {
-        Ok(TextList::Other)
-    }
-
-    fn visit_i64<E: Error>(self, _: i64) -> Result<TextList<'de>, E> {
-        Ok(TextList::Other)
-    }
-
-    fn visit_u64<E: Error>(self, _: u64) -> Result<TextList<'de>, E> {
-        Ok(TextList::Other)
-    }
-
-    fn visit_f64<E: Error>(self, _: f64) -> Result<TextList<'de>, E> {
-        Ok(TextList::Other)
-    }
-
-    fn visit_str<E: Error>(self, _: &str) -> Result<TextList<'de>, E> {
-        Ok(TextList::Other)
-    }
+    scalars_and_null_as!(TextList<'de>, TextList::Other, TextList::Missing);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextList<'de>, A::Error> {
         let mut items = Vec::new();
@@ -269,33 +236,7 @@ impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<T> {
         f.write_str("any JSON value")
     }
 
-    fn visit_unit<E: Error>(self) -> Result<Object<T>, E> {
-        Ok(Object::Missing)
-    }
-
-    fn visit_none<E: Error>(self) -> Result<Object<T>, E> {
-        Ok(Object::Missing)
-    }
-
-    fn visit_bool<E: Error>(self, _: bool) -> Result<Object<T>, E> {
-        Ok(Object::Other)
-    }
-
-    fn visit_i64<E: Error>(self, _: i64) -> Result<Object<T>, E> {
-        Ok(Object::Other)
-    }
-
-    fn visit_u64<E: Error>(self, _: u64) -> Result<Object<T>, E> {
-        Ok(Object::Other)
-    }
-
-    fn visit_f64<E: Error>(self, _: f64) -> Result<Object<T>, E> {
-        Ok(Object::Other)
-    }
-
-    fn visit_str<E: Error>(self, _: &str) -> Result<Object<T>, E> {
-        Ok(Object::Other)
-    }
+    scalars_and_null_as!(Object<T>, Object::Other, Object::Missing);
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Object<T>, A::Error> {
         SkipVisitor.visit_seq(seq).map(|_| Object::Other)

@@ -46,6 +46,25 @@ fn with_now(v: &Value, now: &str) -> Value {
     }
 }
 
+/// Records a failure for each expected part the answer's message lacks.
+fn check_message(name: &str, resp: &Value, parts: &Value, failures: &mut Vec<String>) {
+    let message = resp["message"].as_str().unwrap_or("");
+    for part in parts.as_array().unwrap() {
+        if !message.contains(part.as_str().unwrap()) {
+            failures.push(format!("{name}: message {message:?} lacks {part}"));
+        }
+    }
+}
+
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn behaviour_cases() {
     let mut failures = Vec::new();
@@ -68,12 +87,7 @@ fn behaviour_cases() {
             if resp["code"] != expect["code"] {
                 failures.push(format!("{name}: code {} expected {}", resp["code"], expect["code"]));
             }
-            let message = resp["message"].as_str().unwrap_or("");
-            for part in expect["messageContains"].as_array().unwrap() {
-                if !message.contains(part.as_str().unwrap()) {
-                    failures.push(format!("{name}: message {message:?} lacks {part}"));
-                }
-            }
+            check_message(&name, &resp, &expect["messageContains"], &mut failures);
         } else {
             let expected = with_now(&expect["mutatedObject"], NOW);
             let got = resp.get("mutated_object").cloned().unwrap_or(Value::Null);
@@ -82,12 +96,7 @@ fn behaviour_cases() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failing cases:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -102,19 +111,9 @@ fn settings_cases() {
             failures.push(format!("{name}: {resp}"));
             continue;
         }
-        let message = resp["message"].as_str().unwrap_or("");
-        for part in case["messageContains"].as_array().unwrap() {
-            if !message.contains(part.as_str().unwrap()) {
-                failures.push(format!("{name}: message {message:?} lacks {part}"));
-            }
-        }
+        check_message(&name, &resp, &case["messageContains"], &mut failures);
     }
-    assert!(
-        failures.is_empty(),
-        "{} failing cases:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]

@@ -757,7 +757,7 @@ def test_policy_module_override() -> None:
 # The standalone policy (policy/manifests/, applied with kubectl) and the chart's policy are one
 # policy installed two ways. These chart values turn the chart's policy into the manifest's: the
 # settings the manifest sets beyond the chart's defaults, for the release gastown-operator in
-# gastown-system. policy/tests/packaging.rs checks the manifest against policy/metadata.yml.
+# gastown-system. policy/tests/packaging/ checks the manifest against policy/metadata.yml.
 STANDALONE_MANIFEST = REPO / "policy" / "manifests" / "cluster-admission-policy.yaml"
 STANDALONE_VALUES = {
     "policy": {

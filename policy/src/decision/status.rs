@@ -1,0 +1,66 @@
+//! UPDATE of the status subresource: who may write which status fields.
+
+use gastown_crds::contract::{CLAIMED_BY_LABEL, CONTROLLER_PHASES, CONTROLLER_STATUS_FIELDS};
+
+use super::view::View;
+use super::{Decision, Request, code, reject};
+use crate::settings::Settings;
+
+pub(super) fn decide_status_update(settings: &Settings, req: &Request<'_>) -> Decision {
+    if settings.is_controller(&req.username) {
+        return Decision::Accept;
+    }
+    let old = match View::new(&req.old_object, "oldObject") {
+        Ok(v) => v,
+        Err(e) => return reject(code::BAD_REQUEST, e),
+    };
+    // Claimed by any claimer, like the main resource: a claim label that this policy did not
+    // set came from a controller identity (users' marks are refused as forged), so the work is
+    // some Gas Town's and its status that controller's.
+    if let Some(claimer) = old.label(CLAIMED_BY_LABEL) {
+        return reject(
+            code::FORBIDDEN,
+            format!(
+                "Automaton {}/{} is claimed by Gas Town {claimer:?}: its status is reported only by the \
+                 gastown controller ({}); user {:?} may not write it",
+                req.namespace,
+                old.name(),
+                settings.controller_users.join(", "),
+                req.username
+            ),
+        );
+    }
+    // Not claimed: the Kubernetes executor's fields (phase, conditions, message, ...) are
+    // writable; what the controller trusts when it (re)claims the Automaton is not.
+    let new = match View::new(&req.object, "object") {
+        Ok(v) => v,
+        Err(e) => return reject(code::BAD_REQUEST, e),
+    };
+    let mut changed: Vec<String> = CONTROLLER_STATUS_FIELDS
+        .iter()
+        .filter(|field| old.status_field(field) != new.status_field(field))
+        .map(|field| format!("status.{field}"))
+        .collect();
+    if let Some(phase) = new.phase_str()
+        && new.phase_str() != old.phase_str()
+        && CONTROLLER_PHASES.iter().any(|p| p.as_str() == phase)
+    {
+        changed.push(format!("status.phase {phase}"));
+    }
+    if changed.is_empty() {
+        return Decision::Accept;
+    }
+    reject(
+        code::FORBIDDEN,
+        format!(
+            "Automaton {}/{}: {} may be written only by the gastown controller ({}), not by {:?}; the \
+             controller trusts them to find the Gas Town bead of a claim. Leave them as they are (the phases \
+             Pending, Running, Succeeded and Failed, the conditions and the message stay writable)",
+            req.namespace,
+            old.name(),
+            changed.join(", "),
+            settings.controller_users.join(", "),
+            req.username
+        ),
+    )
+}
