@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gastown_crds::contract::{CLAIM_REQUEST_ANNOTATION, CLAIMED_BY_LABEL, RELEASE_FINALIZER};
+use gastown_crds::contract::{CLAIM_REQUEST_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER, RELEASE_FINALIZER};
 use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{OPERATOR_USER, TestCluster, client_from_kubeconfig};
 use gastown_tests::controller_process::ControllerProcess;
 use gastown_tests::fake_gastown::{FakeGasTown, Faults};
-use gastown_tests::fixtures::{self, repo};
+use gastown_tests::fixtures::{local_automaton, repo};
 use gastown_tests::policy_host::{PolicyModule, default_module_path};
 use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -55,10 +55,6 @@ fn policy_manifest() -> Value {
     let mut policy: Value = serde_yaml::from_str(&text).unwrap();
     policy["spec"]["settings"]["allowedUsers"] = json!(["alice"]);
     policy
-}
-
-fn automaton(name: &str, extra: Value) -> Automaton {
-    fixtures::local_automaton(name, &extra).unwrap()
 }
 
 /// Broken expectations, collected so that one run reports every item that fails.
@@ -162,10 +158,66 @@ async fn nobody_but_the_controller_steers_claimed_work() {
     let admin = cluster.client();
     let ns = cluster.namespace("steer").await.unwrap();
     let ns_name = ns.name().to_string();
+    grant_rbac(&admin, &ns_name).await;
+    let client = |user: &'static str| {
+        let path = cluster.user_kubeconfig(user);
+        let ns = ns_name.clone();
+        async move { Api::<Automaton>::namespaced(client_from_kubeconfig(&path).await.unwrap(), &ns) }
+    };
+    let alice = client("alice").await;
+    let mallory = client("mallory").await;
+    let operator = client(OPERATOR_USER).await;
+    let admin_api: Api<Automaton> = Api::namespaced(admin.clone(), &ns_name);
 
-    // RBAC: users may do anything with Automatons in the namespace (so only the policy stands
-    // in their way); the controller has the chart's Automaton rules (charts/gastown-operator/
-    // templates/rbac.yaml).
+    let (theirs, planted) = objects_from_before_the_policy(&admin_api).await;
+    let (webhook, mwc_name) = install_the_policy_webhook(&admin, &ns_name, &alice).await;
+    // The controller as its ServiceAccount. Gas Town refuses every sling, so a claim is given
+    // back after --claim-timeout (the controller closes the bead it created and releases).
+    let town = FakeGasTown::new().unwrap();
+    town.set_faults(&Faults::fail(1.0).verbs(["sling"])).unwrap();
+    let controller = start_the_controller(&cluster, &ns_name, &town);
+    let log = || controller.log();
+    let mut s = Steer {
+        alice,
+        mallory,
+        operator,
+        town: &town,
+        log: &log,
+        failures: Failures::default(),
+    };
+    a_released_automaton_is_not_claimed_again(&mut s).await;
+    the_controllers_status_fields_are_its_own(&mut s, &planted).await;
+    claimed_work_is_frozen(&mut s).await;
+    another_towns_status_is_not_the_users(&mut s, &theirs).await;
+    let failures = s.failures;
+
+    assert!(webhook.requests() > 0);
+    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .delete(&mwc_name, &DeleteParams::default())
+        .await;
+    assert!(
+        failures.0.is_empty(),
+        "{} broken expectations:\n{}\ncontroller log:\n{}",
+        failures.0.len(),
+        failures.0.join("\n"),
+        log()
+    );
+}
+
+/// The users and the running pieces the steps share; `failures` collects what every step finds.
+struct Steer<'a> {
+    alice: Api<Automaton>,
+    mallory: Api<Automaton>,
+    operator: Api<Automaton>,
+    town: &'a FakeGasTown,
+    log: &'a dyn Fn() -> String,
+    failures: Failures,
+}
+
+/// RBAC: users may do anything with Automatons in the namespace (so only the policy stands in
+/// their way); the controller has the chart's Automaton rules (charts/gastown-operator/
+/// templates/rbac.yaml).
+async fn grant_rbac(admin: &Client, ns_name: &str) {
     let users = json!(
         ["alice", "bob", "mallory"]
             .iter()
@@ -192,34 +244,26 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]),
     );
     apply_rbac(&admin, &ns_name, &role, &binding).await;
+}
 
-    let client = |user: &'static str| {
-        let path = cluster.user_kubeconfig(user);
-        let ns = ns_name.clone();
-        async move { Api::<Automaton>::namespaced(client_from_kubeconfig(&path).await.unwrap(), &ns) }
-    };
-    let alice = client("alice").await;
-    let mallory = client("mallory").await;
-    let operator = client(OPERATOR_USER).await;
-    let admin_api: Api<Automaton> = Api::namespaced(admin.clone(), &ns_name);
-
-    // Objects from before the policy was installed: work claimed by another town (its marks
-    // were set by that town's controller), and an unclaimed Automaton whose status carries a
-    // bead.
+/// Objects from before the policy was installed: work claimed by another town (its marks were
+/// set by that town's controller), and an unclaimed Automaton whose status carries a bead.
+async fn objects_from_before_the_policy(admin_api: &Api<Automaton>) -> (Automaton, Automaton) {
     let theirs = admin_api
         .create(
             &PostParams::default(),
-            &automaton(
+            &local_automaton(
                 "theirs",
-                json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "other-town"}}, "spec": {"rig": "gastown"}}),
-            ),
+                &json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "other-town"}}, "spec": {"rig": "gastown"}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
     let planted = admin_api
         .create(
             &PostParams::default(),
-            &automaton("planted", json!({"spec": {"executionMode": "kubernetes"}})),
+            &local_automaton("planted", &json!({"spec": {"executionMode": "kubernetes"}})).unwrap(),
         )
         .await
         .unwrap();
@@ -233,8 +277,12 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         )
         .await
         .unwrap();
+    (theirs, planted)
+}
 
-    // The compiled policy as a webhook built from the manifest, scoped to this namespace.
+/// The compiled policy as a webhook built from the manifest, scoped to the namespace; returns
+/// it with the name of its MutatingWebhookConfiguration once the API server uses it.
+async fn install_the_policy_webhook(admin: &Client, ns_name: &str, alice: &Api<Automaton>) -> (PolicyWebhook, String) {
     let mut policy = policy_manifest();
     let settings = policy["spec"]["settings"].clone();
     let module = PolicyModule::load(&default_module_path()).unwrap();
@@ -258,10 +306,8 @@ async fn nobody_but_the_controller_steers_claimed_work() {
     // is refused.
     let deadline = Instant::now() + WAIT;
     loop {
-        let probe = automaton(
-            "probe",
-            json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "gastown-local"}}, "spec": {"executionMode": "kubernetes"}}),
-        );
+        let forged = json!({"metadata": {"labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER}}, "spec": {"executionMode": "kubernetes"}});
+        let probe = local_automaton("probe", &forged).unwrap();
         match alice.create(&PostParams::default(), &probe).await {
             Err(kube::Error::Api(s)) if s.code == 403 => break,
             Ok(_) => {
@@ -272,11 +318,11 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         assert!(Instant::now() < deadline, "the webhook never took effect");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    (webhook, mwc_name)
+}
 
-    // The controller as its ServiceAccount. Gas Town refuses every sling, so a claim is given
-    // back after --claim-timeout (the controller closes the bead it created and releases).
-    let town = FakeGasTown::new().unwrap();
-    town.set_faults(&Faults::fail(1.0).verbs(["sling"])).unwrap();
+/// The controller binary as its ServiceAccount, watching `ns_name`, against `town`.
+fn start_the_controller(cluster: &TestCluster, ns_name: &str, town: &FakeGasTown) -> ControllerProcess {
     let args: Vec<String> = [
         "--namespaces",
         &ns_name,
@@ -301,19 +347,29 @@ async fn nobody_but_the_controller_steers_claimed_work() {
     .map(|s| s.to_string())
     .collect();
     let log_path = town.state_dir().join("controller.log");
-    let controller = ControllerProcess::spawn(
+    ControllerProcess::spawn(
         &controller_binary(),
         &cluster.user_kubeconfig(OPERATOR_USER),
         &args,
         &log_path,
     )
-    .unwrap();
-    let log = || controller.log();
-    let mut failures = Failures::default();
+    .unwrap()
+}
 
-    // --- Item 13: a released Automaton is not claimed again. ---
+/// Item 13: a released Automaton is not claimed again, and the controller leaves it alone.
+async fn a_released_automaton_is_not_claimed_again(s: &mut Steer<'_>) {
+    let Steer {
+        ref alice,
+        town,
+        log,
+        ref mut failures,
+        ..
+    } = *s;
     alice
-        .create(&PostParams::default(), &automaton("give-back", json!({})))
+        .create(
+            &PostParams::default(),
+            &local_automaton("give-back", &json!({})).unwrap(),
+        )
         .await
         .unwrap();
     let released = wait_for(&alice, "give-back", "released by the controller", &log, |a| {
@@ -377,12 +433,20 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         )
         .await
         .unwrap();
+}
 
-    // --- Item 11: the controller's status fields are the controller's, on any Automaton. ---
+/// Item 11: the controller's status fields are the controller's, on any Automaton.
+async fn the_controllers_status_fields_are_its_own(s: &mut Steer<'_>, planted: &Automaton) {
+    let Steer {
+        ref alice,
+        ref mallory,
+        ref mut failures,
+        ..
+    } = *s;
     alice
         .create(
             &PostParams::default(),
-            &automaton("plain", json!({"spec": {"executionMode": "kubernetes"}})),
+            &local_automaton("plain", &json!({"spec": {"executionMode": "kubernetes"}})).unwrap(),
         )
         .await
         .unwrap();
@@ -457,11 +521,20 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         unchanged.spec.execution_mode == planted.spec.execution_mode,
         "planted changed its execution mode",
     );
+}
 
-    // --- Item 12: claimed work is frozen; only the controller touches its finalizer. ---
+/// Item 12: claimed work is frozen; only the controller touches its finalizer.
+async fn claimed_work_is_frozen(s: &mut Steer<'_>) {
+    let Steer {
+        ref alice,
+        town,
+        log,
+        ref mut failures,
+        ..
+    } = *s;
     town.clear_faults();
     alice
-        .create(&PostParams::default(), &automaton("again", json!({})))
+        .create(&PostParams::default(), &local_automaton("again", &json!({})).unwrap())
         .await
         .unwrap();
     let again = wait_for(&alice, "again", "Dispatched", &log, |a| {
@@ -528,8 +601,16 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         town.bead(&bead).unwrap().unwrap()["status"] != "hooked",
         "the deleted work is still hooked in Gas Town",
     );
+}
 
-    // --- Item 14: the status of another town's claim is not the users' either. ---
+/// Item 14: the status of another town's claim is not the users' either.
+async fn another_towns_status_is_not_the_users(s: &mut Steer<'_>, theirs: &Automaton) {
+    let Steer {
+        ref alice,
+        ref operator,
+        ref mut failures,
+        ..
+    } = *s;
     let mut spoof = alice.get("theirs").await.unwrap();
     spoof.status.get_or_insert_with(Default::default).phase = Some(Phase::Succeeded);
     failures.refused(
@@ -554,16 +635,4 @@ async fn nobody_but_the_controller_steers_claimed_work() {
         )
         .await
         .unwrap();
-
-    assert!(webhook.requests() > 0);
-    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
-        .delete(&mwc_name, &DeleteParams::default())
-        .await;
-    assert!(
-        failures.0.is_empty(),
-        "{} broken expectations:\n{}\ncontroller log:\n{}",
-        failures.0.len(),
-        failures.0.join("\n"),
-        log()
-    );
 }
