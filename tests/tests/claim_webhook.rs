@@ -225,14 +225,14 @@ async fn grant_rbac(admin: &Client, ns_name: &str) {
             .collect::<Vec<_>>()
     );
     let (role, binding) = role_binding(
-        &ns_name,
+        ns_name,
         "automaton-editor",
         json!([{"apiGroups": ["olympus.io"], "resources": ["automatons", "automatons/status"], "verbs": ["*"]}]),
         users,
     );
-    apply_rbac(&admin, &ns_name, &role, &binding).await;
+    apply_rbac(admin, ns_name, &role, &binding).await;
     let (role, binding) = role_binding(
-        &ns_name,
+        ns_name,
         "gastown-operator",
         json!([
             {"apiGroups": ["olympus.io"], "resources": ["automatons"], "verbs": ["get", "list", "watch", "patch"]},
@@ -243,7 +243,7 @@ async fn grant_rbac(admin: &Client, ns_name: &str) {
         ]),
         json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]),
     );
-    apply_rbac(&admin, &ns_name, &role, &binding).await;
+    apply_rbac(admin, ns_name, &role, &binding).await;
 }
 
 /// Objects from before the policy was installed: work claimed by another town (its marks were
@@ -291,12 +291,12 @@ async fn install_the_policy_webhook(admin: &Client, ns_name: &str, alice: &Api<A
         .unwrap();
     policy["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-steer": ns_name}});
     let mwc_name = format!("gastown-claim-{ns_name}");
-    register(&admin, &webhook.webhook_configuration(&mwc_name, &policy))
+    register(admin, &webhook.webhook_configuration(&mwc_name, &policy))
         .await
         .unwrap();
     Api::<Namespace>::all(admin.clone())
         .patch(
-            &ns_name,
+            ns_name,
             &PatchParams::default(),
             &Patch::Merge(json!({"metadata": {"labels": {"gastown-steer": ns_name}}})),
         )
@@ -325,7 +325,7 @@ async fn install_the_policy_webhook(admin: &Client, ns_name: &str, alice: &Api<A
 fn start_the_controller(cluster: &TestCluster, ns_name: &str, town: &FakeGasTown) -> ControllerProcess {
     let args: Vec<String> = [
         "--namespaces",
-        &ns_name,
+        ns_name,
         "--metrics-addr",
         "127.0.0.1:0",
         "--sync-interval",
@@ -372,7 +372,7 @@ async fn a_released_automaton_is_not_claimed_again(s: &mut Steer<'_>) {
         )
         .await
         .unwrap();
-    let released = wait_for(&alice, "give-back", "released by the controller", &log, |a| {
+    let released = wait_for(alice, "give-back", "released by the controller", &log, |a| {
         a.phase() == Some(Phase::Released) && a.claimed_by().is_none() && a.finalizers().is_empty()
     })
     .await;
@@ -537,7 +537,7 @@ async fn claimed_work_is_frozen(s: &mut Steer<'_>) {
         .create(&PostParams::default(), &local_automaton("again", &json!({})).unwrap())
         .await
         .unwrap();
-    let again = wait_for(&alice, "again", "Dispatched", &log, |a| {
+    let again = wait_for(alice, "again", "Dispatched", &log, |a| {
         a.phase() == Some(Phase::Dispatched)
     })
     .await;
