@@ -10,52 +10,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use gastown_crds::contract::{CLAIM_REQUEST_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER, RELEASE_FINALIZER};
+use gastown_crds::contract::{CLAIM_REQUEST_ANNOTATION, RELEASE_FINALIZER};
 use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{OPERATOR_USER, TestCluster, client_from_kubeconfig};
-use gastown_tests::controller_process::ControllerProcess;
 use gastown_tests::fake_gastown::{FakeGasTown, Faults};
-use gastown_tests::fixtures::{local_automaton, repo};
-use gastown_tests::policy_host::{PolicyModule, default_module_path};
-use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
+use gastown_tests::fixtures::local_automaton;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt as _};
-use serde_json::{Value, json};
+use kube::{Api, ResourceExt as _};
+use serde::Serialize;
+use serde_json::json;
+use setup::{grant_rbac, install_the_policy_webhook, objects_from_before_the_policy, start_the_controller};
+
+mod setup;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn controller_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("GASTOWN_CONTROLLER_BIN").filter(|b| !b.is_empty()) {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/gastown-controller
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("gastown-controller"))
-        .unwrap();
-    assert!(
-        bin.is_file(),
-        "{} not found: build it (`cargo build -p gastown-controller`) or set GASTOWN_CONTROLLER_BIN",
-        bin.display()
-    );
-    bin
-}
-
-/// The ClusterAdmissionPolicy of `policy/manifests/`, with alice allowed to claim.
-fn policy_manifest() -> Value {
-    let text = std::fs::read_to_string(repo().join("policy/manifests/cluster-admission-policy.yaml")).unwrap();
-    let mut policy: Value = serde_yaml::from_str(&text).unwrap();
-    policy["spec"]["settings"]["allowedUsers"] = json!(["alice"]);
-    policy
-}
 
 /// Broken expectations, collected so that one run reports every item that fails.
 #[derive(Default)]
@@ -119,29 +91,15 @@ async fn wait_for(
     }
 }
 
-fn role_binding(ns: &str, name: &str, rules: Value, subjects: Value) -> (Value, Value) {
-    (
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": name, "namespace": ns}, "rules": rules}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": name, "namespace": ns},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-               "subjects": subjects}),
-    )
+/// A JSON merge patch of `name` as `api`'s user.
+async fn merge(api: &Api<Automaton>, name: &str, patch: impl Serialize + Debug) -> kube::Result<Automaton> {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
 }
 
-async fn apply_rbac(admin: &Client, ns: &str, role: &Value, binding: &Value) {
-    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    let params = PatchParams::apply("gastown-tests").force();
-    let name = role["metadata"]["name"].as_str().unwrap();
-    Api::<Role>::namespaced(admin.clone(), ns)
-        .patch(name, &params, &Patch::Apply(role))
+/// A JSON merge patch of `name`'s status as `api`'s user.
+async fn merge_status(api: &Api<Automaton>, name: &str, patch: impl Serialize + Debug) -> kube::Result<Automaton> {
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), ns)
-        .patch(name, &params, &Patch::Apply(binding))
-        .await
-        .unwrap();
 }
 
 fn bead_of(a: &Automaton) -> Option<String> {
@@ -214,157 +172,10 @@ struct Steer<'a> {
     failures: Failures,
 }
 
-/// RBAC: users may do anything with Automatons in the namespace (so only the policy stands in
-/// their way); the controller has the chart's Automaton rules (charts/gastown-operator/
-/// templates/rbac.yaml).
-async fn grant_rbac(admin: &Client, ns_name: &str) {
-    let users = json!(
-        ["alice", "bob", "mallory"]
-            .iter()
-            .map(|u| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
-            .collect::<Vec<_>>()
-    );
-    let (role, binding) = role_binding(
-        ns_name,
-        "automaton-editor",
-        json!([{"apiGroups": ["olympus.io"], "resources": ["automatons", "automatons/status"], "verbs": ["*"]}]),
-        users,
-    );
-    apply_rbac(admin, ns_name, &role, &binding).await;
-    let (role, binding) = role_binding(
-        ns_name,
-        "gastown-operator",
-        json!([
-            {"apiGroups": ["olympus.io"], "resources": ["automatons"], "verbs": ["get", "list", "watch", "patch"]},
-            {"apiGroups": ["olympus.io"], "resources": ["automatons/status"], "verbs": ["get", "patch", "update"]},
-            {"apiGroups": ["olympus.io"], "resources": ["automatons/finalizers"], "verbs": ["update"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
-        ]),
-        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]),
-    );
-    apply_rbac(admin, ns_name, &role, &binding).await;
-}
-
-/// Objects from before the policy was installed: work claimed by another town (its marks were
-/// set by that town's controller), and an unclaimed Automaton whose status carries a bead.
-async fn objects_from_before_the_policy(admin_api: &Api<Automaton>) -> (Automaton, Automaton) {
-    let theirs = admin_api
-        .create(
-            &PostParams::default(),
-            &local_automaton(
-                "theirs",
-                &json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "other-town"}}, "spec": {"rig": "gastown"}}),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let planted = admin_api
-        .create(
-            &PostParams::default(),
-            &local_automaton("planted", &json!({"spec": {"executionMode": "kubernetes"}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    admin_api
-        .patch_status(
-            "planted",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"status": {"phase": "Pending", "gastown": {"beadId": "gt-team7", "beadCreated": true}}}),
-            ),
-        )
-        .await
-        .unwrap();
-    (theirs, planted)
-}
-
-/// The compiled policy as a webhook built from the manifest, scoped to the namespace; returns
-/// it with the name of its MutatingWebhookConfiguration once the API server uses it.
-async fn install_the_policy_webhook(admin: &Client, ns_name: &str, alice: &Api<Automaton>) -> (PolicyWebhook, String) {
-    let mut policy = policy_manifest();
-    let settings = policy["spec"]["settings"].clone();
-    let module = PolicyModule::load(&default_module_path()).unwrap();
-    let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0)
-        .await
-        .unwrap();
-    policy["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-steer": ns_name}});
-    let mwc_name = format!("gastown-claim-{ns_name}");
-    register(admin, &webhook.webhook_configuration(&mwc_name, &policy))
-        .await
-        .unwrap();
-    Api::<Namespace>::all(admin.clone())
-        .patch(
-            ns_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"gastown-steer": ns_name}}})),
-        )
-        .await
-        .unwrap();
-    // The API server picks the new configuration up asynchronously: wait until a forged claim
-    // is refused.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let forged = json!({"metadata": {"labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER}}, "spec": {"executionMode": "kubernetes"}});
-        let probe = local_automaton("probe", &forged).unwrap();
-        match alice.create(&PostParams::default(), &probe).await {
-            Err(kube::Error::Api(s)) if s.code == 403 => break,
-            Ok(_) => {
-                alice.delete("probe", &DeleteParams::default()).await.unwrap();
-            }
-            Err(e) => panic!("probe: {e}"),
-        }
-        assert!(Instant::now() < deadline, "the webhook never took effect");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    (webhook, mwc_name)
-}
-
-/// The controller binary as its ServiceAccount, watching `ns_name`, against `town`.
-fn start_the_controller(cluster: &TestCluster, ns_name: &str, town: &FakeGasTown) -> ControllerProcess {
-    let args: Vec<String> = [
-        "--namespaces",
-        ns_name,
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--sync-interval",
-        "1s",
-        "--claim-timeout",
-        "3s",
-        "--release-timeout",
-        "3s",
-        "--log-format",
-        "json",
-        "--town-root",
-        &town.town_root().display().to_string(),
-        "--gt-path",
-        &town.gt_path().display().to_string(),
-        "--bd-path",
-        &town.bd_path().display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let log_path = town.state_dir().join("controller.log");
-    ControllerProcess::spawn(
-        &controller_binary(),
-        &cluster.user_kubeconfig(OPERATOR_USER),
-        &args,
-        &log_path,
-    )
-    .unwrap()
-}
-
 /// Item 13: a released Automaton is not claimed again, and the controller leaves it alone.
 async fn a_released_automaton_is_not_claimed_again(s: &mut Steer<'_>) {
-    let Steer {
-        ref alice,
-        town,
-        log,
-        ref mut failures,
-        ..
-    } = *s;
+    let (alice, town, log) = (&s.alice, s.town, s.log);
+    let failures = &mut s.failures;
     alice
         .create(
             &PostParams::default(),
@@ -395,9 +206,7 @@ async fn a_released_automaton_is_not_claimed_again(s: &mut Steer<'_>) {
     ] {
         failures.refused(
             how,
-            alice
-                .patch("give-back", &PatchParams::default(), &Patch::Merge(&patch))
-                .await,
+            merge(alice, "give-back", &patch).await,
             409,
             &[
                 "was released by Gas Town (status.phase Released)",
@@ -425,24 +234,15 @@ async fn a_released_automaton_is_not_claimed_again(s: &mut Steer<'_>) {
         "a bead was created after a re-claim of a released Automaton",
     );
     // It stays usable in Kubernetes mode.
-    alice
-        .patch(
-            "give-back",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"team": "web"}}})),
-        )
+    merge(alice, "give-back", json!({"metadata": {"labels": {"team": "web"}}}))
         .await
         .unwrap();
 }
 
 /// Item 11: the controller's status fields are the controller's, on any Automaton.
 async fn the_controllers_status_fields_are_its_own(s: &mut Steer<'_>, planted: &Automaton) {
-    let Steer {
-        ref alice,
-        ref mallory,
-        ref mut failures,
-        ..
-    } = *s;
+    let (alice, mallory) = (&s.alice, &s.mallory);
+    let failures = &mut s.failures;
     alice
         .create(
             &PostParams::default(),
@@ -452,15 +252,12 @@ async fn the_controllers_status_fields_are_its_own(s: &mut Steer<'_>, planted: &
         .unwrap();
     failures.refused(
         "planting a bead",
-        mallory
-            .patch_status(
-                "plain",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"status": {"phase": "Pending", "gastown": {"beadId": "gt-team8", "beadCreated": true}}}),
-                ),
-            )
-            .await,
+        merge_status(
+            mallory,
+            "plain",
+            json!({"status": {"phase": "Pending", "gastown": {"beadId": "gt-team8", "beadCreated": true}}}),
+        )
+        .await,
         403,
         &[
             "status.gastown",
@@ -470,48 +267,39 @@ async fn the_controllers_status_fields_are_its_own(s: &mut Steer<'_>, planted: &
     );
     failures.refused(
         "changing a recorded bead",
-        mallory
-            .patch_status(
-                "give-back",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"gastown": {"beadId": "gt-team8"}}})),
-            )
-            .await,
+        merge_status(
+            mallory,
+            "give-back",
+            json!({"status": {"gastown": {"beadId": "gt-team8"}}}),
+        )
+        .await,
         403,
         &["status.gastown"],
     );
     failures.refused(
         "planting a phase",
-        mallory
-            .patch_status(
-                "plain",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"phase": "Dispatched"}})),
-            )
-            .await,
+        merge_status(mallory, "plain", json!({"status": {"phase": "Dispatched"}})).await,
         403,
         &["status.phase Dispatched"],
     );
     // The Kubernetes executor's fields stay writable (the controller's are kept).
-    let written = mallory
-        .patch_status(
-            "planted",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Pending", "message": "waiting for a node"}})),
-        )
-        .await
-        .unwrap();
+    let written = merge_status(
+        mallory,
+        "planted",
+        json!({"status": {"phase": "Pending", "message": "waiting for a node"}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(written.status.unwrap().message.as_deref(), Some("waiting for a node"));
     // An Automaton whose status carries a bead is not claimed.
     failures.refused(
         "claiming an Automaton whose status carries a bead",
-        alice
-            .patch(
-                "planted",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"annotations": {CLAIM_REQUEST_ANNOTATION: "local"}}})),
-            )
-            .await,
+        merge(
+            alice,
+            "planted",
+            json!({"metadata": {"annotations": {CLAIM_REQUEST_ANNOTATION: "local"}}}),
+        )
+        .await,
         409,
         &["cannot be claimed", "status.gastown"],
     );
@@ -525,13 +313,8 @@ async fn the_controllers_status_fields_are_its_own(s: &mut Steer<'_>, planted: &
 
 /// Item 12: claimed work is frozen; only the controller touches its finalizer.
 async fn claimed_work_is_frozen(s: &mut Steer<'_>) {
-    let Steer {
-        ref alice,
-        town,
-        log,
-        ref mut failures,
-        ..
-    } = *s;
+    let (alice, town, log) = (&s.alice, s.town, s.log);
+    let failures = &mut s.failures;
     town.clear_faults();
     alice
         .create(&PostParams::default(), &local_automaton("again", &json!({})).unwrap())
@@ -553,35 +336,21 @@ async fn claimed_work_is_frozen(s: &mut Steer<'_>) {
     ] {
         failures.refused(
             &format!("changing {what} of claimed work"),
-            alice
-                .patch("again", &PatchParams::default(), &Patch::Merge(&patch))
-                .await,
+            merge(alice, "again", &patch).await,
             403,
             &[what, "the spec of claimed work is frozen"],
         );
     }
     failures.refused(
         "removing the finalizer of claimed work",
-        alice
-            .patch(
-                "again",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": []}})),
-            )
-            .await,
+        merge(alice, "again", json!({"metadata": {"finalizers": []}})).await,
         403,
         &["metadata.finalizers[gastown.io/release]"],
     );
     // Adding it to work nobody claims is refused too (nobody would ever remove it).
     failures.refused(
         "adding the finalizer to unclaimed work",
-        alice
-            .patch(
-                "plain",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": [RELEASE_FINALIZER]}})),
-            )
-            .await,
+        merge(alice, "plain", json!({"metadata": {"finalizers": [RELEASE_FINALIZER]}})).await,
         403,
         &["finalizer gastown.io/release is added and removed only by the gastown controller"],
     );
@@ -605,12 +374,8 @@ async fn claimed_work_is_frozen(s: &mut Steer<'_>) {
 
 /// Item 14: the status of another town's claim is not the users' either.
 async fn another_towns_status_is_not_the_users(s: &mut Steer<'_>, theirs: &Automaton) {
-    let Steer {
-        ref alice,
-        ref operator,
-        ref mut failures,
-        ..
-    } = *s;
+    let (alice, operator) = (&s.alice, &s.operator);
+    let failures = &mut s.failures;
     let mut spoof = alice.get("theirs").await.unwrap();
     spoof.status.get_or_insert_with(Default::default).phase = Some(Phase::Succeeded);
     failures.refused(
@@ -627,12 +392,7 @@ async fn another_towns_status_is_not_the_users(s: &mut Steer<'_>, theirs: &Autom
         "the status of another town's claim was written by alice",
     );
     // The controller identity may.
-    operator
-        .patch_status(
-            "theirs",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"message": "seen"}})),
-        )
+    merge_status(operator, "theirs", json!({"status": {"message": "seen"}}))
         .await
         .unwrap();
 }
