@@ -82,3 +82,98 @@ pub fn render_chart(
     }
     Ok(docs)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Automatons before and after a claim: JSON as admission requests carry them (the policy's
+// tests), typed as the API serves them (the cluster tests).
+// ---------------------------------------------------------------------------------------------
+
+use gastown_crds::contract::{
+    CLAIM_REQUEST_ANNOTATION, CLAIM_REQUEST_VALUE, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION,
+    CLAIMED_BY_LABEL, RELEASE_FINALIZER,
+};
+use kube::ResourceExt as _;
+
+/// When the fixtures' claims were made (`gastown.io/claimed-at`).
+pub const CLAIM_TIME: &str = "2026-11-28T10:00:01Z";
+
+/// A plain, unclaimed Automaton as admission requests carry it, like the policy's fixtures:
+/// namespace `team-a`, from the Forge `web-forge`, no execution mode, no rig.
+pub fn admission_automaton(name: &str) -> Value {
+    let api_version = Automaton::api_version(&());
+    json!({
+        "apiVersion": api_version,
+        "kind": Automaton::kind(&()),
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "uid": "6f1c2a9e-1b7d-4c55-9d1e-0a4b2c3d4e5f",
+            "creationTimestamp": "2026-11-28T10:00:00Z",
+            "generation": 1,
+            "labels": {"app": "web"},
+            "annotations": {"team.example.com/owner": "web-team"},
+            "ownerReferences": [{
+                "apiVersion": api_version,
+                "kind": "Forge",
+                "name": "web-forge",
+                "uid": "0b8f5e2c-0000-4000-8000-000000000001"
+            }],
+            "managedFields": [{
+                "manager": "kubectl",
+                "operation": "Apply",
+                "apiVersion": api_version,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {}}
+            }]
+        },
+        "spec": {
+            "task": {"title": "Fix the login bug", "description": "Users cannot log in with SSO."},
+            "forge": "web-forge",
+            "agent": {"name": "claude", "model": "opus"},
+            "futureField": {"kept": true}
+        }
+    })
+}
+
+/// `object` (JSON) as the policy leaves it after a claim by `requested_by` for `claimer` on `rig`.
+pub fn claimed_json(mut object: Value, claimer: &str, requested_by: &str, rig: &str) -> Value {
+    object["metadata"]["labels"][CLAIMED_BY_LABEL] = json!(claimer);
+    object["metadata"]["annotations"][CLAIMED_AT_ANNOTATION] = json!(CLAIM_TIME);
+    object["metadata"]["annotations"][CLAIM_REQUESTED_BY_ANNOTATION] = json!(requested_by);
+    object["spec"]["executionMode"] = json!("local");
+    object["spec"]["rig"] = json!(rig);
+    object
+}
+
+/// `object` (JSON) with the claim request annotation set to `local`.
+pub fn claim_requested(mut object: Value) -> Value {
+    object["metadata"]["annotations"][CLAIM_REQUEST_ANNOTATION] = json!(CLAIM_REQUEST_VALUE);
+    object
+}
+
+/// An Automaton (JSON) claimed by `claimer` for alice on rig `gastown`, with the claim
+/// annotation and the controller's finalizer, running in Gas Town.
+pub fn running_claim(claimer: &str) -> Value {
+    let mut o = claimed_json(
+        claim_requested(admission_automaton("fix-login")),
+        claimer,
+        "alice",
+        "gastown",
+    );
+    o["metadata"]["finalizers"] = json!([RELEASE_FINALIZER]);
+    o["status"] = json!({"phase": "Running"});
+    o
+}
+
+/// A local Automaton named `name` whose task is titled `title`.
+pub fn titled_automaton(name: &str, title: &str) -> anyhow::Result<Automaton> {
+    local_automaton(name, &json!({"spec": {"task": {"title": title}}}))
+}
+
+/// `automaton` with the claim label of `claimer`, the mark controllers select on.
+pub fn with_claim_label(mut automaton: Automaton, claimer: &str) -> Automaton {
+    automaton
+        .labels_mut()
+        .insert(CLAIMED_BY_LABEL.to_string(), claimer.to_string());
+    automaton
+}

@@ -4,7 +4,7 @@
 //! JSONPatch computed by the host with `json_patch::diff(original, mutated)`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
@@ -33,13 +33,37 @@ impl HostCapabilities for NoCapabilities {
     }
 }
 
-/// Answers `list_resources_by_namespace` with a fixed list, or fails with a fixed error.
-pub struct FixedList(pub Result<Value, String>);
+/// Answers `list_resources_by_namespace` with a list or an error that can be changed between
+/// calls, so one instance serves many cases; refuses every other host call.
+pub struct ScriptedList(Mutex<Result<Value, String>>);
 
-impl HostCapabilities for FixedList {
+impl ScriptedList {
+    /// Answers an empty list until [`Self::set`] is called.
+    pub fn new() -> ScriptedList {
+        ScriptedList::answering(Ok(json!({"items": []})))
+    }
+
+    /// Answers `answer` until [`Self::set`] is called.
+    pub fn answering(answer: Result<Value, String>) -> ScriptedList {
+        ScriptedList(Mutex::new(answer))
+    }
+
+    /// The answer for the next calls.
+    pub fn set(&self, answer: Result<Value, String>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = answer;
+    }
+}
+
+impl Default for ScriptedList {
+    fn default() -> Self {
+        ScriptedList::new()
+    }
+}
+
+impl HostCapabilities for ScriptedList {
     fn kubernetes(&self, operation: &str, _request: &Value) -> Result<Value, String> {
         match operation {
-            "list_resources_by_namespace" => self.0.clone(),
+            "list_resources_by_namespace" => self.0.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             other => Err(format!("unexpected host capability kubernetes/{other}")),
         }
     }

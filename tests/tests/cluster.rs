@@ -10,15 +10,16 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use futures::{StreamExt as _, TryStreamExt as _};
 use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER, RELEASE_FINALIZER};
-use gastown_crds::{Automaton, AutomatonSpec, ExecutionMode, Phase, TaskSpec};
+use gastown_crds::{Automaton, ExecutionMode, Phase};
 use gastown_tests::cluster::{TEST_FIELD_MANAGER, TestCluster, TestNamespace};
+use gastown_tests::fixtures::{titled_automaton, with_claim_label};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::{Api, Client, ResourceExt as _};
+use kube::{Api, Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 
 /// Upper bound for any single wait on the server in these tests.
@@ -32,30 +33,17 @@ async fn setup(prefix: &str) -> anyhow::Result<(TestCluster, TestNamespace)> {
     Ok((cluster, namespace))
 }
 
-fn automaton(name: &str, title: &str) -> Automaton {
-    Automaton::new(
-        name,
-        AutomatonSpec {
-            task: TaskSpec {
-                title: title.to_string(),
-                description: None,
-                bead_id: None,
-            },
-            forge: None,
-            rig: None,
-            execution_mode: ExecutionMode::Local,
-            agent: None,
-            merge_strategy: None,
-            timeout_seconds: None,
-        },
-    )
-}
-
-fn claimed(mut automaton: Automaton, claimer: &str) -> Automaton {
-    automaton
-        .labels_mut()
-        .insert(CLAIMED_BY_LABEL.to_string(), claimer.to_string());
-    automaton
+/// Expects `result` to be refused with an API status that `expected` accepts (`want` describes
+/// it); `what` says what it would mean if the call succeeded.
+fn expect_api_error<T>(
+    result: Result<T, kube::Error>,
+    what: &str,
+    want: &str,
+    expected: impl Fn(&kube::core::Status) -> bool,
+) -> anyhow::Result<()> {
+    let err = result.err().context(what.to_string())?;
+    ensure!(api_status(&err).is_some_and(expected), "expected {want}, got {err}");
+    Ok(())
 }
 
 fn api_status(err: &kube::Error) -> Option<&kube::core::Status> {
@@ -73,6 +61,7 @@ async fn crd_is_established_with_status_subresource() -> anyhow::Result<()> {
     cluster.install_crds().await?;
 
     let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    // The CRD's wire names, pinned here on purpose rather than read from `Automaton`.
     let crd = crds.get("automatons.olympus.io").await?;
     let established = crd
         .status
@@ -121,11 +110,17 @@ async fn create_get_list_and_watch_by_claim_label() -> anyhow::Result<()> {
     let mut events = api.watch(&params, &resource_version).await?.boxed();
 
     let pp = PostParams::default();
-    api.create(&pp, &claimed(automaton("mine", "claimed here"), DEFAULT_CLAIMER))
-        .await?;
-    api.create(&pp, &claimed(automaton("theirs", "claimed elsewhere"), "other-town"))
-        .await?;
-    api.create(&pp, &automaton("unclaimed", "not claimed")).await?;
+    api.create(
+        &pp,
+        &with_claim_label(titled_automaton("mine", "claimed here")?, DEFAULT_CLAIMER),
+    )
+    .await?;
+    api.create(
+        &pp,
+        &with_claim_label(titled_automaton("theirs", "claimed elsewhere")?, "other-town"),
+    )
+    .await?;
+    api.create(&pp, &titled_automaton("unclaimed", "not claimed")?).await?;
 
     let fetched = api.get("mine").await?;
     assert_eq!(fetched.spec.task.title, "claimed here");
@@ -172,7 +167,7 @@ async fn status_subresource_leaves_spec_untouched() -> anyhow::Result<()> {
     let (cluster, ns) = setup("status").await?;
     let api: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
     let created = api
-        .create(&PostParams::default(), &automaton("work", "original title"))
+        .create(&PostParams::default(), &titled_automaton("work", "original title")?)
         .await?;
     let generation = created.metadata.generation;
 
@@ -230,8 +225,8 @@ async fn server_side_apply_records_the_field_manager() -> anyhow::Result<()> {
     let api: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
     let manager = "gastown-tests-apply";
     let desired = json!({
-        "apiVersion": "olympus.io/v1alpha1",
-        "kind": "Automaton",
+        "apiVersion": Automaton::api_version(&()),
+        "kind": Automaton::kind(&()),
         "metadata": {"name": "applied", "labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER}},
         "spec": {"task": {"title": "applied title"}, "executionMode": "local"}
     });
@@ -254,20 +249,18 @@ async fn server_side_apply_records_the_field_manager() -> anyhow::Result<()> {
 
     // Another manager claiming the same field conflicts unless it forces.
     let rival = json!({
-        "apiVersion": "olympus.io/v1alpha1",
-        "kind": "Automaton",
+        "apiVersion": Automaton::api_version(&()),
+        "kind": Automaton::kind(&()),
         "metadata": {"name": "applied"},
         "spec": {"task": {"title": "rival title"}}
     });
-    let err = api
-        .patch("applied", &PatchParams::apply("rival"), &Patch::Apply(&rival))
-        .await
-        .err()
-        .context("a conflicting apply succeeded")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 409),
-        "expected 409 Conflict, got {err}"
-    );
+    expect_api_error(
+        api.patch("applied", &PatchParams::apply("rival"), &Patch::Apply(&rival))
+            .await,
+        "a conflicting apply succeeded",
+        "409 Conflict",
+        |s| s.code == 409,
+    )?;
     let forced = api
         .patch("applied", &PatchParams::apply("rival").force(), &Patch::Apply(&rival))
         .await?;
@@ -279,7 +272,7 @@ async fn server_side_apply_records_the_field_manager() -> anyhow::Result<()> {
 async fn finalizer_blocks_deletion_until_removed() -> anyhow::Result<()> {
     let (cluster, ns) = setup("finalizer").await?;
     let api: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
-    let mut object = automaton("held", "held by a finalizer");
+    let mut object = titled_automaton("held", "held by a finalizer")?;
     object.metadata.finalizers = Some(vec![RELEASE_FINALIZER.to_string()]);
     api.create(&PostParams::default(), &object).await?;
 
@@ -313,7 +306,7 @@ async fn finalizer_blocks_deletion_until_removed() -> anyhow::Result<()> {
 async fn stale_update_is_a_conflict() -> anyhow::Result<()> {
     let (cluster, ns) = setup("conflict").await?;
     let api: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
-    api.create(&PostParams::default(), &automaton("contended", "first"))
+    api.create(&PostParams::default(), &titled_automaton("contended", "first")?)
         .await?;
 
     let stale = api.get("contended").await?;
@@ -324,15 +317,12 @@ async fn stale_update_is_a_conflict() -> anyhow::Result<()> {
 
     let mut late = stale;
     late.spec.task.title = "lost update".to_string();
-    let err = api
-        .replace("contended", &PostParams::default(), &late)
-        .await
-        .err()
-        .context("a replace with a stale resourceVersion succeeded")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 409 && s.is_conflict()),
-        "expected 409 Conflict, got {err}"
-    );
+    expect_api_error(
+        api.replace("contended", &PostParams::default(), &late).await,
+        "a replace with a stale resourceVersion succeeded",
+        "409 Conflict",
+        |s| s.code == 409 && s.is_conflict(),
+    )?;
     assert_eq!(api.get("contended").await?.spec.task.title, "second");
     Ok(())
 }
@@ -382,15 +372,14 @@ async fn lease_can_be_created_and_renewed() -> anyhow::Result<()> {
     if let Some(spec) = takeover.spec.as_mut() {
         spec.holder_identity = Some("replica-b".to_string());
     }
-    let err = leases
-        .replace("gastown-operator-leader", &PostParams::default(), &takeover)
-        .await
-        .err()
-        .context("a stale lease renewal succeeded")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 409),
-        "expected 409 Conflict, got {err}"
-    );
+    expect_api_error(
+        leases
+            .replace("gastown-operator-leader", &PostParams::default(), &takeover)
+            .await,
+        "a stale lease renewal succeeded",
+        "409 Conflict",
+        |s| s.code == 409,
+    )?;
     Ok(())
 }
 
@@ -399,22 +388,48 @@ async fn rbac_forbids_users_without_a_role() -> anyhow::Result<()> {
     let (cluster, ns) = setup("rbac").await?;
     let admin: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
     admin
-        .create(&PostParams::default(), &automaton("guarded", "guarded"))
+        .create(&PostParams::default(), &titled_automaton("guarded", "guarded")?)
         .await?;
     assert_eq!(admin.list(&ListParams::default()).await?.items.len(), 1);
 
     let mallory: Api<Automaton> = Api::namespaced(cluster.user_client("mallory").await?, ns.name());
-    let err = mallory
-        .list(&ListParams::default())
-        .await
-        .err()
-        .context("mallory listed Automatons without any role")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 403 && s.is_forbidden()),
-        "expected 403 Forbidden, got {err}"
-    );
+    expect_api_error(
+        mallory.list(&ListParams::default()).await,
+        "mallory listed Automatons without any role",
+        "403 Forbidden",
+        |s| s.code == 403 && s.is_forbidden(),
+    )?;
 
     // A role bound to the gastown-claimers group lets alice (a member) read, not bob.
+    let role_name = grant_claimers_read(&cluster, &ns).await?;
+
+    let alice: Api<Automaton> = Api::namespaced(cluster.user_client("alice").await?, ns.name());
+    let listed = list_when_allowed(&alice).await?;
+    assert_eq!(listed, ["guarded"]);
+    let bob: Api<Automaton> = Api::namespaced(cluster.user_client("bob").await?, ns.name());
+    expect_api_error(
+        bob.list(&ListParams::default()).await,
+        "bob listed Automatons without being a claimer",
+        "403",
+        |s| s.code == 403,
+    )?;
+    // The role gives read access only.
+    expect_api_error(
+        alice.delete("guarded", &DeleteParams::default()).await,
+        "alice deleted with a read-only role",
+        "403",
+        |s| s.code == 403,
+    )?;
+
+    Api::<ClusterRole>::all(cluster.client())
+        .delete(&role_name, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+/// Binds a ClusterRole that reads Automatons to the group `gastown-claimers` in `ns`; returns
+/// the role's name (the caller deletes it).
+async fn grant_claimers_read(cluster: &TestCluster, ns: &TestNamespace) -> anyhow::Result<String> {
     let role_name = format!("{}-automaton-reader", ns.name());
     let role = ClusterRole {
         metadata: ObjectMeta {
@@ -422,8 +437,8 @@ async fn rbac_forbids_users_without_a_role() -> anyhow::Result<()> {
             ..ObjectMeta::default()
         },
         rules: Some(vec![PolicyRule {
-            api_groups: Some(vec!["olympus.io".to_string()]),
-            resources: Some(vec!["automatons".to_string()]),
+            api_groups: Some(vec![Automaton::group(&()).to_string()]),
+            resources: Some(vec![Automaton::plural(&()).to_string()]),
             verbs: vec!["get".to_string(), "list".to_string(), "watch".to_string()],
             ..PolicyRule::default()
         }]),
@@ -452,35 +467,7 @@ async fn rbac_forbids_users_without_a_role() -> anyhow::Result<()> {
     Api::<RoleBinding>::namespaced(cluster.client(), ns.name())
         .create(&PostParams::default(), &binding)
         .await?;
-
-    let alice: Api<Automaton> = Api::namespaced(cluster.user_client("alice").await?, ns.name());
-    let listed = list_when_allowed(&alice).await?;
-    assert_eq!(listed, ["guarded"]);
-    let bob: Api<Automaton> = Api::namespaced(cluster.user_client("bob").await?, ns.name());
-    let err = bob
-        .list(&ListParams::default())
-        .await
-        .err()
-        .context("bob listed Automatons without being a claimer")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 403),
-        "expected 403, got {err}"
-    );
-    // The role gives read access only.
-    let err = alice
-        .delete("guarded", &DeleteParams::default())
-        .await
-        .err()
-        .context("alice deleted with a read-only role")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 403),
-        "expected 403, got {err}"
-    );
-
-    Api::<ClusterRole>::all(cluster.client())
-        .delete(&role_name, &DeleteParams::default())
-        .await?;
-    Ok(())
+    Ok(role_name)
 }
 
 /// Lists as a user whose RoleBinding was just created (the RBAC cache catches up quickly).
@@ -505,15 +492,12 @@ async fn operator_identity_has_no_rights_by_default() -> anyhow::Result<()> {
         .user_client(gastown_crds::contract::DEFAULT_CONTROLLER_USER)
         .await?;
     let api: Api<Automaton> = Api::namespaced(client, ns.name());
-    let err = api
-        .list(&ListParams::default())
-        .await
-        .err()
-        .context("the operator identity listed Automatons without a role")?;
-    ensure!(
-        api_status(&err).is_some_and(|s| s.code == 403),
-        "expected 403, got {err}"
-    );
+    expect_api_error(
+        api.list(&ListParams::default()).await,
+        "the operator identity listed Automatons without a role",
+        "403",
+        |s| s.code == 403,
+    )?;
     Ok(())
 }
 
@@ -525,7 +509,7 @@ async fn dedicated_cluster_keeps_data_across_an_apiserver_restart() -> anyhow::R
     cluster.install_crds().await?;
     let ns = cluster.namespace("restart").await?;
     let api: Api<Automaton> = Api::namespaced(cluster.client(), ns.name());
-    api.create(&PostParams::default(), &automaton("durable", "kept in etcd"))
+    api.create(&PostParams::default(), &titled_automaton("durable", "kept in etcd")?)
         .await?;
 
     cluster.restart_apiserver().await?;

@@ -1,4 +1,4 @@
-//! Generated AdmissionRequests (tests/src/admission_gen.rs) through the compiled policy
+//! Generated AdmissionRequests (tests/src/admission_gen/) through the compiled policy
 //! (`policy/policy.wasm`) in the waPC/wasmtime engine, the way policy-server runs it.
 //!
 //! Every answer is checked by `admission_gen::check`: no trap, valid JSON with `accepted`, a
@@ -28,10 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use gastown_crds::contract::DEFAULT_CLAIMER;
 use gastown_tests::admission_gen::{
-    AdmissionGen, Case, LedgerAnswer, Options, Scenario, ScriptedLedger, SettingsModel, check, shorten,
+    AdmissionGen, CLAIM_PATHS, Case, LedgerAnswer, Options, Scenario, SettingsModel, admission_request, check, shorten,
 };
-use gastown_tests::policy_host::{PolicyInstance, PolicyModule, default_module_path};
+use gastown_tests::fixtures::{admission_automaton, claimed_json};
+use gastown_tests::policy_host::{PolicyInstance, PolicyModule, ScriptedList, default_module_path};
 use serde_json::Value;
 
 fn module_path() -> PathBuf {
@@ -91,10 +93,55 @@ impl Stats {
         self.instances += other.instances;
         self.failures.extend(other.failures);
     }
+
+    fn report(&self, run_seed: u64, seconds: f64, threads: u64) {
+        println!(
+            "{} generated requests (seed {run_seed:#x}) in {seconds:.1} s ({:.0}/s) on {threads} threads, {} instances: \
+             {} accepted ({} mutated), rejected by code {:?}; scenarios {:?}; {} raw, {} corrupted, {} with 100 KB+ strings",
+            self.cases,
+            self.cases as f64 / seconds.max(1e-9),
+            self.instances,
+            self.accepted,
+            self.mutated,
+            self.codes,
+            self.scenarios,
+            self.raw,
+            self.corrupted,
+            self.huge
+        );
+    }
+
+    /// The generator reaches every kind of answer (a broken generator would pass vacuously).
+    fn assert_every_kind_of_answer(&self, total: u64) {
+        assert!(self.mutated > total / 100, "too few claims: {}", self.mutated);
+        for code in [400, 403, 409, 429, 500, 503] {
+            assert!(
+                self.codes.get(&code).is_some_and(|n| *n > 0),
+                "no rejection with code {code}: {:?}",
+                self.codes
+            );
+        }
+        for scenario in [
+            Scenario::Create,
+            Scenario::UpdateUnclaimed,
+            Scenario::UpdateClaimed,
+            Scenario::Status,
+            Scenario::Delete,
+            Scenario::Other,
+            Scenario::OtherResource,
+            Scenario::Raw,
+        ] {
+            assert!(
+                self.scenarios.contains_key(&format!("{scenario:?}")),
+                "scenario {scenario:?} never generated"
+            );
+        }
+        assert!(self.huge > 0 && self.raw > 0 && self.corrupted > 0);
+    }
 }
 
 /// Runs one case; returns the guest's answer and whether a patch resulted.
-fn run_case(instance: &PolicyInstance, ledger: &ScriptedLedger, case: &Case) -> Result<(Value, bool), String> {
+fn run_case(instance: &PolicyInstance, ledger: &ScriptedList, case: &Case) -> Result<(Value, bool), String> {
     ledger.set(case.ledger.host_answer());
     if let Some(raw) = &case.raw {
         let out = instance
@@ -154,7 +201,7 @@ fn worker(
     fresh_every: u64,
     done: &AtomicU64,
 ) -> Stats {
-    let ledger = Arc::new(ScriptedLedger::new());
+    let ledger = Arc::new(ScriptedList::new());
     let mut stats = Stats::default();
     let mut instance: Option<PolicyInstance> = None;
     let mut calls = 0u64;
@@ -214,18 +261,7 @@ fn generated_admission_requests_through_the_compiled_module() {
     let started = Instant::now();
 
     if let Ok(one) = std::env::var("GASTOWN_FUZZ_CASE") {
-        let index: u64 = one.trim().parse().unwrap();
-        let case = AdmissionGen::case_with(run_seed, index, options());
-        println!(
-            "case {index}: {:?}\nsettings: {}\nrequest: {}",
-            case.scenario, case.settings, case.request
-        );
-        let ledger = Arc::new(ScriptedLedger::new());
-        let instance = module.instance(ledger.clone()).unwrap();
-        match run_case(&instance, &ledger, &case) {
-            Ok((response, _)) => println!("answer: {}", shorten(&response.to_string())),
-            Err(e) => panic!("{}", record_failure(run_seed, index, &case, &e)),
-        }
+        run_one(&module, run_seed, one.trim().parse().unwrap());
         return;
     }
 
@@ -242,22 +278,7 @@ fn generated_admission_requests_through_the_compiled_module() {
             stats.merge(h.join().unwrap());
         }
     });
-    let elapsed = started.elapsed();
-    println!(
-        "{} generated requests (seed {run_seed:#x}) in {:.1} s ({:.0}/s) on {threads} threads, {} instances: \
-         {} accepted ({} mutated), rejected by code {:?}; scenarios {:?}; {} raw, {} corrupted, {} with 100 KB+ strings",
-        stats.cases,
-        elapsed.as_secs_f64(),
-        stats.cases as f64 / elapsed.as_secs_f64().max(1e-9),
-        stats.instances,
-        stats.accepted,
-        stats.mutated,
-        stats.codes,
-        stats.scenarios,
-        stats.raw,
-        stats.corrupted,
-        stats.huge
-    );
+    stats.report(run_seed, started.elapsed().as_secs_f64(), threads);
     assert!(
         stats.failures.is_empty(),
         "{} of {} generated requests broke an invariant (first {} shown):\n{}",
@@ -267,32 +288,23 @@ fn generated_admission_requests_through_the_compiled_module() {
         stats.failures.join("\n\n")
     );
     assert_eq!(stats.cases, total);
-    // The generator reaches every kind of answer (a broken generator would pass vacuously).
     if total >= 10_000 {
-        assert!(stats.mutated > total / 100, "too few claims: {}", stats.mutated);
-        for code in [400, 403, 409, 429, 500, 503] {
-            assert!(
-                stats.codes.get(&code).is_some_and(|n| *n > 0),
-                "no rejection with code {code}: {:?}",
-                stats.codes
-            );
-        }
-        for scenario in [
-            Scenario::Create,
-            Scenario::UpdateUnclaimed,
-            Scenario::UpdateClaimed,
-            Scenario::Status,
-            Scenario::Delete,
-            Scenario::Other,
-            Scenario::OtherResource,
-            Scenario::Raw,
-        ] {
-            assert!(
-                stats.scenarios.contains_key(&format!("{scenario:?}")),
-                "scenario {scenario:?} never generated"
-            );
-        }
-        assert!(stats.huge > 0 && stats.raw > 0 && stats.corrupted > 0);
+        stats.assert_every_kind_of_answer(total);
+    }
+}
+
+/// `GASTOWN_FUZZ_CASE`: one case, printed, for reproducing a failure.
+fn run_one(module: &PolicyModule, run_seed: u64, index: u64) {
+    let case = AdmissionGen::case_with(run_seed, index, options());
+    println!(
+        "case {index}: {:?}\nsettings: {}\nrequest: {}",
+        case.scenario, case.settings, case.request
+    );
+    let ledger = Arc::new(ScriptedList::new());
+    let instance = module.instance(ledger.clone()).unwrap();
+    match run_case(&instance, &ledger, &case) {
+        Ok((response, _)) => println!("answer: {}", shorten(&response.to_string())),
+        Err(e) => panic!("{}", record_failure(run_seed, index, &case, &e)),
     }
 }
 
@@ -349,7 +361,7 @@ fn the_policy_returns_float_fields_exactly() {
         payload = payload.replace(&format!("\"@{key}@\""), text);
     }
     let module = PolicyModule::load(&module_path()).unwrap();
-    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let instance = module.instance(Arc::new(ScriptedList::new())).unwrap();
     let answer = String::from_utf8(instance.call("validate", payload.as_bytes()).unwrap()).unwrap();
     assert!(answer.contains("\"mutated_object\""), "no claim: {answer}");
     let mut changed = Vec::new();
@@ -376,7 +388,7 @@ fn the_policy_returns_float_fields_exactly() {
 fn float_fields_survive_a_claim_through_the_host() {
     let fixture = float_fixture();
     let module = PolicyModule::load(&module_path()).unwrap();
-    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let instance = module.instance(Arc::new(ScriptedList::new())).unwrap();
     let admission = instance.validate(&fixture["settings"], &fixture["request"]).unwrap();
     assert!(admission.allowed, "{}", admission.response);
     let patch = admission.patch.expect("a claim");
@@ -384,7 +396,7 @@ fn float_fields_survive_a_claim_through_the_host() {
         .0
         .iter()
         .map(|op| op.path().to_string())
-        .filter(|p| !gastown_tests::admission_gen::CLAIM_PATHS.contains(&p.as_str()))
+        .filter(|p| !CLAIM_PATHS.contains(&p.as_str()))
         .collect();
     assert!(foreign.is_empty(), "the claim's JSONPatch also touches {foreign:?}");
     let case = Case {
@@ -405,7 +417,7 @@ fn float_fields_survive_a_claim_through_the_host() {
 #[test]
 fn standard_settings_are_valid_in_the_module() {
     let module = PolicyModule::load(&module_path()).unwrap();
-    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let instance = module.instance(Arc::new(ScriptedList::new())).unwrap();
     for settings in [SettingsModel::standard(), SettingsModel::defaults()] {
         let answer = instance.validate_settings(&settings.to_json()).unwrap();
         assert_eq!(answer["valid"], Value::Bool(true), "{answer}");
@@ -422,7 +434,7 @@ fn settings_must_be_an_object() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/regression-settings-array.json");
     let fixture: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let module = PolicyModule::load(&module_path()).unwrap();
-    let instance = module.instance(Arc::new(ScriptedLedger::new())).unwrap();
+    let instance = module.instance(Arc::new(ScriptedList::new())).unwrap();
     let answer = instance.validate_settings(&fixture["settings"]).unwrap();
     assert_eq!(
         answer["valid"], fixture["valid"],
@@ -434,14 +446,8 @@ fn settings_must_be_an_object() {
         assert!(message.contains(part.as_str().unwrap()), "{message:?} lacks {part}");
     }
     // With those settings mallory must not pass for the controller: `validate` refuses to run.
-    let claimed = gastown_tests::admission_gen::claimed(
-        gastown_tests::admission_gen::automaton("fix-login"),
-        "gastown-local",
-        "alice",
-        "gastown",
-    );
-    let status =
-        gastown_tests::admission_gen::admission_request("UPDATE", "status", "mallory", &[], claimed.clone(), claimed);
+    let claimed = claimed_json(admission_automaton("fix-login"), DEFAULT_CLAIMER, "alice", "gastown");
+    let status = admission_request("UPDATE", "status", "mallory", &[], claimed.clone(), claimed);
     let admission = instance.validate(&fixture["settings"], &status).unwrap();
     assert!(
         !admission.allowed,

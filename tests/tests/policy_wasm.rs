@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gastown_tests::policy_host::{FixedList, HostCapabilities, NoCapabilities, PolicyModule, default_module_path};
+use gastown_crds::contract::CLAIMED_AT_ANNOTATION;
+use gastown_tests::policy_host::{HostCapabilities, NoCapabilities, PolicyModule, ScriptedList, default_module_path};
 use serde_json::{Value, json};
 
 fn fixtures(dir: &str) -> Vec<(String, Value)> {
@@ -35,8 +36,8 @@ fn capabilities(case: &Value) -> Arc<dyn HostCapabilities> {
     match case.get("ledger") {
         None => Arc::new(NoCapabilities),
         Some(l) => match l.get("error").and_then(Value::as_str) {
-            Some(e) => Arc::new(FixedList(Err(e.to_string()))),
-            None => Arc::new(FixedList(Ok(l.clone()))),
+            Some(e) => Arc::new(ScriptedList::answering(Err(e.to_string()))),
+            None => Arc::new(ScriptedList::answering(Ok(l.clone()))),
         },
     }
 }
@@ -44,7 +45,7 @@ fn capabilities(case: &Value) -> Arc<dyn HostCapabilities> {
 /// Replaces the `<now>` placeholder with the timestamp the module wrote, after checking it is
 /// RFC 3339 and close to the current time.
 fn with_claimed_at(expected: &Value, actual: &Value) -> Value {
-    let stamp = actual["metadata"]["annotations"]["gastown.io/claimed-at"]
+    let stamp = actual["metadata"]["annotations"][CLAIMED_AT_ANNOTATION]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -207,6 +208,7 @@ fn the_list_request_names_the_claimer_label_and_namespace() {
     assert!(admission.allowed && admission.patch.is_some());
     let calls = recorder.0.lock().unwrap();
     assert_eq!(calls.len(), 1);
+    // The wire names the policy asks for, pinned here on purpose rather than read from the contract.
     assert_eq!(calls[0]["namespace"], json!("team-a"));
     assert_eq!(calls[0]["kind"], json!("Automaton"));
     assert_eq!(calls[0]["api_version"], json!("olympus.io/v1alpha1"));

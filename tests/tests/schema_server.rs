@@ -5,22 +5,27 @@
 
 use std::path::Path;
 
-use gastown_tests::cluster::TestCluster;
+use gastown_crds::Automaton;
+use gastown_tests::cluster::{TestCluster, TestNamespace};
+use kube::Api;
+use kube::Resource as _;
 use kube::api::{DynamicObject, PostParams};
 use kube::discovery::ApiResource;
-use kube::{Api, core::GroupVersionKind};
 use serde_json::{Value, json};
 
-fn resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("olympus.io", "v1alpha1", "Automaton"),
-        "automatons",
-    )
+/// The cluster with the CRD installed, a fresh namespace, and Automatons in it as untyped
+/// objects (so the schema, not serde, judges them).
+async fn setup(prefix: &str) -> (TestCluster, TestNamespace, Api<DynamicObject>) {
+    let cluster = TestCluster::start().await.unwrap();
+    cluster.install_crds().await.unwrap();
+    let ns = cluster.namespace(prefix).await.unwrap();
+    let api = Api::namespaced_with(cluster.client(), ns.name(), &ApiResource::erase::<Automaton>(&()));
+    (cluster, ns, api)
 }
 
 fn doc(name: &str, spec: Value) -> DynamicObject {
     serde_json::from_value(json!({
-        "apiVersion": "olympus.io/v1alpha1", "kind": "Automaton",
+        "apiVersion": Automaton::api_version(&()), "kind": Automaton::kind(&()),
         "metadata": {"name": name}, "spec": spec,
     }))
     .unwrap()
@@ -28,10 +33,7 @@ fn doc(name: &str, spec: Value) -> DynamicObject {
 
 #[tokio::test]
 async fn examples_are_accepted_and_defaults_applied() {
-    let cluster = TestCluster::start().await.unwrap();
-    cluster.install_crds().await.unwrap();
-    let ns = cluster.namespace("schema-ok").await.unwrap();
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client(), ns.name(), &resource());
+    let (_cluster, _ns, api) = setup("schema-ok").await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -57,10 +59,7 @@ async fn examples_are_accepted_and_defaults_applied() {
 
 #[tokio::test]
 async fn invalid_automatons_are_refused_by_the_schema() {
-    let cluster = TestCluster::start().await.unwrap();
-    cluster.install_crds().await.unwrap();
-    let ns = cluster.namespace("schema-bad").await.unwrap();
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client(), ns.name(), &resource());
+    let (_cluster, _ns, api) = setup("schema-bad").await;
     let cases = [
         ("no-task", json!({"rig": "gastown"}), "spec.task"),
         ("empty-title", json!({"task": {"title": ""}}), "spec.task.title"),

@@ -1,0 +1,219 @@
+//! Setting the scene: RBAC as the chart grants it, objects from before the policy, the policy
+//! served as a webhook, and the controller binary as its ServiceAccount.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gastown_crds::Automaton;
+use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
+use gastown_tests::cluster::{OPERATOR_USER, TestCluster};
+use gastown_tests::controller_process::ControllerProcess;
+use gastown_tests::fake_gastown::FakeGasTown;
+use gastown_tests::fixtures::{local_automaton, repo};
+use gastown_tests::policy_host::{PolicyModule, default_module_path};
+use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::WAIT;
+
+pub(crate) fn controller_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("GASTOWN_CONTROLLER_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/gastown-controller
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("gastown-controller"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} not found: build it (`cargo build -p gastown-controller`) or set GASTOWN_CONTROLLER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The ClusterAdmissionPolicy of `policy/manifests/`, with alice allowed to claim.
+pub(crate) fn policy_manifest() -> Value {
+    let text = std::fs::read_to_string(repo().join("policy/manifests/cluster-admission-policy.yaml")).unwrap();
+    let mut policy: Value = serde_yaml::from_str(&text).unwrap();
+    policy["spec"]["settings"]["allowedUsers"] = json!(["alice"]);
+    policy
+}
+
+pub(crate) fn role_binding(ns: &str, name: &str, rules: Value, subjects: Value) -> (Value, Value) {
+    (
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": ns}, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": subjects}),
+    )
+}
+
+pub(crate) async fn apply_rbac(admin: &Client, ns: &str, role: &Value, binding: &Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let params = PatchParams::apply("gastown-tests").force();
+    let name = role["metadata"]["name"].as_str().unwrap();
+    Api::<Role>::namespaced(admin.clone(), ns)
+        .patch(name, &params, &Patch::Apply(role))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .patch(name, &params, &Patch::Apply(binding))
+        .await
+        .unwrap();
+}
+
+/// RBAC: users may do anything with Automatons in the namespace (so only the policy stands in
+/// their way); the controller has the chart's Automaton rules (charts/gastown-operator/
+/// templates/rbac.yaml).
+pub(crate) async fn grant_rbac(admin: &Client, ns_name: &str) {
+    let users = json!(
+        ["alice", "bob", "mallory"]
+            .iter()
+            .map(|u| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
+            .collect::<Vec<_>>()
+    );
+    let (role, binding) = role_binding(
+        ns_name,
+        "automaton-editor",
+        json!([{"apiGroups": ["olympus.io"], "resources": ["automatons", "automatons/status"], "verbs": ["*"]}]),
+        users,
+    );
+    apply_rbac(admin, ns_name, &role, &binding).await;
+    let (role, binding) = role_binding(
+        ns_name,
+        "gastown-operator",
+        json!([
+            {"apiGroups": ["olympus.io"], "resources": ["automatons"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["olympus.io"], "resources": ["automatons/status"], "verbs": ["get", "patch", "update"]},
+            {"apiGroups": ["olympus.io"], "resources": ["automatons/finalizers"], "verbs": ["update"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
+        ]),
+        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]),
+    );
+    apply_rbac(admin, ns_name, &role, &binding).await;
+}
+
+/// Objects from before the policy was installed: work claimed by another town (its marks were
+/// set by that town's controller), and an unclaimed Automaton whose status carries a bead.
+pub(crate) async fn objects_from_before_the_policy(admin_api: &Api<Automaton>) -> (Automaton, Automaton) {
+    let theirs = admin_api
+        .create(
+            &PostParams::default(),
+            &local_automaton(
+                "theirs",
+                &json!({"metadata": {"labels": {CLAIMED_BY_LABEL: "other-town"}}, "spec": {"rig": "gastown"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let planted = admin_api
+        .create(
+            &PostParams::default(),
+            &local_automaton("planted", &json!({"spec": {"executionMode": "kubernetes"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    admin_api
+        .patch_status(
+            "planted",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"phase": "Pending", "gastown": {"beadId": "gt-team7", "beadCreated": true}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    (theirs, planted)
+}
+
+/// The compiled policy as a webhook built from the manifest, scoped to the namespace; returns
+/// it with the name of its MutatingWebhookConfiguration once the API server uses it.
+pub(crate) async fn install_the_policy_webhook(
+    admin: &Client,
+    ns_name: &str,
+    alice: &Api<Automaton>,
+) -> (PolicyWebhook, String) {
+    let mut policy = policy_manifest();
+    let settings = policy["spec"]["settings"].clone();
+    let module = PolicyModule::load(&default_module_path()).unwrap();
+    let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0)
+        .await
+        .unwrap();
+    policy["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-steer": ns_name}});
+    let mwc_name = format!("gastown-claim-{ns_name}");
+    register(admin, &webhook.webhook_configuration(&mwc_name, &policy))
+        .await
+        .unwrap();
+    Api::<Namespace>::all(admin.clone())
+        .patch(
+            ns_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"gastown-steer": ns_name}}})),
+        )
+        .await
+        .unwrap();
+    // The API server picks the new configuration up asynchronously: wait until a forged claim
+    // is refused.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let forged = json!({"metadata": {"labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER}}, "spec": {"executionMode": "kubernetes"}});
+        let probe = local_automaton("probe", &forged).unwrap();
+        match alice.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(s)) if s.code == 403 => break,
+            Ok(_) => {
+                alice.delete("probe", &DeleteParams::default()).await.unwrap();
+            }
+            Err(e) => panic!("probe: {e}"),
+        }
+        assert!(Instant::now() < deadline, "the webhook never took effect");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (webhook, mwc_name)
+}
+
+/// The controller binary as its ServiceAccount, watching `ns_name`, against `town`.
+pub(crate) fn start_the_controller(cluster: &TestCluster, ns_name: &str, town: &FakeGasTown) -> ControllerProcess {
+    let args: Vec<String> = [
+        "--namespaces",
+        ns_name,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--sync-interval",
+        "1s",
+        "--claim-timeout",
+        "3s",
+        "--release-timeout",
+        "3s",
+        "--log-format",
+        "json",
+        "--town-root",
+        &town.town_root().display().to_string(),
+        "--gt-path",
+        &town.gt_path().display().to_string(),
+        "--bd-path",
+        &town.bd_path().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log_path = town.state_dir().join("controller.log");
+    ControllerProcess::spawn(
+        &controller_binary(),
+        &cluster.user_kubeconfig(OPERATOR_USER),
+        &args,
+        &log_path,
+    )
+    .unwrap()
+}
