@@ -14,7 +14,8 @@
 # Binaries come from $KUBEBUILDER_ASSETS (kube-apiserver, etcd) when it is set. Otherwise
 # kube-apiserver v1.20.2 is built once from Debian's `kubernetes` source package and cached in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/gastown-operator/, and etcd comes from Debian's etcd-server
-# package (unpacked, so no service is started). Each build step below says why it is needed.
+# package (unpacked, so no service is started). Each build step (lib/build-steps.sh) says why
+# it is needed.
 #
 # --node adds kube-controller-manager, kube-scheduler, a kubelet (dockershim, Debian's docker.io
 # as the runtime, started as root when no docker daemon runs and stopped by `down` only then)
