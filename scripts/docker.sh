@@ -18,16 +18,8 @@ DOCKER_START_TIMEOUT_SECS="${DOCKER_START_TIMEOUT_SECS:-60}"
 
 docker_log() { printf 'docker.sh: %s\n' "$*" >&2; }
 
-docker_as_root() {
-  if [[ "$(id -u)" == 0 ]]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@"
-  else
-    docker_log "error: need root (or sudo) to run: $*"
-    return 1
-  fi
-}
+# shellcheck source=scripts/lib/as-root.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/as-root.sh"
 
 # A daemon answers on the default socket (or $DOCKER_HOST).
 docker_running() {
@@ -44,9 +36,9 @@ docker_install() {
   (
     # The same lock file as tests/cluster/cluster.sh, so concurrent installs do not collide.
     flock -w "$DOCKER_APT_TIMEOUT_SECS" 9 || { docker_log "error: timed out waiting for $lock_dir/apt.lock"; exit 1; }
-    docker_as_root env DEBIAN_FRONTEND=noninteractive timeout "$DOCKER_APT_TIMEOUT_SECS" \
+    as_root env DEBIAN_FRONTEND=noninteractive timeout "$DOCKER_APT_TIMEOUT_SECS" \
       apt-get -o DPkg::Lock::Timeout=300 update -qq
-    docker_as_root env DEBIAN_FRONTEND=noninteractive timeout "$DOCKER_APT_TIMEOUT_SECS" \
+    as_root env DEBIAN_FRONTEND=noninteractive timeout "$DOCKER_APT_TIMEOUT_SECS" \
       apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends docker.io iptables
   ) 9>"$lock_dir/apt.lock"
 }
@@ -65,7 +57,7 @@ docker_ensure() {
   # setsid: the daemon outlives this script (the caller stops it with `stop STATE_DIR`).
   # dockerd writes its own pid to STATE_DIR/dockerd.pid, which is what `stop` reads.
   rm -f "$state_dir/dockerd.pid"
-  docker_as_root setsid dockerd --pidfile "$state_dir/dockerd.pid" \
+  as_root setsid dockerd --pidfile "$state_dir/dockerd.pid" \
     >"$state_dir/dockerd.log" 2>&1 </dev/null &
   local launcher=$!
   local deadline=$((SECONDS + DOCKER_START_TIMEOUT_SECS))
@@ -92,12 +84,12 @@ docker_stop() {
   pid="$(cat "$state_dir/dockerd.pid")"
   if [[ "$pid" =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == */dockerd ]]; then
     docker_log "stopping the dockerd started here (pid $pid)"
-    docker_as_root kill -TERM "$pid" 2>/dev/null || true
+    as_root kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 30))
     while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
     if kill -0 "$pid" 2>/dev/null; then
       docker_log "dockerd (pid $pid) did not stop within 30 s: killing it"
-      docker_as_root kill -KILL "$pid" 2>/dev/null || true
+      as_root kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
   rm -f "$state_dir/dockerd.pid"

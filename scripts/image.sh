@@ -44,10 +44,6 @@ chart_app_version() {
   printf '%s\n' "$version"
 }
 
-as_root() {
-  if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi
-}
-
 ensure_musl_toolchain() {
   if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     say "adding the $TARGET Rust target"

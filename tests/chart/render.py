@@ -113,6 +113,21 @@ def load_values_file(source: str) -> dict[str, Any]:
     return helm.values_from_yaml(text)
 
 
+def _capabilities(kube_version: str | None, api_versions: Iterable[str] | None) -> dict[str, Any]:
+    """The ``.Capabilities`` options of Helm's C ABI that were asked for."""
+    capabilities: dict[str, Any] = {}
+    if kube_version is not None:
+        capabilities["kube_version"] = kube_version
+    if api_versions:
+        capabilities["api_versions"] = list(api_versions)
+    return capabilities
+
+
+def _takes_keywords(function: Any, keywords: Mapping[str, Any]) -> bool:
+    """Whether the helm-python-sdk ``function`` has public keywords for all of ``keywords``."""
+    return set(keywords) <= set(inspect.signature(function).parameters)
+
+
 def render_templates(
     values: Mapping[str, Any] | None = None,
     *,
@@ -133,18 +148,14 @@ def render_templates(
     """
     chart = load_chart(chart_dir)
     user_values = None if values is None else dict(values)
-    capabilities: dict[str, Any] = {}
-    if kube_version is not None:
-        capabilities["kube_version"] = kube_version
-    if api_versions:
-        capabilities["api_versions"] = list(api_versions)
+    capabilities = _capabilities(kube_version, api_versions)
     if not capabilities:
         return chart.render(user_values, name=release_name, namespace=namespace, is_install=True)
     # helm-python-sdk 0.2.2's Chart.render has no keywords for the capabilities, although the
     # C ABI's helm_render options accept `kube_version` and `api_versions` (unknown keys are
     # rejected, so this fails loudly if they ever go away). Use the public keywords when a
     # newer binding has them.
-    if set(capabilities) <= set(inspect.signature(chart.render).parameters):
+    if _takes_keywords(chart.render, capabilities):
         return chart.render(
             user_values, name=release_name, namespace=namespace, is_install=True, **capabilities
         )
@@ -177,13 +188,9 @@ def helm_template(
     order (``release["manifest"]``, with ``# Source:`` comments) and the rendered notes.
     """
     user_values = None if values is None else dict(values)
-    capabilities: dict[str, Any] = {}
-    if kube_version is not None:
-        capabilities["kube_version"] = kube_version
-    if api_versions:
-        capabilities["api_versions"] = list(api_versions)
+    capabilities = _capabilities(kube_version, api_versions)
     with helm.Config(namespace=namespace, storage_driver="memory") as config:
-        if set(capabilities) <= set(inspect.signature(config.install).parameters):
+        if _takes_keywords(config.install, capabilities):
             return config.install(
                 str(chart_dir),
                 release_name,

@@ -25,10 +25,7 @@ from pathlib import Path
 import pytest
 import render
 import yaml
-
-REPO = render.REPO_ROOT
-CHART = render.CHART_DIR
-REQUIRED = {"gastown": {"proxy": {"url": "https://gastown.example.com:9876", "existingSecret": "s"}}}
+from helpers import CHART, REPO, REQUIRED
 
 
 def make_value(*names: str) -> list[str]:
@@ -87,7 +84,10 @@ def test_image_defaults_follow_the_chart_files(tmp_path: Path) -> None:
 
     def ask(what: str) -> str:
         return subprocess.run(
-            ["bash", str(fake / "scripts" / "image.sh"), what], check=True, capture_output=True, text=True
+            ["bash", str(fake / "scripts" / "image.sh"), what],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
 
     assert ask("repository") == "registry.example.com/team/ctl"
@@ -108,9 +108,15 @@ def ensure_docker_registry() -> str:
     lock.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            "flock", "-w", "900", str(lock / "apt.lock"), "sh", "-c",
+            "flock",
+            "-w",
+            "900",
+            str(lock / "apt.lock"),
+            "sh",
+            "-c",
             "apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive "
-            "apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends docker-registry",
+            "apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "
+            "docker-registry",
         ],
         check=True,
     )
@@ -160,7 +166,9 @@ def loopback_registry(tmp_path: Path) -> Iterator[str]:
 
 
 def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["docker", *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_make_image_push_to_a_loopback_registry(loopback_registry: str, tmp_path: Path) -> None:
@@ -173,7 +181,8 @@ def test_make_image_push_to_a_loopback_registry(loopback_registry: str, tmp_path
         local_id = docker("image", "inspect", "-f", "{{.Id}}", f"{image}:{tag}")
 
         with urllib.request.urlopen(
-            f"http://{loopback_registry}/v2/gastown-operator/gastown-controller/tags/list", timeout=10
+            f"http://{loopback_registry}/v2/gastown-operator/gastown-controller/tags/list",
+            timeout=10,
         ) as r:
             assert json.load(r)["tags"] == [tag]
         request = urllib.request.Request(
@@ -191,4 +200,6 @@ def test_make_image_push_to_a_loopback_registry(loopback_registry: str, tmp_path
         assert docker("image", "inspect", "-f", "{{.Id}}", f"{image}:{tag}") == local_id
         docker("image", "rm", f"{image}:{tag}")
     finally:
-        subprocess.run(["bash", str(REPO / "scripts" / "docker.sh"), "stop", str(state)], check=False)
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "docker.sh"), "stop", str(state)], check=False
+        )
