@@ -1013,6 +1013,90 @@ fn release(plan: &mut Plan, a: &Automaton, now: Timestamp, settings: &Settings, 
     plan.requeue = None;
 }
 
+/// The status that gives back a claim no bead was dispatched for (the spec was invalid, or Gas
+/// Town failed) once it is older than the claim timeout, with the note of its event. The bead the
+/// controller may have created is closed afterwards (`Stage::FinishRelease`).
+pub fn undispatched_claim_expired(a: &Automaton, now: Timestamp, settings: &Settings) -> (AutomatonStatus, String) {
+    let mut st = base_status(a, settings);
+    let message = format!(
+        "claim released to Kubernetes: the spec could not be dispatched within {}s",
+        settings.claim_timeout.as_secs()
+    );
+    st.phase = Some(Phase::Released);
+    st.message = Some(message.clone());
+    conditions::set(
+        &mut st.conditions,
+        condition::RELEASED,
+        ConditionStatus::True,
+        "ClaimExpired",
+        &message,
+        now,
+        a.metadata.generation,
+    );
+    (st, message)
+}
+
+/// The status that says why a released claim is still kept: the worker holding bead `b` could
+/// not be taken off it (`error`).
+pub fn worker_holds_bead(
+    a: &Automaton,
+    b: &Bead,
+    error: &dyn std::fmt::Display,
+    now: Timestamp,
+    settings: &Settings,
+) -> AutomatonStatus {
+    let message = format!(
+        "claim kept: bead {} is {} by {} and could not be taken back: {error}",
+        b.id,
+        b.status,
+        b.assignee.as_deref().unwrap_or("a worker")
+    );
+    let mut st = base_status(a, settings);
+    conditions::set(
+        &mut st.conditions,
+        condition::RELEASED,
+        ConditionStatus::False,
+        "WorkerHoldsBead",
+        &message,
+        now,
+        a.metadata.generation,
+    );
+    st.message = Some(message);
+    st
+}
+
+/// The status after the plan's `command` failed with `error`: it did not happen, so nothing
+/// else changes; the status says why (Gas Town unreachable, or which command failed).
+pub fn command_failed(
+    a: &Automaton,
+    command: &Command,
+    error: &crate::gastown::Error,
+    now: Timestamp,
+    settings: &Settings,
+) -> AutomatonStatus {
+    if error.is_unreachable() {
+        return unreachable(a, error.metric_label(), &error.to_string(), now, settings);
+    }
+    let mut st = base_status(a, settings);
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    let (cond, reason) = match command {
+        Command::Sling { .. } => (condition::DISPATCHED, "SlingFailed"),
+        Command::Unsling { .. } => (condition::COMPLETED, "UnslingFailed"),
+        Command::Close { .. } => (condition::RELEASED, "CloseFailed"),
+    };
+    st.message = Some(error.to_string());
+    conditions::set(
+        &mut st.conditions,
+        cond,
+        ConditionStatus::False,
+        reason,
+        error.to_string(),
+        now,
+        a.metadata.generation,
+    );
+    st
+}
+
 /// What deletion must do in Gas Town before the finalizer goes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletionPlan {
