@@ -76,8 +76,8 @@ pub(super) async fn obtain_bead(
         Err(e) => return Err(e),
     };
     let (bead, created, known) = match source {
-        BeadSource::Known(id, created) => (id, created, None),
-        BeadSource::Wait(until) => return create_wait(&current, until, ctx, now),
+        BeadSource::Known { id, created } => (id, created, None),
+        BeadSource::Wait { until } => return create_wait(&current, until, ctx, now),
         BeadSource::Expired => {
             // Checked before anything is created: a claim already too old when first seen (the
             // controller was down) gets no bead, and none can exist.
@@ -186,12 +186,20 @@ pub(super) async fn gastown_failed(
 
 /// Where the bead of a claim comes from.
 pub(super) enum BeadSource {
-    /// `spec.task.beadId` (not ours), or one an earlier attempt created (ours): (ID, ours).
-    Known(BeadId, bool),
+    /// `spec.task.beadId`, or one an earlier attempt created.
+    Known {
+        /// The bead.
+        id: BeadId,
+        /// The controller created it (an earlier attempt did); not one from the spec.
+        created: bool,
+    },
     /// None exists yet: `bd create` one with this external ref.
     Create(ExternalRef),
     /// None found, but a `bd create` may still be running: look again, do not create, until then.
-    Wait(Timestamp),
+    Wait {
+        /// When the earlier create has certainly ended.
+        until: Timestamp,
+    },
     /// None exists and the claim is already too old: create none, give the claim back.
     Expired,
 }
@@ -213,7 +221,10 @@ pub(super) async fn find_bead(
     now: Timestamp,
 ) -> Result<BeadSource, Error> {
     if let Some(id) = current.spec.task.bead_id.as_deref() {
-        return Ok(BeadSource::Known(BeadId::parse(id)?, false));
+        return Ok(BeadSource::Known {
+            id: BeadId::parse(id)?,
+            created: false,
+        });
     }
     let external = ExternalRef::for_automaton(
         current.namespace().as_deref().unwrap_or_default(),
@@ -229,7 +240,10 @@ pub(super) async fn find_bead(
     if decision::bead_may_exist_unrecorded(current)
         && let Some(existing) = ctx.gastown.find_bead_by_external_ref(&external).await?
     {
-        return Ok(BeadSource::Known(existing.bead_id()?, true));
+        return Ok(BeadSource::Known {
+            id: existing.bead_id()?,
+            created: true,
+        });
     }
     match decision::create_gate(current, now, &ctx.settings) {
         decision::CreateGate::Wait { until, mark } => {
@@ -246,7 +260,7 @@ pub(super) async fn find_bead(
                 // Not given back yet: the bead may still appear, and must then be closed.
                 info!(object = %key(current), "claim expired while a bd create may still be running; waiting for it before releasing");
             }
-            Ok(BeadSource::Wait(until))
+            Ok(BeadSource::Wait { until })
         }
         decision::CreateGate::Create => {
             if decision::claim_expired(current, now, &ctx.settings) {

@@ -95,6 +95,11 @@ impl Context {
         self.failures.next_delay(key, Instant::now(), jitter_seed(key))
     }
 
+    /// Records the Event a decision planned.
+    async fn record(&self, a: &Automaton, event: &decision::Event) {
+        self.publish(a, event.warning, &event.reason, &event.note).await;
+    }
+
     async fn publish(&self, a: &Automaton, warning: bool, reason: &str, note: &str) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },

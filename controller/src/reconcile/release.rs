@@ -24,12 +24,27 @@ pub(super) async fn claim_expiry_check(
     now: Timestamp,
 ) -> Result<Action, Error> {
     if decision::claim_expired(a, now, &ctx.settings) {
-        let (st, message) = decision::undispatched_claim_expired(a, now, &ctx.settings);
-        let updated = write_status(api, a, &st, ctx).await?;
-        ctx.publish(a, true, "ClaimReleased", &message).await;
-        return finish_release(api, &updated, ctx, now).await;
+        let plan = decision::undispatched_claim_expired(a, now, &ctx.settings);
+        return release_recorded_first(api, a, &plan, ctx, now).await;
     }
     Ok(Action::requeue(ctx.settings.sync_interval))
+}
+
+/// Carries out a plan that gives the claim back: `Released` is recorded first; [`finish_release`]
+/// then closes the bead we created and gives the claim back. The other order can lose the claim:
+/// a crash after the close makes the closed bead read as finished work.
+pub(super) async fn release_recorded_first(
+    api: &Api<Automaton>,
+    a: &Automaton,
+    plan: &decision::Plan,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let current = write_status(api, a, &plan.status, ctx).await?;
+    if let Some(event) = &plan.event {
+        ctx.record(a, event).await;
+    }
+    finish_release(api, &current, ctx, now).await
 }
 
 /// Deletion with our finalizer: release the work in Gas Town (see [`decision::plan_deletion`]),
@@ -44,7 +59,7 @@ pub(super) async fn delete(
     let (a, bead, view) = deletion_view(a, ctx, now).await;
     let a = &a;
     let plan = decision::plan_deletion(a, bead.as_ref(), view.as_ref(), now, &ctx.settings);
-    if let Some(GasTownView::Unreachable(_, message)) = &view {
+    if let Some(GasTownView::Unreachable { message, .. }) = &view {
         if !decision::release_bound_reached(a, now, &ctx.settings) {
             return Err(Error::Unreachable(format!(
                 "cannot release the bead before deletion: {message}"
@@ -73,12 +88,7 @@ async fn deletion_view(
     now: Timestamp,
 ) -> (Automaton, Option<BeadId>, Option<GasTownView>) {
     let mut a = a.clone();
-    let mut bead = a
-        .status
-        .as_ref()
-        .and_then(|s| s.gastown.as_ref())
-        .and_then(|g| g.bead_id.as_deref())
-        .and_then(|id| BeadId::parse(id).ok());
+    let mut bead = decision::bead_state(&a).recorded().cloned();
     let mut view = match &bead {
         Some(b) => Some(read_bead(ctx, b).await),
         None => None,
@@ -101,13 +111,18 @@ async fn deletion_view(
             Ok(None) => {
                 // A bd create that may still be running would leave its bead behind.
                 if let decision::CreateGate::Wait { until, .. } = decision::create_gate(&a, now, &ctx.settings) {
-                    view = Some(GasTownView::Unreachable(
-                        "create_in_flight".to_string(),
-                        format!("a bd create may still be running in Gas Town until {until}"),
-                    ));
+                    view = Some(GasTownView::Unreachable {
+                        reason: "create_in_flight".to_string(),
+                        message: format!("a bd create may still be running in Gas Town until {until}"),
+                    });
                 }
             }
-            Err(e) => view = Some(GasTownView::Unreachable(e.metric_label().to_string(), e.to_string())),
+            Err(e) => {
+                view = Some(GasTownView::Unreachable {
+                    reason: e.metric_label().to_string(),
+                    message: e.to_string(),
+                })
+            }
         }
     }
     (a, bead, view)
@@ -160,13 +175,12 @@ pub(super) async fn finish_release(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let g = a.status.as_ref().and_then(|s| s.gastown.as_ref());
-    let recorded = g
-        .and_then(|g| g.bead_id.as_deref())
-        .and_then(|id| BeadId::parse(id).ok());
-    let created = recorded.is_none() || g.and_then(|g| g.bead_created).unwrap_or(false);
+    let state = decision::bead_state(a);
+    let recorded = state.recorded();
+    // A bead found by its external ref was created by the controller.
+    let created = recorded.is_none() || state.created();
     let read = async {
-        match &recorded {
+        match recorded {
             Some(id) => Ok(ctx.gastown.show_bead(id).await?),
             None if decision::bead_may_exist_unrecorded(a) => {
                 let found = unrecorded_bead(a, ctx).await?;

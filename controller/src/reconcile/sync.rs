@@ -1,7 +1,5 @@
 //! Dispatch and sync: read the bead, run the planned Gas Town command, write the status.
 
-use std::time::Duration;
-
 use gastown_crds::{Automaton, AutomatonStatus};
 use jiff::Timestamp;
 use kube::Api;
@@ -11,7 +9,7 @@ use tracing::info;
 use crate::decision::{self, Command, GasTownView};
 use crate::gastown::{self, BeadId};
 
-use super::release::{finish_release, finish_timeout};
+use super::release::{finish_timeout, release_recorded_first};
 use super::write::write_status;
 use super::{Context, Error};
 
@@ -19,7 +17,10 @@ pub(super) async fn read_bead(ctx: &Context, bead: &BeadId) -> GasTownView {
     match ctx.reader.show(bead).await {
         Ok(Some(b)) => GasTownView::Bead(b),
         Ok(None) => GasTownView::Missing,
-        Err(e) => GasTownView::Unreachable(e.metric_label().to_string(), e.to_string()),
+        Err(e) => GasTownView::Unreachable {
+            reason: e.metric_label().to_string(),
+            message: e.to_string(),
+        },
     }
 }
 
@@ -42,17 +43,10 @@ pub(super) async fn sync_with(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let unreachable = matches!(view, GasTownView::Unreachable(..));
+    let unreachable = matches!(view, GasTownView::Unreachable { .. });
     let plan = decision::plan_sync(a, bead, &view, now, &ctx.settings);
     if plan.release_claim {
-        // Released is recorded first; `finish_release` then closes the bead we created (the
-        // plan's command) and gives the claim back. The other order can lose the claim: a crash
-        // after the close makes the closed bead read as finished work.
-        let current = write_status(api, a, &plan.status, ctx).await?;
-        if let Some((warning, reason, note)) = &plan.event {
-            ctx.publish(a, *warning, reason, note).await;
-        }
-        return finish_release(api, &current, ctx, now).await;
+        return release_recorded_first(api, a, &plan, ctx, now).await;
     }
     let mut status = plan.status.clone();
     let mut requeue = plan.requeue;
@@ -73,9 +67,9 @@ pub(super) async fn sync_with(
             }
             // Read the sling's result (hooked, assignee) now, so that one status write
             // records both; if that read fails, the next sync does it.
-            if let Some((after, next)) = after_sling(a, &status, bead, ctx, now).await {
-                status = after;
-                requeue = next;
+            if let Some(after) = after_sling(a, &status, bead, ctx, now).await {
+                status = after.status;
+                requeue = after.requeue;
             }
         }
     }
@@ -83,8 +77,8 @@ pub(super) async fn sync_with(
     if decision::status_needs_write(a.status.as_ref(), &status, &ctx.settings) {
         written = Some(write_status(api, a, &status, ctx).await?);
     }
-    if let Some((warning, reason, note)) = &event {
-        ctx.publish(a, *warning, reason, note).await;
+    if let Some(event) = &event {
+        ctx.record(a, event).await;
     }
     if let Some(updated) = written.filter(decision::timeout_release_pending) {
         // The timeout is recorded (Failed): now release the bead in Gas Town.
@@ -101,28 +95,17 @@ pub(super) async fn sync_with(
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// The status after a successful sling, from the bead as Gas Town now shows it, with its
-/// requeue. `None` when the bead cannot be read or does not show the dispatch: then the status
-/// planned before the sling stands and the next sync (soon) reads it again.
-pub(super) async fn after_sling(
+/// The plan after a successful sling, from the bead as Gas Town now shows it (see
+/// [`decision::plan_after_sling`]). `None` when the read does not show the dispatch.
+async fn after_sling(
     a: &Automaton,
     slung: &AutomatonStatus,
     bead: &BeadId,
     ctx: &Context,
     now: Timestamp,
-) -> Option<(AutomatonStatus, Option<Duration>)> {
+) -> Option<decision::Plan> {
     let view = read_bead(ctx, bead).await;
-    let mut dispatched = a.clone();
-    dispatched.status = Some(slung.clone());
-    let plan = decision::plan_sync(&dispatched, bead, &view, now, &ctx.settings);
-    let followed = plan.command.is_none()
-        && !plan.release_claim
-        && plan.event.is_none()
-        && matches!(
-            plan.status.phase,
-            Some(gastown_crds::Phase::Dispatched | gastown_crds::Phase::Running)
-        );
-    followed.then_some((plan.status, plan.requeue))
+    decision::plan_after_sling(a, slung, bead, &view, now, &ctx.settings)
 }
 
 pub(super) async fn run_command(ctx: &Context, command: &Command) -> Result<(), gastown::Error> {

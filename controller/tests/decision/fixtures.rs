@@ -66,7 +66,10 @@ pub(crate) fn view(status: &str, assignee: Option<&str>) -> GasTownView {
 }
 
 pub(crate) fn unreachable_view() -> GasTownView {
-    GasTownView::Unreachable("transport".to_string(), "connection refused".to_string())
+    GasTownView::Unreachable {
+        reason: "transport".to_string(),
+        message: "connection refused".to_string(),
+    }
 }
 
 /// Claimed by us (label and claimed-at = T0), with our finalizer and a valid rig; no status.
@@ -175,9 +178,7 @@ pub(crate) fn message(st: &AutomatonStatus) -> &str {
 }
 
 pub(crate) fn event_reason(plan: &Plan) -> Option<(bool, &str)> {
-    plan.event
-        .as_ref()
-        .map(|(warning, reason, _)| (*warning, reason.as_str()))
+    plan.event.as_ref().map(|e| (e.warning, e.reason.as_str()))
 }
 
 pub(crate) const SYNC: Option<Duration> = Some(Duration::from_secs(15));

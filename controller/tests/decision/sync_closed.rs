@@ -1,5 +1,6 @@
 //! `plan_sync()` for a closed bead: its close reason decides the phase.
 
+use gastown_controller::decision::Event;
 use gastown_controller::decision::{FAILURE_CLOSE_WORDS, GasTownView, close_reason_is_failure};
 use gastown_crds::contract::condition;
 use gastown_crds::{ConditionStatus, Phase};
@@ -50,7 +51,7 @@ fn sync_closed_bead_table() {
             assert_cond(&plan.status, condition::RUNNING, ConditionStatus::False, "Completed");
             assert_eq!(
                 plan.event,
-                Some((failed, want_reason.to_string(), want_message.clone())),
+                Some(Event::new(failed, want_reason, want_message.clone())),
                 "{name}"
             );
             assert_eq!(plan.command, None, "{name}");

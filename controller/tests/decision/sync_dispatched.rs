@@ -1,5 +1,6 @@
 //! `plan_sync()` for a bead hooked or in progress, in our rig or elsewhere.
 
+use gastown_controller::decision::Event;
 use gastown_crds::contract::condition;
 use gastown_crds::{Automaton, ConditionStatus, Phase};
 use serde_json::json;
@@ -158,9 +159,9 @@ fn sync_dispatched_in_our_rig() {
         if *adopting {
             assert_eq!(
                 plan.event,
-                Some((
+                Some(Event::new(
                     false,
-                    "Dispatched".to_string(),
+                    "Dispatched",
                     format!("bead gt-abc already hooked by {assignee}")
                 )),
                 "{name}"

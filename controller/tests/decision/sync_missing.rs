@@ -1,5 +1,6 @@
 //! `plan_sync()` when the bead is gone.
 
+use gastown_controller::decision::Event;
 use gastown_controller::decision::GasTownView;
 use gastown_crds::contract::condition;
 use gastown_crds::{ConditionStatus, Phase};
@@ -44,9 +45,9 @@ fn sync_bead_missing_or_tombstone_fails() {
             );
             assert_eq!(
                 plan.event,
-                Some((
+                Some(Event::new(
                     true,
-                    "BeadMissing".to_string(),
+                    "BeadMissing",
                     "bead gt-abc no longer exists in Gas Town".to_string()
                 )),
                 "{name}"

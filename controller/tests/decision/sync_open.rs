@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use gastown_controller::decision::Event;
 use gastown_controller::decision::{Command, Settings, plan_sync};
 use gastown_crds::contract::condition;
 use gastown_crds::{ConditionStatus, MergeStrategy, Phase};
@@ -70,9 +71,9 @@ fn sync_open_bead_is_slung_with_the_spec() {
         );
         assert_eq!(
             plan.event,
-            Some((
+            Some(Event::new(
                 false,
-                "Dispatched".to_string(),
+                "Dispatched",
                 format!("bead gt-abc slung to rig {rig}")
             ))
         );

@@ -1,5 +1,6 @@
 //! `plan_sync()` past `spec.timeoutSeconds`, and the release of the timed-out bead.
 
+use gastown_controller::decision::Event;
 use gastown_controller::decision::{self, Command, GasTownView, Stage, close_reason_is_failure, stage};
 use gastown_controller::gastown::Bead;
 use gastown_crds::contract::condition;
@@ -141,7 +142,7 @@ fn sync_timeout_table() {
                 ConditionStatus::Unknown,
                 decision::TIMEOUT_RELEASE_PENDING_REASON,
             );
-            assert_eq!(plan.event, Some((true, "Timeout".to_string(), want_message)), "{name}");
+            assert_eq!(plan.event, Some(Event::new(true, "Timeout", want_message)), "{name}");
             assert_eq!(plan.requeue, None, "{name}");
             assert!(!plan.release_claim, "{name}");
             assert_eq!(
