@@ -1,6 +1,7 @@
 //! gastown-controller: sees Automatons claimed for the local Gas Town, dispatches them
 //! (`bd create`, `gt sling`), reports progress in their status and releases work cleanly.
 
+pub mod backoff;
 pub mod conditions;
 pub mod config;
 pub mod decision;

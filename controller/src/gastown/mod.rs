@@ -63,7 +63,6 @@
 //! ```
 
 mod argv;
-mod backoff;
 mod batch;
 mod beads;
 mod error;
@@ -80,11 +79,11 @@ use std::time::{Duration, Instant};
 use gastown_crds::MergeStrategy;
 use tokio::sync::Semaphore;
 
+pub use crate::backoff::Backoff;
 pub use argv::{
     BeadId, CommandLine, EXTERNAL_REF_MAX_CHARS, EXTERNAL_REF_RULE, ExternalRef, OPERATOR_LABEL, REASON_MAX_CHARS,
     REF_LABEL_PREFIX, Tool, validate_agent_address, validate_description, validate_reason,
 };
-pub use backoff::Backoff;
 pub use batch::BatchedReader;
 pub use beads::{Bead, BeadStatus};
 pub use error::{Error, PROXY_KILLED_EXIT_CODE, STDERR_EXCERPT_CHARS};

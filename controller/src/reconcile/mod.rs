@@ -3,7 +3,6 @@
 //! progress), [`release`] (expiry, release, timeout, deletion), [`write`] (the API writes).
 
 mod claim;
-mod failures;
 mod release;
 mod sync;
 mod write;
@@ -22,8 +21,7 @@ use crate::decision::{self, Settings, Stage};
 use crate::gastown::{self, GasTown};
 use crate::metrics::Metrics;
 
-use failures::jitter_seed;
-pub use failures::{Failures, backoff_delay};
+pub use crate::backoff::Failures;
 pub use write::write_status;
 
 /// Reconcile errors; each has a metric label.
@@ -92,7 +90,8 @@ impl Context {
 
     /// Backoff after a failure of `key`: 1 s doubling to 5 min, ±25 % jitter (see [`Failures`]).
     pub fn backoff(&self, key: &str) -> Duration {
-        self.failures.next_delay(key, Instant::now(), jitter_seed(key))
+        self.failures
+            .next_delay(key, Instant::now(), crate::backoff::random_unit())
     }
 
     /// Records the Event a decision planned.
