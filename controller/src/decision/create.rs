@@ -84,37 +84,22 @@ pub fn create_gate(a: &Automaton, now: Timestamp, settings: &Settings) -> Create
 /// replaces a `false` left by a failed `bd create`, and `Claimed=Unknown` (`CreatingBead`) since
 /// `now`, from which [`create_gate`] counts should the controller die during the create.
 pub fn creating_bead(a: &Automaton, now: Timestamp, settings: &Settings) -> AutomatonStatus {
-    let mut st = base_status(a, settings);
-    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
-    gastown_mut(&mut st).bead_created = Some(true);
-    conditions::set_started(
-        &mut st.conditions,
-        condition::CLAIMED,
-        ConditionStatus::Unknown,
+    let st = base_status(a, settings);
+    create_mark(
+        a,
+        st,
         CREATING_BEAD_REASON,
         "creating the bead in Gas Town (bd create)",
         now,
-        a.metadata.generation,
-    );
-    st
+    )
 }
 
 /// `st` after a `bd create` call that ended with an unknown outcome: `beadCreated: true`
 /// without a `beadId` (a bead may exist) and `Claimed=Unknown` (`BeadCreateOutcomeUnknown`):
 /// the next attempt looks the bead up before it creates.
-pub fn create_outcome_unknown(a: &Automaton, mut st: AutomatonStatus, now: Timestamp) -> AutomatonStatus {
-    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
-    gastown_mut(&mut st).bead_created = Some(true);
-    conditions::set_started(
-        &mut st.conditions,
-        condition::CLAIMED,
-        ConditionStatus::Unknown,
-        CREATE_OUTCOME_UNKNOWN_REASON,
-        "the last bd create may have made the bead: it is looked up before another is created",
-        now,
-        a.metadata.generation,
-    );
-    st
+pub fn create_outcome_unknown(a: &Automaton, st: AutomatonStatus, now: Timestamp) -> AutomatonStatus {
+    let message = "the last bd create may have made the bead: it is looked up before another is created";
+    create_mark(a, st, CREATE_OUTCOME_UNKNOWN_REASON, message, now)
 }
 
 /// `st` on finding that a `bd create` may still be running with no time recorded for it (the
@@ -123,21 +108,33 @@ pub fn create_outcome_unknown(a: &Automaton, mut st: AutomatonStatus, now: Times
 /// `now + create_outcome_wait`.
 pub fn create_may_be_running(
     a: &Automaton,
-    mut st: AutomatonStatus,
+    st: AutomatonStatus,
     now: Timestamp,
     settings: &Settings,
 ) -> AutomatonStatus {
-    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
-    gastown_mut(&mut st).bead_created = Some(true);
     let message = format!(
         "a bd create may still be running in Gas Town (the controller stopped during it); its bead is looked up, and no other is created, for {}s",
         settings.create_outcome_wait.as_secs()
     );
+    create_mark(a, st, CREATING_BEAD_REASON, message, now)
+}
+
+/// `st` with a create mark: `beadCreated: true` without a `beadId` (a bead may exist) and
+/// `Claimed=Unknown` with `reason`, starting now.
+fn create_mark(
+    a: &Automaton,
+    mut st: AutomatonStatus,
+    reason: &str,
+    message: impl Into<String>,
+    now: Timestamp,
+) -> AutomatonStatus {
+    st.phase = Some(st.phase.unwrap_or(Phase::Claimed));
+    gastown_mut(&mut st).bead_created = Some(true);
     conditions::set_started(
         &mut st.conditions,
         condition::CLAIMED,
         ConditionStatus::Unknown,
-        CREATING_BEAD_REASON,
+        reason,
         message,
         now,
         a.metadata.generation,
