@@ -319,9 +319,10 @@ impl<'a> Sync<'a> {
 }
 
 /// The plan from the bead as read right after a successful sling whose planned status is
-/// `slung`, so that one status write records both. `None` when the read does not show the
-/// dispatch (it failed, or the bead is not hooked yet): then the status planned before the sling
-/// stands and the next sync (soon) reads it again.
+/// `slung`, so that one status write records both. `None` when the read shows something else
+/// than the dispatch (not hooked yet, closed, held elsewhere): then the status planned before
+/// the sling stands and the next sync (soon) reads it again. A read that failed keeps the
+/// dispatch, with Gas Town unreachable on its condition.
 pub fn plan_after_sling(
     a: &Automaton,
     slung: &AutomatonStatus,

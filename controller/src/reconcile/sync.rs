@@ -96,7 +96,7 @@ pub(super) async fn sync_with(
 }
 
 /// The plan after a successful sling, from the bead as Gas Town now shows it (see
-/// [`decision::plan_after_sling`]). `None` when the read does not show the dispatch.
+/// [`decision::plan_after_sling`]).
 async fn after_sling(
     a: &Automaton,
     slung: &AutomatonStatus,

@@ -1,7 +1,8 @@
 //! Claim time and expiry; the statuses of a recorded bead, an invalid spec, an unreachable
 //! Gas Town.
 
-use gastown_controller::decision::{self, Stage, bead_recorded, stage};
+use gastown_controller::decision::{self, Command, Stage, bead_recorded, stage};
+use gastown_controller::gastown;
 use gastown_crds::contract::condition;
 use gastown_crds::{Automaton, ConditionStatus, Phase};
 use jiff::Timestamp;
@@ -153,4 +154,93 @@ fn unreachable_status_reason_is_camel_case() {
         assert_eq!(message(&st), "Gas Town unreachable: boom");
         assert_eq!(st.phase, Some(Phase::Claimed));
     }
+}
+
+#[test]
+fn a_failed_command_says_which_failed_or_that_gas_town_is_unreachable() {
+    let s = settings();
+    let a = recorded(json!({}));
+    let sling = Command::Sling {
+        bead: gt_abc(),
+        rig: "gastown".to_string(),
+        merge: None,
+        agent: None,
+    };
+    let unsling = Command::Unsling {
+        bead: gt_abc(),
+        holder: Some(TOAST.to_string()),
+    };
+    let close = Command::Close {
+        bead: gt_abc(),
+        reason: "done".to_string(),
+    };
+    // An answer from Gas Town (not unreachable): the command's own condition says why.
+    let refused = gastown::Error::Config {
+        message: "refused".to_string(),
+    };
+    assert!(!refused.is_unreachable());
+    for (command, type_, reason) in [
+        (&sling, condition::DISPATCHED, "SlingFailed"),
+        (&unsling, condition::COMPLETED, "UnslingFailed"),
+        (&close, condition::RELEASED, "CloseFailed"),
+    ] {
+        let st = decision::command_failed(&a, command, &refused, at(10), &s);
+        assert_eq!(st.phase, Some(Phase::Claimed), "{reason}");
+        assert_eq!(message(&st), refused.to_string(), "{reason}");
+        assert_cond(&st, type_, ConditionStatus::False, reason);
+        assert_eq!(cond(&st, type_).message, refused.to_string(), "{reason}");
+        assert_eq!(
+            st.gastown,
+            a.status.as_ref().unwrap().gastown,
+            "{reason}: nothing else changes"
+        );
+    }
+    let missing = gastown::Error::Missing {
+        what: "bd",
+        path: "/nowhere/bd".into(),
+    };
+    assert!(missing.is_unreachable());
+    let st = decision::command_failed(&a, &sling, &missing, at(10), &s);
+    assert_eq!(
+        st,
+        decision::unreachable(&a, "not_found", &missing.to_string(), at(10), &s)
+    );
+    assert_cond(&st, condition::GASTOWN_REACHABLE, ConditionStatus::False, "NotFound");
+    assert!(cond_opt(&st, condition::DISPATCHED).is_none());
+}
+
+#[test]
+fn an_undispatched_claim_past_its_timeout_is_released() {
+    let plan = decision::undispatched_claim_expired(&claimed(json!({})), at(600), &settings());
+    assert_eq!(phase(&plan), Some(Phase::Released));
+    assert!(plan.release_claim);
+    assert_eq!(plan.command, None);
+    assert_eq!(plan.requeue, None);
+    assert_eq!(event_reason(&plan), Some((true, "ClaimReleased")));
+    assert_eq!(
+        message(&plan.status),
+        "claim released to Kubernetes: the spec could not be dispatched within 600s"
+    );
+    assert_cond(&plan.status, condition::RELEASED, ConditionStatus::True, "ClaimExpired");
+    assert!(
+        cond_opt(&plan.status, condition::CLAIMED).is_none(),
+        "the Claimed condition is left as it was"
+    );
+}
+
+#[test]
+fn a_worker_that_cannot_be_taken_off_the_bead_keeps_the_claim() {
+    let s = settings();
+    let a = recorded(json!({"status": {"phase": "Released"}}));
+    let held = bead(json!({"id": BEAD, "status": "hooked", "assignee": TOAST}));
+    let st = decision::worker_holds_bead(&a, &held, &"gt unsling refused", at(700), &s);
+    assert_eq!(
+        message(&st),
+        format!("claim kept: bead gt-abc is hooked by {TOAST} and could not be taken back: gt unsling refused")
+    );
+    assert_eq!(st.phase, Some(Phase::Released));
+    assert_cond(&st, condition::RELEASED, ConditionStatus::False, "WorkerHoldsBead");
+    let anonymous = bead(json!({"id": BEAD, "status": "in_progress"}));
+    let st = decision::worker_holds_bead(&a, &anonymous, &"x", at(700), &s);
+    assert!(message(&st).contains("is in_progress by a worker"), "{}", message(&st));
 }

@@ -10,6 +10,7 @@ mod conditions;
 mod deletion;
 mod fixtures;
 mod stage;
+mod state;
 mod status_write;
 mod sync_closed;
 mod sync_dispatched;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gastown_controller::decision::Event;
-use gastown_controller::decision::{Command, Settings, plan_sync};
+use gastown_controller::decision::{self, Command, GasTownView, Settings, plan_sync};
 use gastown_crds::contract::condition;
 use gastown_crds::{ConditionStatus, MergeStrategy, Phase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -147,4 +147,35 @@ fn sync_open_bead_after_dispatch_is_slung_again() {
     assert!(!plan.release_claim);
     assert_eq!(phase(&plan), Some(Phase::Dispatched));
     assert_eq!(gastown(&plan.status).dispatched_at, time(5));
+}
+
+#[test]
+fn the_read_after_a_sling_is_taken_when_it_shows_the_dispatch() {
+    let a = recorded(json!({}));
+    let slung = sync(&a, &view("open", None), 10);
+    assert!(matches!(slung.command, Some(Command::Sling { .. })));
+    let after = |v: GasTownView| decision::plan_after_sling(&a, &slung.status, &gt_abc(), &v, at(11), &settings());
+    let hooked = after(view("hooked", Some(TOAST))).expect("hooked by our rig's worker");
+    assert_eq!(phase(&hooked), Some(Phase::Dispatched));
+    assert_eq!(hooked.event, None, "the sling's own event stands; no adoption event");
+    assert_eq!(gastown(&hooked.status).assignee.as_deref(), Some(TOAST));
+    let running = after(view("in_progress", Some(TOAST))).expect("in progress in our rig");
+    assert_eq!(phase(&running), Some(Phase::Running));
+    // A read that fails still shows the dispatch recorded before it (phase Dispatched), with
+    // Gas Town unreachable on the condition.
+    let unread = after(unreachable_view()).expect("the slung status stands, Gas Town unreachable");
+    assert_eq!(phase(&unread), Some(Phase::Dispatched));
+    assert_cond(
+        &unread.status,
+        condition::GASTOWN_REACHABLE,
+        ConditionStatus::False,
+        "Transport",
+    );
+    assert_eq!(
+        after(view("open", None)),
+        None,
+        "not hooked yet: it would be slung again"
+    );
+    assert_eq!(after(view("hooked", Some(ELSEWHERE))), None, "held elsewhere");
+    assert_eq!(after(view("closed", None)), None, "closed: an event to record");
 }
