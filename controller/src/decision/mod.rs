@@ -1,7 +1,7 @@
 //! The controller's decisions as pure functions of (Automaton, Gas Town view, now, settings).
 //!
 //! The reconciler ([`crate::reconcile`]) fetches, calls these, and applies the result; everything
-//! here is tested without I/O. [`stage`] picks the step; [`BeadState`] is what the status says of
+//! here is tested without I/O. [`stage()`] picks the step; [`BeadState`] is what the status says of
 //! the bead; [`plan_sync`], [`plan_deletion`] and [`plan_timeout_release`] plan the Gas Town side.
 
 mod create;

@@ -14,7 +14,7 @@ use super::status::base_status;
 use super::{Command, Event, Plan, Settings, assignee_in_rig, elapsed};
 
 /// `Dispatched` condition reason: `spec.timeoutSeconds` ran out, `Failed` is recorded, and the
-/// bead is still to be released in Gas Town ([`Stage::FinishTimeout`]).
+/// bead is still to be released in Gas Town ([`Stage::FinishTimeout`](super::Stage::FinishTimeout)).
 pub const TIMEOUT_RELEASE_PENDING_REASON: &str = "ReleasingAfterTimeout";
 
 /// `Dispatched` condition reason: the timed-out bead was released in Gas Town.
@@ -28,7 +28,7 @@ pub(super) fn deadline_passed(a: &Automaton, dispatched_at: Option<Timestamp>, n
     (elapsed(since, now) >= Duration::from_secs(limit.unsigned_abs())).then_some(limit)
 }
 
-/// Whether `a` timed out and its bead is still to be released (see [`Stage::FinishTimeout`]).
+/// Whether `a` timed out and its bead is still to be released (see [`Stage::FinishTimeout`](super::Stage::FinishTimeout)).
 pub fn timeout_release_pending(a: &Automaton) -> bool {
     a.phase() == Some(Phase::Failed)
         && a.status.as_ref().is_some_and(|st| {
@@ -38,7 +38,7 @@ pub fn timeout_release_pending(a: &Automaton) -> bool {
 }
 
 /// The close reason of a timed-out bead the controller created (its first word makes it read as
-/// a failure, see [`close_reason_is_failure`]).
+/// a failure, see [`close_reason_is_failure`](super::close_reason_is_failure)).
 pub fn timeout_close_reason(a: &Automaton) -> String {
     format!(
         "timeout: the work exceeded spec.timeoutSeconds ({}s) of Automaton {}/{}",
@@ -49,7 +49,7 @@ pub fn timeout_close_reason(a: &Automaton) -> String {
 }
 
 /// A timeout: `Failed` is recorded first, with nothing run in Gas Town, and
-/// the release follows ([`Stage::FinishTimeout`]). Should the status write fail, the next sync
+/// the release follows ([`Stage::FinishTimeout`](super::Stage::FinishTimeout)). Should the status write fail, the next sync
 /// sees the same bead past the same deadline and decides the same: the bead is never slung again.
 pub(super) fn timed_out(a: &Automaton, mut st: AutomatonStatus, limit: i64, now: Timestamp) -> Plan {
     let generation = a.metadata.generation;

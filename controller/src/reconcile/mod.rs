@@ -1,6 +1,6 @@
 //! Reconcile = fetch → pure decision ([`crate::decision`]) → apply. Only the ends touch the API
-//! and Gas Town. One module per concern: [`claim`] (the bead of a claim), [`sync`] (dispatch and
-//! progress), [`release`] (expiry, release, timeout, deletion), [`write`] (the API writes).
+//! and Gas Town. One module per concern: `claim` (the bead of a claim), `sync` (dispatch and
+//! progress), `release` (expiry, release, timeout, deletion), `write` (the API writes).
 
 mod claim;
 mod release;

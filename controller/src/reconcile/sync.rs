@@ -122,7 +122,7 @@ pub(super) async fn run_command(ctx: &Context, command: &Command) -> Result<(), 
 }
 
 /// Takes hooked or running work back from its worker, whatever real `gt unsling` refuses
-/// ([`GasTown::release_bead`]): `gt unsling --force -- <bead> <worker>` names the worker (with no
+/// ([`GasTown::release_bead`](crate::gastown::GasTown::release_bead)): `gt unsling --force -- <bead> <worker>` names the worker (with no
 /// target real `gt` acts on the caller's own hook, which the controller does not have); when
 /// that fails or leaves the bead held (a worker whose session is gone: real `gt` resolves the
 /// target through its tmux session, gastown `internal/cmd/unsling.go` → `resolveTargetAgent` in
