@@ -1,6 +1,7 @@
 //! gastown-controller: sees Automatons claimed for the local Gas Town, dispatches them
 //! (`bd create`, `gt sling`), reports progress in their status and releases work cleanly.
 
+pub mod backoff;
 pub mod conditions;
 pub mod config;
 pub mod decision;
@@ -164,75 +165,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
     info!(%addr, transport = gastown.transport_kind(), claimer = %args.claimer, "serving /metrics, /livez, /readyz");
-
-    // One signal listener; `terminated` turns true on SIGTERM or Ctrl-C.
-    let (term_tx, mut terminated) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = term_tx.send(true);
-    });
-
+    let mut terminated = on_signal();
     let identity = identity(&args);
-    let mut election = if args.leader_election {
-        let namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "default".to_string());
-        let cfg = leader::LeaseConfig::new(
-            args.lease_name.clone(),
-            namespace,
-            identity.clone(),
-            args.lease_duration,
-        );
-        info!(
-            lease = %cfg.name, namespace = %cfg.namespace, %identity, duration = ?cfg.duration,
-            retry = ?cfg.retry, request_timeout = ?cfg.request_timeout(), validity = ?cfg.validity(),
-            "leader election on"
-        );
-        Some(leader::Election::spawn(client.clone(), cfg))
-    } else {
-        None
-    };
+    let mut election = args.leader_election.then(|| start_election(&args, &client, &identity));
     let leadership = election
         .as_ref()
         .map_or_else(leader::Leadership::unconditional, leader::Election::leadership);
     let _ = health.leadership.set(leadership.clone());
-    if let Some(e) = election.as_mut() {
-        // A standby replica is healthy and ready.
-        health.ready.store(true, Ordering::Relaxed);
-        let mut waiting = leadership.clone();
-        let stopped = tokio::select! {
-            _ = terminated.wait_for(|t| *t) => None,
-            acquired = waiting.acquired() => {
-                (!acquired).then(|| Stopped::ElectionEnded("the leader election task ended".to_string()))
-            }
-            why = e.ended() => Some(Stopped::ElectionEnded(why)),
-        };
-        if let Some(stopped) = stopped {
-            return Err(stopped.into());
+    if let Some(e) = election.as_mut()
+        && !wait_as_standby(e, &leadership, &health, &mut terminated).await?
+    {
+        info!("shutting down (standby)");
+        if let Some(e) = election.take() {
+            e.release().await;
         }
-        if *terminated.borrow() {
-            info!("shutting down (standby)");
-            if let Some(e) = election.take() {
-                e.release().await;
-            }
-            return Ok(());
-        }
-        health.ready.store(false, Ordering::Relaxed);
+        return Ok(());
     }
-
-    let settings = decision::Settings {
-        claimer: args.claimer.clone(),
-        claim_timeout: args.claim_timeout,
-        sync_interval: args.sync_interval,
-        status_heartbeat: args.status_heartbeat,
-        release_timeout: args.release_timeout,
-        create_outcome_wait: args.create_outcome_wait.unwrap_or_else(|| {
-            let attempts = gastown_config(&args).map_or(3, |c| c.retries.saturating_add(1));
-            decision::create_outcome_wait(args.command_timeout, attempts, gastown.command_lifetime())
-        }),
-    };
+    let settings = decision_settings(&args, &gastown);
     let reporter = Reporter {
         controller: "gastown-operator".to_string(),
         instance: Some(identity),
@@ -248,19 +197,134 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         leader: leadership.clone(),
         failures: reconcile::Failures::default(),
     });
-
-    // On a signal, stop starting reconciles and let the running ones finish.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let mut terminated = terminated.clone();
-        tokio::spawn(async move {
-            if terminated.wait_for(|t| *t).await.is_ok() {
-                info!("shutdown requested; finishing running reconciles");
-                let _ = stop_tx.send(true);
-            }
-        });
+    let controllers = start_controllers(&args, &client, ctx, stop_on(terminated));
+    spawn_readiness_and_phase_gauge(
+        controllers.stores,
+        controllers.listed,
+        controllers.watches,
+        health,
+        metrics,
+    );
+    if let Some(stopped) = run_until_stopped(controllers.runs, &leadership, election.as_mut()).await {
+        error!(reason = %stopped, "exiting at once without waiting for running reconciles (they can no longer act)");
+        return Err(stopped.into());
     }
+    // Every reconcile has ended: stop leading, then give the Lease up so that a standby takes
+    // over at once instead of after the lease duration.
+    if let Some(e) = election.take() {
+        e.release().await;
+    }
+    info!("stopped cleanly");
+    Ok(())
+}
 
+/// One signal listener: the returned value turns true on SIGTERM or Ctrl-C.
+fn on_signal() -> watch::Receiver<bool> {
+    let (term_tx, terminated) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = term_tx.send(true);
+    });
+    terminated
+}
+
+/// Starts the Lease election (`--leader-election`).
+fn start_election(args: &RunArgs, client: &Client, identity: &str) -> leader::Election {
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".to_string());
+    let cfg = leader::LeaseConfig::new(
+        args.lease_name.clone(),
+        namespace,
+        identity.to_string(),
+        args.lease_duration,
+    );
+    info!(
+        lease = %cfg.name, namespace = %cfg.namespace, %identity, duration = ?cfg.duration,
+        retry = ?cfg.retry, request_timeout = ?cfg.request_timeout(), validity = ?cfg.validity(),
+        "leader election on"
+    );
+    leader::Election::spawn(client.clone(), cfg)
+}
+
+/// Waits, healthy and ready, as a standby until this replica leads (`Ok(true)`) or a signal
+/// came (`Ok(false)`); an error when the election ended first.
+async fn wait_as_standby(
+    election: &mut leader::Election,
+    leadership: &leader::Leadership,
+    health: &http::Health,
+    terminated: &mut watch::Receiver<bool>,
+) -> Result<bool, Stopped> {
+    health.ready.store(true, Ordering::Relaxed);
+    let mut waiting = leadership.clone();
+    let stopped = tokio::select! {
+        _ = terminated.wait_for(|t| *t) => None,
+        acquired = waiting.acquired() => {
+            (!acquired).then(|| Stopped::ElectionEnded("the leader election task ended".to_string()))
+        }
+        why = election.ended() => Some(Stopped::ElectionEnded(why)),
+    };
+    if let Some(stopped) = stopped {
+        return Err(stopped);
+    }
+    if *terminated.borrow() {
+        return Ok(false);
+    }
+    health.ready.store(false, Ordering::Relaxed);
+    Ok(true)
+}
+
+/// The decision settings from the flags; the create-outcome wait defaults to what one `bd
+/// create` call of this client can take (see [`decision::create_outcome_wait`]).
+fn decision_settings(args: &RunArgs, gastown: &GasTown) -> decision::Settings {
+    decision::Settings {
+        claimer: args.claimer.clone(),
+        claim_timeout: args.claim_timeout,
+        sync_interval: args.sync_interval,
+        status_heartbeat: args.status_heartbeat,
+        release_timeout: args.release_timeout,
+        create_outcome_wait: args.create_outcome_wait.unwrap_or_else(|| {
+            let attempts = gastown_config(args).map_or(3, |c| c.retries.saturating_add(1));
+            decision::create_outcome_wait(args.command_timeout, attempts, gastown.command_lifetime())
+        }),
+    }
+}
+
+/// On a signal, stop starting reconciles and let the running ones finish: the returned value
+/// turns true then.
+fn stop_on(mut terminated: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if terminated.wait_for(|t| *t).await.is_ok() {
+            info!("shutdown requested; finishing running reconciles");
+            let _ = stop_tx.send(true);
+        }
+    });
+    stop_rx
+}
+
+/// The running controllers, one per watched namespace (or one for all).
+struct Controllers<R> {
+    /// Each controller's cache.
+    stores: Vec<Store<Automaton>>,
+    /// Each controller's run, until it is stopped.
+    runs: Vec<R>,
+    /// How many watches have listed their objects (each counts once).
+    listed: watch::Receiver<usize>,
+    /// How many watches there are.
+    watches: usize,
+}
+
+/// Starts a watch of the Automatons claimed for us (per namespace, or in all) and a controller
+/// on it that runs [`reconcile::reconcile`] until `stop` turns true.
+fn start_controllers(
+    args: &RunArgs,
+    client: &Client,
+    ctx: Arc<reconcile::Context>,
+    stop: watch::Receiver<bool>,
+) -> Controllers<impl std::future::Future<Output = ()>> {
     let selector = format!("{CLAIMED_BY_LABEL}={}", args.claimer);
     let apis: Vec<Api<Automaton>> = if args.namespaces.is_empty() {
         vec![Api::all(client.clone())]
@@ -270,11 +334,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
     };
-    let mut stores: Vec<Store<Automaton>> = Vec::new();
-    let mut runs = Vec::new();
-    // How many watches have listed their objects (each counts once).
-    let (listed_tx, mut listed_rx) = watch::channel(0usize);
+    let (listed_tx, listed) = watch::channel(0usize);
     let watches = apis.len();
+    let mut stores = Vec::new();
+    let mut runs = Vec::new();
     for api in apis {
         let (reader, writer) = reflector::store();
         let listed = listed_tx.clone();
@@ -297,15 +360,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let controller = Controller::for_stream(objects, reader)
             .with_config(ControllerConfig::default().concurrency(args.concurrency.max(1)));
         stores.push(controller.store());
-        let mut stop = stop_rx.clone();
+        let mut stop = stop.clone();
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let ctx = Arc::clone(&ctx);
         runs.push(
             controller
                 .graceful_shutdown_on(shutdown)
-                .run(reconcile::reconcile, reconcile::error_policy, ctx)
+                .run(reconcile::reconcile, reconcile::error_policy, Arc::clone(&ctx))
                 .for_each(|result| async move {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "reconcile result");
@@ -313,58 +375,64 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }),
         );
     }
-    // Ready once every watch has listed its objects; then keep the per-phase gauge fresh.
-    // (Readiness comes from the watch streams themselves: `Store::wait_until_ready` wakes only
-    // one of several waiters in kube-runtime 4.2, and the controller is already one of them.)
-    {
-        let stores = stores.clone();
-        let health = Arc::clone(&health);
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            if listed_rx.wait_for(|n| *n >= watches).await.is_ok() {
-                info!("watches listed; ready");
-                health.ready.store(true, Ordering::Relaxed);
-            }
-            loop {
-                let mut counts: HashMap<String, i64> = HashMap::new();
-                for s in &stores {
-                    for a in s.state() {
-                        let phase = a.phase().map_or("None", |p| p.as_str()).to_string();
-                        *counts.entry(phase).or_default() += 1;
-                    }
-                }
-                metrics.active_claims.clear();
-                for (phase, n) in counts {
-                    metrics.active_claims.get_or_create(&PhaseLabels { phase }).set(n);
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        });
-    }
     info!(namespaces = ?args.namespaces, %selector, "controller started");
-    let stopped = {
-        let mut lost = leadership.clone();
-        let ended = async {
-            match election.as_mut() {
-                Some(e) => e.ended().await,
-                None => futures::future::pending().await,
+    Controllers {
+        stores,
+        runs,
+        listed,
+        watches,
+    }
+}
+
+/// Ready once every watch has listed its objects; then keeps the per-phase gauge fresh.
+/// (Readiness comes from the watch streams themselves: `Store::wait_until_ready` wakes only one
+/// of several waiters in kube-runtime 4.2, and the controller is already one of them.)
+fn spawn_readiness_and_phase_gauge(
+    stores: Vec<Store<Automaton>>,
+    mut listed: watch::Receiver<usize>,
+    watches: usize,
+    health: Arc<http::Health>,
+    metrics: Arc<Metrics>,
+) {
+    tokio::spawn(async move {
+        if listed.wait_for(|n| *n >= watches).await.is_ok() {
+            info!("watches listed; ready");
+            health.ready.store(true, Ordering::Relaxed);
+        }
+        loop {
+            let mut counts: HashMap<String, i64> = HashMap::new();
+            for s in &stores {
+                for a in s.state() {
+                    let phase = a.phase().map_or("None", |p| p.as_str()).to_string();
+                    *counts.entry(phase).or_default() += 1;
+                }
             }
-        };
-        tokio::select! {
-            _ = futures::future::join_all(runs) => None,
-            () = lost.lost() => Some(Stopped::LeadershipLost),
-            why = ended => Some(Stopped::ElectionEnded(why)),
+            metrics.active_claims.clear();
+            for (phase, n) in counts {
+                metrics.active_claims.get_or_create(&PhaseLabels { phase }).set(n);
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+}
+
+/// Runs the controllers until they have all stopped (`None`) or leadership is lost or the
+/// election ended (why, then).
+async fn run_until_stopped(
+    runs: Vec<impl std::future::Future<Output = ()>>,
+    leadership: &leader::Leadership,
+    election: Option<&mut leader::Election>,
+) -> Option<Stopped> {
+    let mut lost = leadership.clone();
+    let ended = async {
+        match election {
+            Some(e) => e.ended().await,
+            None => futures::future::pending().await,
         }
     };
-    if let Some(stopped) = stopped {
-        error!(reason = %stopped, "exiting at once without waiting for running reconciles (they can no longer act)");
-        return Err(stopped.into());
+    tokio::select! {
+        _ = futures::future::join_all(runs) => None,
+        () = lost.lost() => Some(Stopped::LeadershipLost),
+        why = ended => Some(Stopped::ElectionEnded(why)),
     }
-    // Every reconcile has ended: stop leading, then give the Lease up so that a standby takes
-    // over at once instead of after the lease duration.
-    if let Some(e) = election.take() {
-        e.release().await;
-    }
-    info!("stopped cleanly");
-    Ok(())
 }

@@ -63,7 +63,6 @@
 //! ```
 
 mod argv;
-mod backoff;
 mod batch;
 mod beads;
 mod classify;
@@ -86,7 +85,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use argv::{CommandLine, Tool};
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use batch::BatchedReader;
 pub use beads::{Bead, BeadStatus};
 pub use classify::PROXY_KILLED_EXIT_CODE;
