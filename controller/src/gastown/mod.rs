@@ -84,8 +84,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-pub use argv::{CommandLine, Tool};
 pub use crate::backoff::Backoff;
+pub use argv::{CommandLine, Tool};
 pub use batch::BatchedReader;
 pub use beads::{Bead, BeadStatus};
 pub use classify::PROXY_KILLED_EXIT_CODE;
