@@ -81,24 +81,36 @@ impl ControllerEnv {
         timeout: Duration,
         pred: impl Fn(&Automaton) -> bool,
     ) -> Automaton {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(a)) = self.api().get_opt(name).await {
-                if pred(&a) {
-                    return a;
-                }
-                assert!(
-                    Instant::now() <= deadline,
-                    "{name}: timed out waiting for {what}; status: {}",
-                    serde_json::to_string_pretty(&a.status).unwrap_or_default()
-                );
-            } else {
-                assert!(
-                    Instant::now() <= deadline,
-                    "{name}: timed out waiting for {what}; object missing"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_for_automaton(&self.api(), name, what, timeout, &String::new, pred).await
+    }
+}
+
+/// Polls `name` every 200 ms until `pred` holds. After `timeout` it panics with what it last
+/// saw of the object and `context()` (for example the controller's log).
+pub async fn wait_for_automaton(
+    api: &Api<Automaton>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    context: &dyn Fn() -> String,
+    pred: impl Fn(&Automaton) -> bool,
+) -> Automaton {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = api.get_opt(name).await;
+        if let Ok(Some(a)) = &seen
+            && pred(a)
+        {
+            return a.clone();
         }
+        if Instant::now() > deadline {
+            let last = match seen {
+                Ok(Some(a)) => serde_json::to_string_pretty(&(a.metadata, a.spec, a.status)).unwrap_or_default(),
+                Ok(None) => "object missing".to_string(),
+                Err(err) => format!("reading it failed: {err}"),
+            };
+            panic!("{name}: timed out waiting for {what}; last seen: {last}\n{}", context());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
