@@ -165,9 +165,7 @@ async fn a_hung_renew_ends_leadership_before_the_lease_expires() {
 }
 
 /// A leads with B as standby, both serving `/metrics`, and three claims are dispatched.
-async fn a_leads_b_stands_by_with_work_dispatched(
-    env: &Env,
-) -> (ControllerProcess, ControllerProcess, Vec<String>) {
+async fn a_leads_b_stands_by_with_work_dispatched(env: &Env) -> (ControllerProcess, ControllerProcess, Vec<String>) {
     let mut a = env.controller("replica-a", "6s");
     env.wait_holder("replica-a", T).await;
     let b = env.controller("replica-b", "6s");
@@ -220,7 +218,13 @@ fn no_gas_town_call_after_the_lease_ended(env: &Env, a: &ControllerProcess, leas
 
 /// A went on calling Gas Town without the API server (so the check above could fail), and
 /// stopped acting before its lease ran out.
-fn a_worked_while_frozen_and_stopped_in_time(env: &Env, a: &ControllerProcess, renewed: i64, stopped: i64, lease_end: i64) {
+fn a_worked_while_frozen_and_stopped_in_time(
+    env: &Env,
+    a: &ControllerProcess,
+    renewed: i64,
+    stopped: i64,
+    lease_end: i64,
+) {
     let frozen_calls = env
         .town
         .calls()
@@ -387,11 +391,7 @@ fn spawn_sampler(
 /// Either may lead once the server answers again (A renews its own Lease at once unless B got
 /// it first), never both (checked by the sampler). The leader releases (as on SIGTERM): the
 /// other takes over within a retry period or two, and releases the Lease in turn.
-async fn release_hands_over_within_two_retries(
-    env: &Env,
-    [a, b]: [(Election, Leadership, &str); 2],
-    retry: Duration,
-) {
+async fn release_hands_over_within_two_retries(env: &Env, [a, b]: [(Election, Leadership, &str); 2], retry: Duration) {
     let deadline = Instant::now() + T;
     while !a.1.is_leader() && !b.1.is_leader() {
         assert!(Instant::now() < deadline, "nobody leads after the server came back");

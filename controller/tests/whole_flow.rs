@@ -202,7 +202,11 @@ async fn the_policy_served_as_a_webhook(admin: &Client, policy: &Value, ns: &Tes
     (webhook, mwc_name)
 }
 
-fn the_controller_as_its_service_account(cluster: &TestCluster, ns: &TestNamespace, town: &FakeGasTown) -> ControllerProcess {
+fn the_controller_as_its_service_account(
+    cluster: &TestCluster,
+    ns: &TestNamespace,
+    town: &FakeGasTown,
+) -> ControllerProcess {
     let mut args = base_args(ns.name());
     args.extend(town.exec_args());
     ControllerProcess::spawn(

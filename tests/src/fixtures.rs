@@ -7,9 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, ensure};
 use gastown_crds::Automaton;
-use gastown_crds::contract::{
-    CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER,
-};
+use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
 use kube::Resource;
 use serde::Deserialize;
 use serde_json::{Value, json};

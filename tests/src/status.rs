@@ -37,7 +37,11 @@ pub fn claim_left(a: &Automaton) -> Vec<String> {
         left.push(format!("claimed by {claimer}"));
     }
     let annotations = a.annotations();
-    for mark in [CLAIMED_AT_ANNOTATION, CLAIM_REQUESTED_BY_ANNOTATION, CLAIM_REQUEST_ANNOTATION] {
+    for mark in [
+        CLAIMED_AT_ANNOTATION,
+        CLAIM_REQUESTED_BY_ANNOTATION,
+        CLAIM_REQUEST_ANNOTATION,
+    ] {
         if annotations.contains_key(mark) {
             left.push(format!("annotation {mark}"));
         }

@@ -185,7 +185,10 @@ impl Run {
         let mut schedule = Schedule::new(self.opts.chaos, &mut self.rng);
         if self.opts.chaos {
             self.inject_gastown_faults();
-            println!("[{}] schedule (progress, delay, event): {:?}", self.opts.label, schedule.left);
+            println!(
+                "[{}] schedule (progress, delay, event): {:?}",
+                self.opts.label, schedule.left
+            );
         }
         self.supervise();
         let (creator, created) = spawn_creator(self.api.clone(), self.opts.claims);
@@ -219,7 +222,11 @@ impl Run {
         }
         creator.await.unwrap();
         report.to_terminal = started.elapsed();
-        report.latencies = claims.claims.values().filter_map(|c| Some(c.finished? - c.created)).collect();
+        report.latencies = claims
+            .claims
+            .values()
+            .filter_map(|c| Some(c.finished? - c.created))
+            .collect();
         report.deletion = self.delete_everything(&claims).await;
         self.stop_replicas(&mut report);
         // Calls of the killed processes that were already running finish and log themselves.
@@ -276,7 +283,13 @@ impl Run {
     }
 
     /// Faults, at random points of the run.
-    async fn fire_due_fault(&mut self, schedule: &mut Schedule, claims: &Claims, started: Instant, report: &mut Report) {
+    async fn fire_due_fault(
+        &mut self,
+        schedule: &mut Schedule,
+        claims: &Claims,
+        started: Instant,
+        report: &mut Report,
+    ) {
         let progress = claims.progress(self.opts.claims);
         let Some(event) = schedule.due(progress) else {
             return;

@@ -65,10 +65,7 @@ async fn an_expired_claim_is_kept_while_gastown_cannot_say_whether_its_bead_is_h
     assert_eq!(a.claimed_by(), Some("gastown-local"), "claim kept: {:?}", a.status);
     assert_ne!(a.phase(), Some(Phase::Released));
     assert_eq!(a.spec.execution_mode, ExecutionMode::Local);
-    assert_eq!(
-        condition_status(&a, "GasTownReachable"),
-        Some(ConditionStatus::False)
-    );
+    assert_eq!(condition_status(&a, "GasTownReachable"), Some(ConditionStatus::False));
     env.town.clear_faults();
     let a = env
         .wait_phase("adopt", Phase::Dispatched, Duration::from_secs(60))

@@ -15,10 +15,7 @@ async fn gastown_outage_is_reported_and_recovers_without_restart() {
     let a = env
         .wait_phase("patient", Phase::Dispatched, Duration::from_secs(60))
         .await;
-    assert_eq!(
-        condition_status(&a, "GasTownReachable"),
-        Some(ConditionStatus::True)
-    );
+    assert_eq!(condition_status(&a, "GasTownReachable"), Some(ConditionStatus::True));
     assert_eq!(env.town.beads().unwrap().len(), 1);
 }
 

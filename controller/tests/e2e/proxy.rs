@@ -33,8 +33,17 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
         std::fs::write(dir.join(name), pem).unwrap();
     }
     let mut args = base_args(env.ns.name());
-    args.extend(["--transport".to_string(), "proxy".to_string(), "--proxy-url".to_string(), proxy.url()]);
-    for (flag, file) in [("--proxy-cert", "tls.crt"), ("--proxy-key", "tls.key"), ("--proxy-ca", "ca.crt")] {
+    args.extend([
+        "--transport".to_string(),
+        "proxy".to_string(),
+        "--proxy-url".to_string(),
+        proxy.url(),
+    ]);
+    for (flag, file) in [
+        ("--proxy-cert", "tls.crt"),
+        ("--proxy-key", "tls.key"),
+        ("--proxy-ca", "ca.crt"),
+    ] {
         args.extend([flag.to_string(), dir.join(file).display().to_string()]);
     }
     let c = env.spawn("proxy-controller", &args).unwrap();

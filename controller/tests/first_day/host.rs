@@ -133,8 +133,21 @@ fn make_pki(dir: &Path, ip: IpAddr) {
         run(
             "openssl",
             &[
-                "x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key, "-CAcreateserial", "-out", &crt,
-                "-days", "2", "-extfile", &extfile,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
             ],
             &[],
         );

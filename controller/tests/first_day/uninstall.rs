@@ -12,7 +12,11 @@ use crate::{Day, RELEASE, RELEASE_NS, controller_pods, eventually};
 
 /// Uninstalls the release and checks what is left: none of the chart's objects, the CRD, and
 /// all `automatons` of alice's with their finalizer.
-pub(crate) async fn helm_uninstall_keeps_the_crd_and_the_automatons(day: &Day, alice: &Api<Automaton>, automatons: usize) {
+pub(crate) async fn helm_uninstall_keeps_the_crd_and_the_automatons(
+    day: &Day,
+    alice: &Api<Automaton>,
+    automatons: usize,
+) {
     day.k
         .helm(&["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s"]);
     let selector = format!("app.kubernetes.io/instance={RELEASE}");

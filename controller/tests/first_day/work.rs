@@ -14,7 +14,12 @@ use kube::api::PostParams;
 use crate::host::Host;
 use crate::{Day, automaton, wait_phase};
 
-pub(crate) async fn alices_work_is_dispatched_once_by_the_pod(day: &Day, alice: &Api<Automaton>, host: &Host, pods: &[Pod]) {
+pub(crate) async fn alices_work_is_dispatched_once_by_the_pod(
+    day: &Day,
+    alice: &Api<Automaton>,
+    host: &Host,
+    pods: &[Pod],
+) {
     let created = alice
         .create(&PostParams::default(), &automaton("fix-login"))
         .await
