@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +16,7 @@ use gastown_controller::leader::{Election, Leadership};
 use gastown_crds::Phase;
 use gastown_tests::cluster::{PausedApiserver, TestCluster};
 use gastown_tests::controller_env::ControllerEnv;
-use gastown_tests::controller_process::{ControllerProcess, leader_election_args};
+use gastown_tests::controller_process::ControllerProcess;
 use gastown_tests::status::bead_id;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -26,103 +25,86 @@ use serde_json::json;
 const LEASE: &str = "gastown-operator";
 const T: Duration = Duration::from_secs(60);
 
-/// A namespace and a town (see [`ControllerEnv`]) on the given cluster.
-struct Env(ControllerEnv);
+type Env = ControllerEnv;
 
-impl Deref for Env {
-    type Target = ControllerEnv;
+/// A namespace and a town (see [`ControllerEnv`]) on `cluster`.
+async fn new_env(cluster: TestCluster, prefix: &str) -> Env {
+    let binary = Path::new(env!("CARGO_BIN_EXE_gastown-controller"));
+    ControllerEnv::new(cluster, prefix, binary).await.unwrap()
+}
 
-    fn deref(&self) -> &ControllerEnv {
-        &self.0
+fn leases(env: &Env) -> Api<Lease> {
+    Api::namespaced(env.cluster.client(), env.ns.name())
+}
+
+/// (holderIdentity, renewTime in Unix milliseconds) of the Lease, if it exists.
+async fn lease(env: &Env) -> Option<(Option<String>, i64)> {
+    let lease = leases(env).get_opt(LEASE).await.unwrap()?;
+    let spec = lease.spec.unwrap_or_default();
+    let renew = spec.renew_time.map_or(0, |t| t.0.as_millisecond());
+    Some((spec.holder_identity.filter(|h| !h.is_empty()), renew))
+}
+
+async fn wait_holder(env: &Env, identity: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some((Some(h), _)) = lease(env).await
+            && h == identity
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{identity} did not take the Lease within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Env {
-    async fn new(cluster: TestCluster, prefix: &str) -> Env {
-        let binary = Path::new(env!("CARGO_BIN_EXE_gastown-controller"));
-        Env(ControllerEnv::new(cluster, prefix, binary).await.unwrap())
-    }
-
-    /// A replica with leader election, logging as `identity`.
-    fn controller(&self, identity: &str, lease_duration: &str) -> ControllerProcess {
-        let mut args = self.args();
-        args.extend(leader_election_args(self.ns.name(), lease_duration, identity));
-        self.spawn(identity, &args).unwrap()
-    }
-
-    fn leases(&self) -> Api<Lease> {
-        Api::namespaced(self.cluster.client(), self.ns.name())
-    }
-
-    /// (holderIdentity, renewTime in Unix milliseconds) of the Lease, if it exists.
-    async fn lease(&self) -> Option<(Option<String>, i64)> {
-        let lease = self.leases().get_opt(LEASE).await.unwrap()?;
-        let spec = lease.spec.unwrap_or_default();
-        let renew = spec.renew_time.map_or(0, |t| t.0.as_millisecond());
-        Some((spec.holder_identity.filter(|h| !h.is_empty()), renew))
-    }
-
-    async fn wait_holder(&self, identity: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some((Some(h), _)) = self.lease().await
-                && h == identity
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{identity} did not take the Lease within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits for the holder's next renewal (checking it is `holder`, when given), then freezes
+/// kube-apiserver at once, so that the holder's last successful renew is known. Returns its
+/// renewTime.
+async fn freeze_after_a_renewal(env: &Env, holder: Option<&str>) -> (i64, PausedApiserver) {
+    let (_, before) = lease(env).await.unwrap();
+    let renewed = loop {
+        let (current, renew) = lease(env).await.unwrap();
+        if let Some(holder) = holder {
+            assert_eq!(current.as_deref(), Some(holder));
         }
-    }
-
-    /// Waits for the holder's next renewal (checking it is `holder`, when given), then freezes
-    /// kube-apiserver at once, so that the holder's last successful renew is known. Returns its
-    /// renewTime.
-    async fn freeze_after_a_renewal(&self, holder: Option<&str>) -> (i64, PausedApiserver) {
-        let (_, before) = self.lease().await.unwrap();
-        let renewed = loop {
-            let (current, renew) = self.lease().await.unwrap();
-            if let Some(holder) = holder {
-                assert_eq!(current.as_deref(), Some(holder));
-            }
-            if renew != before {
-                break renew;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        (renewed, self.cluster.pause_apiserver().unwrap())
-    }
-
-    /// Creates an Automaton the way the claim policy leaves it: claimed, local, rig set.
-    async fn create_claimed(&self, name: &str) {
-        let extra = json!({"spec": {"task": {"description": "do it"}}});
-        self.create_claimed_at(name, jiff::Timestamp::now(), &extra)
-            .await
-            .unwrap();
-    }
-
-    /// Waits until `name` is Dispatched; returns its bead.
-    async fn wait_dispatched(&self, name: &str, timeout: Duration) -> String {
-        let a = self
-            .wait_for(name, "Dispatched", timeout, |a| a.phase() == Some(Phase::Dispatched))
-            .await;
-        bead_id(&a).expect("a Dispatched Automaton records its bead")
-    }
-
-    /// Waits until the controller's admin server answers (it reports `gastown_leader` then).
-    fn wait_admin(&self, c: &ControllerProcess) {
-        let deadline = Instant::now() + T;
-        while c.admin_addr().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the controller never served /metrics:\n{}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        if renew != before {
+            break renew;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    (renewed, env.cluster.pause_apiserver().unwrap())
+}
+
+/// Creates an Automaton the way the claim policy leaves it: claimed, local, rig set.
+async fn create_claimed(env: &Env, name: &str) {
+    let extra = json!({"spec": {"task": {"description": "do it"}}});
+    env.create_claimed_at(name, jiff::Timestamp::now(), &extra)
+        .await
+        .unwrap();
+}
+
+/// Waits until `name` is Dispatched; returns its bead.
+async fn wait_dispatched(env: &Env, name: &str, timeout: Duration) -> String {
+    let a = env
+        .wait_for(name, "Dispatched", timeout, |a| a.phase() == Some(Phase::Dispatched))
+        .await;
+    bead_id(&a).expect("a Dispatched Automaton records its bead")
+}
+
+/// Waits until the controller's admin server answers (it reports `gastown_leader` then).
+fn wait_admin(c: &ControllerProcess) {
+    let deadline = Instant::now() + T;
+    while c.admin_addr().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the controller never served /metrics:\n{}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -149,10 +131,10 @@ fn acting(c: &mut ControllerProcess) -> bool {
 #[tokio::test]
 async fn a_hung_renew_ends_leadership_before_the_lease_expires() {
     let lease_duration = Duration::from_secs(6);
-    let env = Env::new(TestCluster::start_dedicated().await.unwrap(), "leader-hung").await;
+    let env = new_env(TestCluster::start_dedicated().await.unwrap(), "leader-hung").await;
     let (mut a, mut b, beads) = a_leads_b_stands_by_with_work_dispatched(&env).await;
 
-    let (renewed, paused) = env.freeze_after_a_renewal(Some("replica-a")).await;
+    let (renewed, paused) = freeze_after_a_renewal(&env, Some("replica-a")).await;
     let lease_end = renewed + millis(lease_duration);
     let a_stopped_at = when_a_stops_acting_before(&mut a, lease_end + 3000);
     let resumed_at = now_ms();
@@ -166,17 +148,17 @@ async fn a_hung_renew_ends_leadership_before_the_lease_expires() {
 
 /// A leads with B as standby, both serving `/metrics`, and three claims are dispatched.
 async fn a_leads_b_stands_by_with_work_dispatched(env: &Env) -> (ControllerProcess, ControllerProcess, Vec<String>) {
-    let mut a = env.controller("replica-a", "6s");
-    env.wait_holder("replica-a", T).await;
-    let b = env.controller("replica-b", "6s");
-    env.wait_admin(&a);
-    env.wait_admin(&b);
+    let mut a = env.replica("replica-a", "6s").unwrap();
+    wait_holder(env, "replica-a", T).await;
+    let b = env.replica("replica-b", "6s").unwrap();
+    wait_admin(&a);
+    wait_admin(&b);
     for i in 0..3 {
-        env.create_claimed(&format!("job-{i}")).await;
+        create_claimed(env, &format!("job-{i}")).await;
     }
     let mut beads = Vec::new();
     for i in 0..3 {
-        beads.push(env.wait_dispatched(&format!("job-{i}"), T).await);
+        beads.push(wait_dispatched(env, &format!("job-{i}"), T).await);
     }
     // A syncs its work with Gas Town every second from now on.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -269,12 +251,12 @@ async fn b_takes_over_alone_and_dispatches_once(
         assert!(Instant::now() < deadline, "B never took over; B's log:\n{}", b.log());
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.wait_holder("replica-b", T).await;
+    wait_holder(env, "replica-b", T).await;
     // A, having lost leadership, exited non-zero to restart as a candidate.
     let status = a.try_wait().expect("A exits once it lost leadership");
     assert!(!status.success(), "A exited with {status}");
-    env.create_claimed("after").await;
-    let bead = env.wait_dispatched("after", T).await;
+    create_claimed(env, "after").await;
+    let bead = wait_dispatched(env, "after", T).await;
     for bead in beads.iter().chain([&bead]) {
         assert_eq!(env.town.dispatch_count(bead), 1, "{bead} dispatched once");
     }
@@ -290,38 +272,38 @@ async fn b_takes_over_alone_and_dispatches_once(
 #[tokio::test]
 async fn sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
     let retry = Duration::from_secs(2);
-    let env = Env::new(TestCluster::start().await.unwrap(), "leader-sigterm").await;
-    let mut a = env.controller("replica-a", "15s");
-    env.wait_holder("replica-a", T).await;
-    let mut b = env.controller("replica-b", "15s");
-    env.wait_admin(&b);
-    env.create_claimed("one").await;
-    let first = env.wait_dispatched("one", T).await;
-    assert_eq!(env.lease().await.unwrap().0.as_deref(), Some("replica-a"));
+    let env = new_env(TestCluster::start().await.unwrap(), "leader-sigterm").await;
+    let mut a = env.replica("replica-a", "15s").unwrap();
+    wait_holder(&env, "replica-a", T).await;
+    let mut b = env.replica("replica-b", "15s").unwrap();
+    wait_admin(&b);
+    create_claimed(&env, "one").await;
+    let first = wait_dispatched(&env, "one", T).await;
+    assert_eq!(lease(&env).await.unwrap().0.as_deref(), Some("replica-a"));
     assert!(b.try_wait().is_none(), "B runs as a standby; log:\n{}", b.log());
 
     let status = a.terminate(Duration::from_secs(30)).unwrap();
     let exited = Instant::now();
     assert!(status.success(), "A exited with {status}; log:\n{}", a.log());
-    let (holder, _) = env.lease().await.unwrap();
+    let (holder, _) = lease(&env).await.unwrap();
     assert_ne!(
         holder.as_deref(),
         Some("replica-a"),
         "A exited still holding the Lease; log:\n{}",
         a.log()
     );
-    env.wait_holder("replica-b", 2 * retry + Duration::from_secs(1)).await;
+    wait_holder(&env, "replica-b", 2 * retry + Duration::from_secs(1)).await;
     let took = exited.elapsed();
     assert!(took < 2 * retry + Duration::from_secs(1), "B took over after {took:?}");
-    env.create_claimed("two").await;
-    let second = env.wait_dispatched("two", T).await;
+    create_claimed(&env, "two").await;
+    let second = wait_dispatched(&env, "two", T).await;
     assert_eq!(env.town.dispatch_count(&first), 1);
     assert_eq!(env.town.dispatch_count(&second), 1);
 
     // B (now the leader) on SIGTERM releases too.
     let status = b.terminate(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "B exited with {status}; log:\n{}", b.log());
-    assert_eq!(env.lease().await.unwrap().0, None, "B exited still holding the Lease");
+    assert_eq!(lease(&env).await.unwrap().0, None, "B exited still holding the Lease");
 }
 
 /// Who led, sampled every 10 ms: (wall-clock ms, a leads, b leads).
@@ -335,7 +317,7 @@ type Samples = Arc<Mutex<Vec<(i64, bool, bool)>>>;
 async fn elections_never_overlap_across_a_frozen_api_server() {
     use gastown_controller::leader::LeaseConfig;
 
-    let env = Env::new(TestCluster::start_dedicated().await.unwrap(), "leader-module").await;
+    let env = new_env(TestCluster::start_dedicated().await.unwrap(), "leader-module").await;
     let cfg = |identity: &str| {
         LeaseConfig::new(
             LEASE.to_string(),
@@ -346,7 +328,7 @@ async fn elections_never_overlap_across_a_frozen_api_server() {
     };
     let (duration, retry) = (cfg("x").duration, cfg("x").retry);
     let a = Election::spawn(env.cluster.client(), cfg("module-a"));
-    env.wait_holder("module-a", T).await;
+    wait_holder(&env, "module-a", T).await;
     let b = Election::spawn(env.cluster.client(), cfg("module-b"));
     let (la, lb) = (a.leadership(), b.leadership());
     let samples = Samples::default();
@@ -355,7 +337,7 @@ async fn elections_never_overlap_across_a_frozen_api_server() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(la.is_leader() && !lb.is_leader());
 
-    let (renewed, paused) = env.freeze_after_a_renewal(None).await;
+    let (renewed, paused) = freeze_after_a_renewal(&env, None).await;
     let lease_end = renewed + millis(duration);
     tokio::time::sleep(duration + Duration::from_secs(2)).await;
     assert!(
@@ -402,7 +384,7 @@ async fn release_hands_over_within_two_retries(env: &Env, [a, b]: [(Election, Le
     let released = Instant::now();
     leader.0.release().await;
     assert!(!leader.1.is_leader());
-    env.wait_holder(standby_name, 2 * retry + Duration::from_secs(1)).await;
+    wait_holder(env, standby_name, 2 * retry + Duration::from_secs(1)).await;
     let deadline = Instant::now() + T;
     while !standby.1.is_leader() {
         assert!(
@@ -413,7 +395,7 @@ async fn release_hands_over_within_two_retries(env: &Env, [a, b]: [(Election, Le
     }
     let took = released.elapsed();
     standby.0.release().await;
-    assert_eq!(env.lease().await.unwrap().0, None, "{standby_name} released the Lease");
+    assert_eq!(lease(env).await.unwrap().0, None, "{standby_name} released the Lease");
     assert!(
         took < 2 * retry + Duration::from_secs(1),
         "{standby_name} took over {took:?} after the release"

@@ -11,7 +11,7 @@ use kube::api::PostParams;
 use serde_json::Value;
 
 use crate::cluster::{TestCluster, TestNamespace};
-use crate::controller_process::{ControllerProcess, base_args};
+use crate::controller_process::{ControllerProcess, base_args, leader_election_args};
 use crate::fake_gastown::FakeGasTown;
 use crate::fixtures::claimed_automaton;
 
@@ -56,6 +56,14 @@ impl ControllerEnv {
     pub fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<ControllerProcess> {
         let log = self.town.state_dir().join(format!("{name}.log"));
         ControllerProcess::spawn(&self.binary, &self.cluster.kubeconfig(), args, &log)
+    }
+
+    /// Starts a replica with leader election (the Lease in this namespace) and [`Self::args`];
+    /// it logs as `identity`.
+    pub fn replica(&self, identity: &str, lease_duration: &str) -> anyhow::Result<ControllerProcess> {
+        let mut args = self.args();
+        args.extend(leader_election_args(self.ns.name(), lease_duration, identity));
+        self.spawn(identity, &args)
     }
 
     /// Creates `name` as the claim policy leaves it, claimed at `claimed_at`, with `extra`

@@ -67,8 +67,8 @@ async fn a_bead_created_but_never_recorded_is_found_not_created_again() {
 #[tokio::test]
 async fn two_replicas_with_leader_election_dispatch_once() {
     let env = Env::new("leader").await;
-    let mut a = env.replica("replica-a", "3s");
-    let b = env.replica("replica-b", "3s");
+    let mut a = env.replica("replica-a", "3s").unwrap();
+    let b = env.replica("replica-b", "3s").unwrap();
     for i in 0..4 {
         env.create_claimed(&format!("job-{i}"), json!({})).await;
     }
@@ -111,8 +111,7 @@ async fn two_replicas_with_leader_election_dispatch_once() {
 async fn sigterm_stops_cleanly() {
     let env = Env::new("sigterm").await;
     let mut c = env.controller("c", &[]);
-    env.create_claimed("one", json!({})).await;
-    env.wait_phase("one", Phase::Dispatched, T).await;
+    env.dispatched("one").await;
     let status = c.terminate(Duration::from_secs(15)).unwrap();
     assert!(status.success(), "exit status {status}; log:\n{}", c.log());
 }

@@ -61,8 +61,7 @@ async fn claim_is_dispatched_once_and_followed_to_success() {
 async fn closed_with_a_failure_reason_is_failed() {
     let env = Env::new("failed").await;
     let _c = env.controller("c", &[]);
-    env.create_claimed("doomed", json!({})).await;
-    let bead = bead_of(&env.wait_phase("doomed", Phase::Dispatched, T).await);
+    let bead = env.dispatched("doomed").await;
     env.town.close(&bead, "failed: tests do not pass").unwrap();
     let a = env.wait_phase("doomed", Phase::Failed, T).await;
     assert_eq!(condition_status(&a, "Completed"), Some(ConditionStatus::False));

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use gastown_crds::{Automaton, ConditionStatus, Phase};
 use gastown_tests::cluster::TestCluster;
 use gastown_tests::controller_env::ControllerEnv;
-use gastown_tests::controller_process::{ControllerProcess, http_get, leader_election_args};
+use gastown_tests::controller_process::{ControllerProcess, http_get};
 use gastown_tests::fake_gastown::{Call, FakeGasTown, Faults};
 use gastown_tests::status::{bead_id, claim_left, condition_status};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 /// How long a step of a test may take.
@@ -65,13 +65,6 @@ impl Env {
         self.spawn(name, &args).unwrap()
     }
 
-    /// A replica with leader election (the Lease in this namespace), logging as `identity`.
-    fn replica(&self, identity: &str, lease_duration: &str) -> ControllerProcess {
-        let mut args = self.args();
-        args.extend(leader_election_args(self.ns.name(), lease_duration, identity));
-        self.spawn(identity, &args).unwrap()
-    }
-
     /// Creates an Automaton the way the claim policy leaves it: claimed now, local, rig set.
     /// Each field of `extra_spec` replaces that field of the spec as a whole.
     async fn create_claimed(&self, name: &str, extra_spec: Value) -> Automaton {
@@ -82,6 +75,30 @@ impl Env {
         self.create_claimed_at(name, jiff::Timestamp::now(), &json!({"spec": spec}))
             .await
             .unwrap()
+    }
+
+    /// Creates `name` claimed and waits until it is Dispatched; returns its bead.
+    async fn dispatched(&self, name: &str) -> String {
+        self.create_claimed(name, json!({})).await;
+        bead_of(&self.wait_phase(name, Phase::Dispatched, T).await)
+    }
+
+    /// Like [`Env::dispatched`], and a worker has started the bead: the claim is Running.
+    async fn running(&self, name: &str) -> String {
+        let bead = self.dispatched(name).await;
+        self.town.start_work(&bead).unwrap();
+        self.wait_phase(name, Phase::Running, T).await;
+        bead
+    }
+
+    /// Deletes `name`, waits until it is gone, and checks that its bead (ours) was closed as
+    /// deleted.
+    async fn delete_and_check_closed(&self, name: &str, bead: &str) {
+        self.api().delete(name, &DeleteParams::default()).await.unwrap();
+        self.wait_gone(name, T).await;
+        let stored = self.town.bead(bead).unwrap().unwrap();
+        assert_eq!(stored["status"], "closed", "{stored}");
+        assert!(stored["close_reason"].as_str().unwrap().contains("deleted"), "{stored}");
     }
 
     async fn wait_phase(&self, name: &str, phase: Phase, timeout: Duration) -> Automaton {

@@ -6,7 +6,6 @@ use gastown_controller::gastown::testing::{FakeProxyServer, TestPki, TownExecHan
 use gastown_crds::Phase;
 use gastown_tests::controller_process::base_args;
 use kube::api::DeleteParams;
-use serde_json::json;
 
 use super::*;
 
@@ -47,8 +46,7 @@ async fn dispatch_and_release_through_gt_proxy_server_with_mutual_tls() {
         args.extend([flag.to_string(), dir.join(file).display().to_string()]);
     }
     let c = env.spawn("proxy-controller", &args).unwrap();
-    env.create_claimed("remote", json!({})).await;
-    let bead = bead_of(&env.wait_phase("remote", Phase::Dispatched, T).await);
+    let bead = env.dispatched("remote").await;
     assert_eq!(env.town.dispatch_count(&bead), 1);
     assert!(
         proxy

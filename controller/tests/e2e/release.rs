@@ -11,15 +11,8 @@ use super::*;
 async fn deletion_releases_the_work_in_gastown() {
     let env = Env::new("delete").await;
     let _c = env.controller("c", &[]);
-    env.create_claimed("stop-me", json!({})).await;
-    let bead = bead_of(&env.wait_phase("stop-me", Phase::Dispatched, T).await);
-    env.town.start_work(&bead).unwrap();
-    env.wait_phase("stop-me", Phase::Running, T).await;
-    env.api().delete("stop-me", &DeleteParams::default()).await.unwrap();
-    env.wait_gone("stop-me", T).await;
-    let stored = env.town.bead(&bead).unwrap().unwrap();
-    assert_eq!(stored["status"], "closed", "{stored}");
-    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"));
+    let bead = env.running("stop-me").await;
+    env.delete_and_check_closed("stop-me", &bead).await;
     assert_eq!(calls_of(&env.town, "gt", "unsling").len(), 1);
 }
 
@@ -53,16 +46,9 @@ async fn deleting_a_claim_gastown_never_took_does_not_wait_for_gastown() {
 async fn deletion_reopens_with_bd_when_gt_unsling_is_refused() {
     let env = Env::new("unsling-refused").await;
     let _c = env.controller("c", &[]);
-    env.create_claimed("stop-me", json!({})).await;
-    let bead = bead_of(&env.wait_phase("stop-me", Phase::Dispatched, T).await);
-    env.town.start_work(&bead).unwrap();
-    env.wait_phase("stop-me", Phase::Running, T).await;
+    let bead = env.running("stop-me").await;
     env.town.set_faults(&Faults::fail(1.0).verbs(["gt unsling"])).unwrap();
-    env.api().delete("stop-me", &DeleteParams::default()).await.unwrap();
-    env.wait_gone("stop-me", T).await;
-    let stored = env.town.bead(&bead).unwrap().unwrap();
-    assert_eq!(stored["status"], "closed", "{stored}");
-    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"));
+    env.delete_and_check_closed("stop-me", &bead).await;
     let calls = env.town.calls().unwrap();
     assert!(calls.iter().any(|c| c.tool == "gt" && c.verb() == Some("unsling")));
     assert!(
@@ -83,11 +69,7 @@ async fn deletion_of_work_whose_worker_session_is_gone_still_releases_the_bead()
     let bead = bead_of(&a);
     let worker = a.status.unwrap().gastown.unwrap().assignee.unwrap();
     env.town.end_session(&worker).unwrap();
-    env.api().delete("orphaned", &DeleteParams::default()).await.unwrap();
-    env.wait_gone("orphaned", T).await;
-    let stored = env.town.bead(&bead).unwrap().unwrap();
-    assert_eq!(stored["status"], "closed", "{stored}");
-    assert!(stored["close_reason"].as_str().unwrap().contains("deleted"), "{stored}");
+    env.delete_and_check_closed("orphaned", &bead).await;
     let calls = calls_of(&env.town, "gt", "unsling");
     let unsling = calls.first().expect("gt unsling tried first");
     assert_ne!(
