@@ -11,69 +11,22 @@ use std::time::{Duration, Instant};
 
 use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL};
 use gastown_crds::{Automaton, Phase};
-use gastown_tests::cluster::{TestCluster, client_from_kubeconfig};
-use gastown_tests::controller_process::ControllerProcess;
+use gastown_tests::cluster::{TestCluster, TestNamespace, client_from_kubeconfig};
+use gastown_tests::controller_env::wait_for_automaton;
+use gastown_tests::controller_process::{ControllerProcess, base_args};
 use gastown_tests::fake_gastown::FakeGasTown;
 use gastown_tests::fixtures;
 use gastown_tests::policy_host::{PolicyModule, default_module_path};
+use gastown_tests::status::bead_id;
 use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "gastown-operator";
 const RELEASE_NS: &str = "gastown-system";
-
-/// Renders the chart with real Helm and returns its documents.
-fn render_chart(values: &str, out: &Path) -> Vec<Value> {
-    fixtures::render_chart(values, out, RELEASE, RELEASE_NS, &["--kube-version", "v1.20.2"]).unwrap()
-}
-
-async fn apply(client: &Client, doc: &Value) {
-    let kind = doc["kind"].as_str().unwrap();
-    let name = doc["metadata"]["name"].as_str().unwrap();
-    let api_version = doc["apiVersion"].as_str().unwrap();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
-    let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Cluster {
-        Api::all_with(client.clone(), &resource)
-    } else {
-        let ns = doc["metadata"]["namespace"].as_str().unwrap_or(RELEASE_NS);
-        Api::namespaced_with(client.clone(), ns, &resource)
-    };
-    api.patch(name, &PatchParams::apply("gastown-tests").force(), &Patch::Apply(doc))
-        .await
-        .unwrap_or_else(|e| panic!("applying {kind}/{name}: {e}"));
-}
-
-async fn wait_for(api: &Api<Automaton>, name: &str, what: &str, pred: impl Fn(&Automaton) -> bool) -> Automaton {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let a = api.get_opt(name).await.unwrap();
-        if let Some(a) = a.as_ref().filter(|a| pred(a)) {
-            return a.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: timed out waiting for {what}: {:?}",
-            a.map(|a| a.status)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn automaton(name: &str, extra: Value) -> Automaton {
-    fixtures::local_automaton(name, &extra).unwrap()
-}
-
-fn api_error(e: kube::Error) -> (u16, String) {
-    match e {
-        kube::Error::Api(s) => (s.code, s.message),
-        other => panic!("expected an API error, got {other}"),
-    }
-}
 
 #[tokio::test]
 async fn user_claims_policy_mutates_controller_dispatches_and_releases() {
@@ -84,6 +37,41 @@ async fn user_claims_policy_mutates_controller_dispatches_and_releases() {
     let work = tempdir();
 
     // 1. The chart, rendered by real Helm with the policy enabled.
+    let docs = the_chart_rendered_with_the_policy(&work);
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterAdmissionPolicy")
+        .expect("ClusterAdmissionPolicy rendered")
+        .clone();
+    the_controller_identity_comes_from_the_release(&policy);
+    the_deployment_runs_this_binary_with_its_probes(&docs);
+    // 2. The chart's RBAC, for real; the controller will run with exactly these permissions.
+    let _rbac_cleanup = the_chart_rbac_applied(&cluster, &docs, &ns).await;
+    // 3. The compiled policy as a mutating webhook for this test's namespace.
+    let (webhook, mwc_name) = the_policy_served_as_a_webhook(&admin, &policy, &ns).await;
+    // 4. The controller as the chart's ServiceAccount, exec transport to the fake Gas Town.
+    let town = FakeGasTown::new().unwrap();
+    let controller = the_controller_as_its_service_account(&cluster, &ns, &town);
+    // 5. Through the API server, like users.
+    let user = async |name: &str| -> Api<Automaton> {
+        let client = client_from_kubeconfig(&cluster.user_kubeconfig(name)).await.unwrap();
+        Api::namespaced(client, ns.name())
+    };
+    let (alice, bob, mallory) = (user("alice").await, user("bob").await, user("mallory").await);
+    kubernetes_work_passes_untouched(&alice).await;
+    alices_claim_is_dispatched_and_followed_to_the_end(&alice, &town).await;
+    claims_by_others_and_forged_claims_are_refused(&alice, &bob, &mallory).await;
+    claimed_work_is_steered_only_by_the_controller(&alice).await;
+    deleting_running_work_releases_it(&alice, &town, &controller).await;
+    assert!(webhook.requests() > 0);
+    the_controller_never_needed_more_than_the_chart_rbac(&controller);
+
+    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .delete(&mwc_name, &DeleteParams::default())
+        .await;
+}
+
+fn the_chart_rendered_with_the_policy(work: &Path) -> Vec<Value> {
     let values = r#"
 gastown:
   proxy: {url: "https://gt-proxy.example:9876", existingSecret: gt-proxy-client}
@@ -95,13 +83,11 @@ policy:
     allowedGroups: [gastown-claimers]
     defaultRig: gastown
 "#;
-    let docs = render_chart(values, &work);
-    let policy = docs
-        .iter()
-        .find(|d| d["kind"] == "ClusterAdmissionPolicy")
-        .expect("ClusterAdmissionPolicy rendered")
-        .clone();
-    let settings = policy["spec"]["settings"].clone();
+    fixtures::render_chart(values, work, RELEASE, RELEASE_NS, &["--kube-version", "v1.20.2"]).unwrap()
+}
+
+fn the_controller_identity_comes_from_the_release(policy: &Value) {
+    let settings = &policy["spec"]["settings"];
     assert!(
         settings["controllerUsers"]
             .as_array()
@@ -109,8 +95,12 @@ policy:
             .contains(&json!("system:serviceaccount:gastown-system:gastown-operator")),
         "controller identity derived from the release's ServiceAccount: {settings}"
     );
+}
 
-    // The Deployment's arguments are flags this binary accepts.
+/// The Deployment's arguments are flags this binary accepts, and its probes are the
+/// controller's endpoints.
+fn the_deployment_runs_this_binary_with_its_probes(docs: &[Value]) {
+    use clap::Parser;
     let deployment = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")
@@ -125,7 +115,6 @@ policy:
             }
         }
     }
-    use clap::Parser;
     let parsed =
         gastown_controller::config::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("chart args {argv:?}: {e}"));
     assert_eq!(parsed.run.transport, gastown_controller::config::TransportKind::Proxy);
@@ -134,10 +123,15 @@ policy:
         .map(|p| container[p]["httpGet"]["path"].as_str().unwrap())
         .collect();
     assert_eq!(probe_paths, ["/livez", "/readyz"]);
+}
 
-    // 2. The chart's RBAC, for real; the controller will run with exactly these permissions.
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let _ = namespaces
+/// Applies the chart's RBAC, and lets the users edit Automatons in the test namespace (the
+/// platform's own RBAC, not the chart's). The chart's part is removed again when the returned
+/// guard drops (also on failure): other tests on this cluster expect the controller identity to
+/// have no rights.
+async fn the_chart_rbac_applied(cluster: &TestCluster, docs: &[Value], ns: &TestNamespace) -> Cleanup {
+    let admin = cluster.client();
+    let _ = Api::<Namespace>::all(admin.clone())
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": RELEASE_NS}})).unwrap(),
@@ -153,16 +147,13 @@ policy:
         })
         .cloned()
         .collect();
-    // Removed again at the end (also on failure): other tests on this cluster expect the
-    // controller identity to have no rights.
-    let _rbac_cleanup = Cleanup {
+    let cleanup = Cleanup {
         kubeconfig: cluster.kubeconfig(),
         docs: rbac.clone(),
     };
     for doc in &rbac {
         apply(&admin, doc).await;
     }
-    // Users may edit Automatons in the test namespace (the platform's own RBAC, not the chart's).
     apply(
         &admin,
         &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -182,20 +173,25 @@ policy:
         "subjects": subjects}),
     )
     .await;
+    cleanup
+}
 
-    // 3. The compiled policy as a mutating webhook built from the chart's ClusterAdmissionPolicy,
-    //    limited to this test's namespace so parallel tests are not affected.
+/// The compiled policy as a mutating webhook built from the chart's ClusterAdmissionPolicy,
+/// limited to this test's namespace so parallel tests are not affected. Returns the webhook and
+/// the name of its MutatingWebhookConfiguration.
+async fn the_policy_served_as_a_webhook(admin: &Client, policy: &Value, ns: &TestNamespace) -> (PolicyWebhook, String) {
     let module = PolicyModule::load(&default_module_path()).unwrap();
+    let settings = policy["spec"]["settings"].clone();
     let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0)
         .await
         .unwrap();
     let mut scoped = policy.clone();
     scoped["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-e2e": ns.name()}});
     let mwc_name = format!("gastown-claim-{}", ns.name());
-    register(&admin, &webhook.webhook_configuration(&mwc_name, &scoped))
+    register(admin, &webhook.webhook_configuration(&mwc_name, &scoped))
         .await
         .unwrap();
-    namespaces
+    Api::<Namespace>::all(admin.clone())
         .patch(
             ns.name(),
             &PatchParams::default(),
@@ -203,55 +199,26 @@ policy:
         )
         .await
         .unwrap();
+    (webhook, mwc_name)
+}
 
-    // 4. The controller as the chart's ServiceAccount, exec transport to the fake Gas Town.
-    let town = FakeGasTown::new().unwrap();
-    let sa_kubeconfig = cluster.user_kubeconfig("gastown-operator");
-    let args: Vec<String> = [
-        "--namespaces",
-        ns.name(),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--sync-interval",
-        "1s",
-        "--log-format",
-        "json",
-        "--town-root",
-        &town.town_root().display().to_string(),
-        "--gt-path",
-        &town.gt_path().display().to_string(),
-        "--bd-path",
-        &town.bd_path().display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let log = town.state_dir().join("controller.log");
-    let controller = ControllerProcess::spawn(
+fn the_controller_as_its_service_account(
+    cluster: &TestCluster,
+    ns: &TestNamespace,
+    town: &FakeGasTown,
+) -> ControllerProcess {
+    let mut args = base_args(ns.name());
+    args.extend(town.exec_args());
+    ControllerProcess::spawn(
         Path::new(env!("CARGO_BIN_EXE_gastown-controller")),
-        &sa_kubeconfig,
+        &cluster.user_kubeconfig("gastown-operator"),
         &args,
-        &log,
+        &town.state_dir().join("controller.log"),
     )
-    .unwrap();
+    .unwrap()
+}
 
-    // 5. Through the API server, like users.
-    let alice: Api<Automaton> = Api::namespaced(
-        client_from_kubeconfig(&cluster.user_kubeconfig("alice")).await.unwrap(),
-        ns.name(),
-    );
-    let mallory: Api<Automaton> = Api::namespaced(
-        client_from_kubeconfig(&cluster.user_kubeconfig("mallory"))
-            .await
-            .unwrap(),
-        ns.name(),
-    );
-    let bob: Api<Automaton> = Api::namespaced(
-        client_from_kubeconfig(&cluster.user_kubeconfig("bob")).await.unwrap(),
-        ns.name(),
-    );
-
-    // Kubernetes-mode work passes untouched.
+async fn kubernetes_work_passes_untouched(alice: &Api<Automaton>) {
     let plain = alice
         .create(
             &PostParams::default(),
@@ -260,8 +227,11 @@ policy:
         .await
         .unwrap();
     assert_eq!(plain.claimed_by(), None);
+}
 
-    // An allowed user's local Automaton is claimed by the policy...
+/// An allowed user's local Automaton is claimed by the policy, dispatched by the controller (as
+/// its ServiceAccount) to Gas Town, and followed to the end.
+async fn alices_claim_is_dispatched_and_followed_to_the_end(alice: &Api<Automaton>, town: &FakeGasTown) {
     let created = alice
         .create(&PostParams::default(), &automaton("fix-login", json!({})))
         .await
@@ -278,37 +248,27 @@ policy:
             .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok())
     );
     assert_eq!(created.spec.rig.as_deref(), Some("gastown"), "defaultRig filled in");
-
-    // ... dispatched by the controller (as its ServiceAccount) to Gas Town, and followed to the end.
-    let a = wait_for(&alice, "fix-login", "Dispatched", |a| {
-        a.phase() == Some(Phase::Dispatched)
-    })
-    .await;
-    let bead = a
-        .status
-        .as_ref()
-        .unwrap()
-        .gastown
-        .as_ref()
-        .unwrap()
-        .bead_id
-        .clone()
-        .unwrap();
+    let a = wait_phase(alice, "fix-login", Phase::Dispatched).await;
+    let bead = bead_id(&a).unwrap();
     assert_eq!(town.dispatch_count(&bead), 1);
     town.start_work(&bead).unwrap();
-    wait_for(&alice, "fix-login", "Running", |a| a.phase() == Some(Phase::Running)).await;
+    wait_phase(alice, "fix-login", Phase::Running).await;
     town.close(&bead, "merged").unwrap();
-    wait_for(&alice, "fix-login", "Succeeded", |a| {
-        a.phase() == Some(Phase::Succeeded)
-    })
-    .await;
+    wait_phase(alice, "fix-login", Phase::Succeeded).await;
+}
 
-    // A claim by annotation from a member of an allowed group.
-    let by_group = bob
-        .create(&PostParams::default(), &automaton("by-annotation", json!({"metadata": {"annotations": {"gastown.io/claim": "local"}}, "spec": {"executionMode": "kubernetes"}})))
-        .await;
-    // bob is in group developers only: refused with the policy's message.
-    let (code, message) = api_error(by_group.unwrap_err());
+async fn claims_by_others_and_forged_claims_are_refused(
+    alice: &Api<Automaton>,
+    bob: &Api<Automaton>,
+    mallory: &Api<Automaton>,
+) {
+    // A claim by annotation from bob, who is in group developers only: refused with the
+    // policy's message.
+    let by_annotation = automaton(
+        "by-annotation",
+        json!({"metadata": {"annotations": {"gastown.io/claim": "local"}}, "spec": {"executionMode": "kubernetes"}}),
+    );
+    let (code, message) = api_error(bob.create(&PostParams::default(), &by_annotation).await.unwrap_err());
     assert_eq!(code, 403, "{message}");
     assert!(message.contains("may not claim"), "{message}");
 
@@ -333,8 +293,11 @@ policy:
     let (code, message) = api_error(alice.create(&PostParams::default(), &forged).await.unwrap_err());
     assert_eq!(code, 403);
     assert!(message.contains("set only by the gastown claim policy"), "{message}");
+}
 
-    // Status of claimed work is written only by the controller.
+/// The status of claimed work is written only by the controller, and users cannot change the
+/// claimed work itself.
+async fn claimed_work_is_steered_only_by_the_controller(alice: &Api<Automaton>) {
     let current = alice.get("fix-login").await.unwrap();
     let mut spoof = current.clone();
     spoof.status.get_or_insert_with(Default::default).message = Some("spoofed".into());
@@ -346,7 +309,6 @@ policy:
     );
     assert_eq!(code, 403, "{message}");
 
-    // Claimed work cannot be changed by users.
     let (code, message) = api_error(
         alice
             .patch(
@@ -359,17 +321,15 @@ policy:
     );
     assert_eq!(code, 403);
     assert!(message.contains("spec.rig"), "{message}");
+}
 
-    // Deleting running work releases it in Gas Town.
+async fn deleting_running_work_releases_it(alice: &Api<Automaton>, town: &FakeGasTown, controller: &ControllerProcess) {
     alice
         .create(&PostParams::default(), &automaton("stop-me", json!({})))
         .await
         .unwrap();
-    let a = wait_for(&alice, "stop-me", "Dispatched", |a| {
-        a.phase() == Some(Phase::Dispatched)
-    })
-    .await;
-    let bead2 = a.status.unwrap().gastown.unwrap().bead_id.unwrap();
+    let a = wait_phase(alice, "stop-me", Phase::Dispatched).await;
+    let bead = bead_id(&a).unwrap();
     alice.delete("stop-me", &DeleteParams::default()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while alice.get_opt("stop-me").await.unwrap().is_some() {
@@ -380,10 +340,10 @@ policy:
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(town.bead(&bead2).unwrap().unwrap()["status"], "closed");
-    assert!(webhook.requests() > 0);
+    assert_eq!(town.bead(&bead).unwrap().unwrap()["status"], "closed");
+}
 
-    // The controller never needed more than the chart's RBAC.
+fn the_controller_never_needed_more_than_the_chart_rbac(controller: &ControllerProcess) {
     let log = controller.log();
     assert!(
         !log.contains("forbidden"),
@@ -393,11 +353,49 @@ policy:
         !log.contains("BEGIN") && !log.contains("token"),
         "no credentials in logs"
     );
+}
 
-    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    let _ = Api::<MutatingWebhookConfiguration>::all(admin.clone())
-        .delete(&mwc_name, &DeleteParams::default())
-        .await;
+async fn wait_phase(api: &Api<Automaton>, name: &str, phase: Phase) -> Automaton {
+    let timeout = Duration::from_secs(45);
+    wait_for_automaton(api, name, phase.as_str(), timeout, &String::new, |a| {
+        a.phase() == Some(phase)
+    })
+    .await
+}
+
+fn automaton(name: &str, extra: Value) -> Automaton {
+    fixtures::local_automaton(name, &extra).unwrap()
+}
+
+fn api_error(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// The API for the kind of `doc` (found by discovery), in its namespace if it has one.
+async fn dynamic_api(client: &Client, doc: &Value) -> kube::Result<Api<DynamicObject>> {
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+    Ok(if caps.scope == kube::discovery::Scope::Cluster {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or(RELEASE_NS);
+        Api::namespaced_with(client.clone(), ns, &resource)
+    })
+}
+
+async fn apply(client: &Client, doc: &Value) {
+    let kind = doc["kind"].as_str().unwrap();
+    let name = doc["metadata"]["name"].as_str().unwrap();
+    let api = dynamic_api(client, doc).await.unwrap();
+    api.patch(name, &PatchParams::apply("gastown-tests").force(), &Patch::Apply(doc))
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind}/{name}: {e}"));
 }
 
 fn tempdir() -> PathBuf {
@@ -430,25 +428,12 @@ impl Drop for Cleanup {
                     return;
                 };
                 for doc in docs.iter().rev() {
-                    let (Some(kind), Some(name), Some(api_version)) = (
-                        doc["kind"].as_str(),
-                        doc["metadata"]["name"].as_str(),
-                        doc["apiVersion"].as_str(),
-                    ) else {
+                    let Some(name) = doc["metadata"]["name"].as_str() else {
                         continue;
                     };
-                    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-                    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-                    let Ok((resource, caps)) = kube::discovery::pinned_kind(&client, &gvk).await else {
-                        continue;
-                    };
-                    let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Cluster {
-                        Api::all_with(client.clone(), &resource)
-                    } else {
-                        let ns = doc["metadata"]["namespace"].as_str().unwrap_or(RELEASE_NS);
-                        Api::namespaced_with(client.clone(), ns, &resource)
-                    };
-                    let _ = api.delete(name, &DeleteParams::default()).await;
+                    if let Ok(api) = dynamic_api(&client, doc).await {
+                        let _ = api.delete(name, &DeleteParams::default()).await;
+                    }
                 }
             });
         })

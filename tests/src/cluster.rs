@@ -32,6 +32,12 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Config};
 use serde::Deserialize as _;
 
+mod apiserver;
+mod node;
+
+pub use apiserver::PausedApiserver;
+pub use node::{NODE_CLUSTER_DIR_ENV, NodeInfo, SKIP_NODE_ENV, TOOLS_BIN_ENV, helm, kubectl};
+
 /// Directory of an already running cluster (`cluster.sh up DIR`) to use instead of starting one.
 pub const CLUSTER_DIR_ENV: &str = "GASTOWN_TEST_CLUSTER_DIR";
 /// Overrides how long `cluster.sh up` may take (seconds); the first run builds kube-apiserver.
@@ -40,29 +46,21 @@ pub const UP_TIMEOUT_ENV: &str = "GASTOWN_TEST_CLUSTER_UP_TIMEOUT_SECS";
 pub const TEST_FIELD_MANAGER: &str = "gastown-tests";
 /// The user whose credentials are stored as `users/gastown-operator.*`.
 pub const OPERATOR_USER: &str = "system:serviceaccount:gastown-system:gastown-operator";
-/// Directory of a running node cluster (`cluster.sh up DIR --node`) to use for node tests.
-pub const NODE_CLUSTER_DIR_ENV: &str = "GASTOWN_TEST_NODE_CLUSTER_DIR";
-/// Set by `scripts/test.sh` to the reason when this machine cannot run a node (it needs root):
-/// the node tests then print that they did not run, and pass.
-pub const SKIP_NODE_ENV: &str = "GASTOWN_TEST_SKIP_NODE";
-/// Directory holding the `helm` and `kubectl` that `scripts/setup.sh` installs (set by
-/// `scripts/test.sh`; the default is the one setup.sh uses).
-pub const TOOLS_BIN_ENV: &str = "GASTOWN_TOOLS_BIN";
 
 /// The first `up` on a machine builds kube-apiserver from source (about 6-10 minutes).
 const DEFAULT_UP_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
-const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 const NAMESPACE_DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const CLUSTER_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster/cluster.sh");
 const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/automaton.yaml");
 
+/// A cluster shared by the tests of this process, or why it failed to start.
+type SharedSlot = Mutex<Option<Result<Arc<OwnedCluster>, String>>>;
+
 /// The cluster shared by all tests of this process; never dropped (the watcher cleans up).
-static SHARED: Mutex<Option<Result<Arc<OwnedCluster>, String>>> = Mutex::new(None);
-/// The node cluster shared by all node tests of this process, likewise.
-static SHARED_NODE: Mutex<Option<Result<Arc<OwnedCluster>, String>>> = Mutex::new(None);
+static SHARED: SharedSlot = Mutex::new(None);
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A cluster directory this process brought up: `cluster.sh down` and removal on drop.
@@ -156,62 +154,6 @@ impl TestCluster {
             .await
             .context("the cluster start-up task panicked")??;
         TestCluster::connect(shared.dir.clone(), Some(shared)).await
-    }
-
-    /// A cluster with a node where pods run (`cluster.sh up --node`): the one whose directory
-    /// is in `GASTOWN_TEST_NODE_CLUSTER_DIR`, or the node cluster shared by this test process,
-    /// brought up on first use (root needed; the `--watch-pid` watcher takes it down at exit).
-    /// `Ok(None)` when `GASTOWN_TEST_SKIP_NODE` is set (the reason is printed): the caller
-    /// returns without testing.
-    pub async fn start_node() -> anyhow::Result<Option<TestCluster>> {
-        if let Some(reason) = std::env::var_os(SKIP_NODE_ENV).filter(|r| !r.is_empty()) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "gastown-tests: NOT RUN: this test needs a node cluster, and {SKIP_NODE_ENV} says: {}",
-                reason.to_string_lossy()
-            );
-            return Ok(None);
-        }
-        if let Some(dir) = std::env::var_os(NODE_CLUSTER_DIR_ENV).filter(|d| !d.is_empty()) {
-            let dir = PathBuf::from(dir);
-            let cluster = TestCluster::connect(dir, None).await?;
-            cluster.node().with_context(|| {
-                format!(
-                    "{NODE_CLUSTER_DIR_ENV}={} must name a directory made by `cluster.sh up --node`",
-                    cluster.dir.display()
-                )
-            })?;
-            return Ok(Some(cluster));
-        }
-        let shared = tokio::task::spawn_blocking(shared_node_cluster)
-            .await
-            .context("the node cluster start-up task panicked")??;
-        Ok(Some(TestCluster::connect(shared.dir.clone(), Some(shared)).await?))
-    }
-
-    /// What `cluster.sh up --node` recorded about the node (an error for a cluster without one).
-    pub fn node(&self) -> anyhow::Result<NodeInfo> {
-        let path = self.dir.join("cluster.env");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let value = |key: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-                .map(str::to_string)
-                .filter(|v| !v.is_empty())
-                .with_context(|| format!("{} has no {key}", path.display()))
-        };
-        ensure!(
-            value("NODE")? == "1",
-            "the cluster in {} has no node (NODE is not 1)",
-            self.dir.display()
-        );
-        Ok(NodeInfo {
-            name: value("NODE_NAME")?,
-            ip: value("NODE_IP")?,
-            pod_cidr: value("NODE_CIDR")?,
-            test_image: value("NODE_TEST_IMAGE")?,
-            pause_image: value("PAUSE_IMAGE")?,
-        })
     }
 
     /// A cluster of its own for this test, taken down when the returned value is dropped
@@ -317,140 +259,6 @@ impl TestCluster {
             kubeconfig: self.kubeconfig(),
         })
     }
-
-    /// Stops kube-apiserver and starts it again on the same port with the etcd data kept.
-    /// On the shared cluster this disturbs every test of the process: prefer
-    /// [`TestCluster::start_dedicated`] for such tests.
-    pub async fn restart_apiserver(&self) -> anyhow::Result<()> {
-        let dir = self.dir.clone();
-        let status = tokio::task::spawn_blocking(move || {
-            let mut restart = Command::new("bash");
-            restart.arg(CLUSTER_SH).arg("restart-apiserver").arg(&dir);
-            run_with_timeout(restart, RESTART_TIMEOUT, true)
-        })
-        .await
-        .context("the restart task panicked")??;
-        ensure!(status.success(), "cluster.sh restart-apiserver failed ({status})");
-        Ok(())
-    }
-}
-
-impl TestCluster {
-    /// The pid of this cluster's kube-apiserver, from `pids/kube-apiserver.pid` (written by
-    /// `cluster.sh`), checked to be a `kube-apiserver` started for this directory.
-    pub fn apiserver_pid(&self) -> anyhow::Result<u32> {
-        let file = self.dir.join("pids").join("kube-apiserver.pid");
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        let pid: u32 = text
-            .trim()
-            .parse()
-            .with_context(|| format!("{} holds {text:?}, not a pid", file.display()))?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .with_context(|| format!("kube-apiserver (pid {pid}) is not running"))?;
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let dir = format!("{}/", self.dir.display());
-        ensure!(
-            cmdline.contains("kube-apiserver") && cmdline.contains(&dir),
-            "pid {pid} from {} is not the kube-apiserver of {}: {cmdline}",
-            file.display(),
-            self.dir.display()
-        );
-        Ok(pid)
-    }
-
-    /// Freezes kube-apiserver with SIGSTOP: its connections stay open and every request hangs,
-    /// neither answered nor refused, as when the API server or the network to it hangs. The
-    /// returned guard sends SIGCONT when resumed or dropped (also when the test panics). Use a
-    /// dedicated cluster ([`TestCluster::start_dedicated`]): it stalls every client.
-    pub fn pause_apiserver(&self) -> anyhow::Result<PausedApiserver> {
-        let pid = self.apiserver_pid()?;
-        signal(pid, "STOP")?;
-        Ok(PausedApiserver { pid: Some(pid) })
-    }
-}
-
-/// A kube-apiserver stopped with SIGSTOP; continued (SIGCONT) on [`PausedApiserver::resume`]
-/// or drop.
-#[derive(Debug)]
-#[must_use = "dropping the guard resumes kube-apiserver at once"]
-pub struct PausedApiserver {
-    pid: Option<u32>,
-}
-
-impl PausedApiserver {
-    /// Continues kube-apiserver (SIGCONT).
-    pub fn resume(mut self) -> anyhow::Result<()> {
-        match self.pid.take() {
-            Some(pid) => signal(pid, "CONT"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for PausedApiserver {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid.take()
-            && let Err(err) = signal(pid, "CONT")
-        {
-            eprintln!("could not resume kube-apiserver (pid {pid}): {err:#}");
-        }
-    }
-}
-
-fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .with_context(|| format!("running kill -{name} {pid}"))?;
-    ensure!(status.success(), "kill -{name} {pid} failed ({status})");
-    Ok(())
-}
-
-/// The node of a cluster started with `cluster.sh up --node` (from `DIR/cluster.env`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    /// The Node's name (`gastown-node`).
-    pub name: String,
-    /// Its InternalIP: the docker0 bridge's address, where the API server listens too.
-    pub ip: String,
-    /// The docker bridge network the pods get their addresses from.
-    pub pod_cidr: String,
-    /// A FROM-scratch image of Debian's busybox-static (`/bin/sh`, `httpd`, `wget`, ...; its
-    /// `wget -T` crashes, wrap it in `timeout`), present in docker: use
-    /// `imagePullPolicy: Never`.
-    pub test_image: String,
-    /// The pod sandbox image kubelet uses.
-    pub pause_image: String,
-}
-
-/// The `kubectl` installed by `scripts/setup.sh` (v1.33, from `GASTOWN_TOOLS_BIN` or setup.sh's
-/// default directory), else the one on PATH.
-pub fn kubectl() -> PathBuf {
-    tool("kubectl")
-}
-
-/// The `helm` (v4) installed by `scripts/setup.sh`, found like [`kubectl`].
-pub fn helm() -> PathBuf {
-    tool("helm")
-}
-
-fn tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os(TOOLS_BIN_ENV)
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            // scripts/setup.sh: ${XDG_CACHE_HOME:-$HOME/.cache}/gastown-operator/bin
-            std::env::var_os("XDG_CACHE_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-                .map(|cache| cache.join("gastown-operator").join("bin"))
-        });
-    match dir.map(|dir| dir.join(name)) {
-        Some(path) if path.is_file() => path,
-        _ => PathBuf::from(name),
-    }
 }
 
 /// A namespace for one test; deleted (best effort, without waiting) on drop.
@@ -504,37 +312,24 @@ pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<Client> {
 
 /// The process-wide cluster, brought up on first use (blocking; callers wait on the lock).
 fn shared_cluster() -> anyhow::Result<Arc<OwnedCluster>> {
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    shared(&SHARED, false)
+}
+
+/// The cluster in `slot`, brought up (with a node when `node`) on first use. Statics are never
+/// dropped: the cluster lives as long as the process, and the `--watch-pid` watcher takes it
+/// down (and removes its directory) at exit.
+fn shared(slot: &SharedSlot, node: bool) -> anyhow::Result<Arc<OwnedCluster>> {
+    let mut shared = slot.lock().unwrap_or_else(PoisonError::into_inner);
     match &*shared {
         Some(Ok(cluster)) => return Ok(cluster.clone()),
         // Do not retry a failed start in every test: report the first failure.
-        Some(Err(message)) => bail!("the test cluster failed to start earlier: {message}"),
+        Some(Err(message)) => {
+            let kind = if node { "node test cluster" } else { "test cluster" };
+            bail!("the {kind} failed to start earlier: {message}")
+        }
         None => {}
     }
-    match OwnedCluster::bring_up() {
-        Ok(cluster) => {
-            let cluster = Arc::new(cluster);
-            // Statics are never dropped: the cluster lives as long as the process, and the
-            // `--watch-pid` watcher takes it down (and removes its directory) at exit.
-            *shared = Some(Ok(cluster.clone()));
-            Ok(cluster)
-        }
-        Err(err) => {
-            *shared = Some(Err(format!("{err:#}")));
-            Err(err)
-        }
-    }
-}
-
-/// The process-wide node cluster, brought up on first use (like [`shared_cluster`]).
-fn shared_node_cluster() -> anyhow::Result<Arc<OwnedCluster>> {
-    let mut shared = SHARED_NODE.lock().unwrap_or_else(PoisonError::into_inner);
-    match &*shared {
-        Some(Ok(cluster)) => return Ok(cluster.clone()),
-        Some(Err(message)) => bail!("the node test cluster failed to start earlier: {message}"),
-        None => {}
-    }
-    match OwnedCluster::bring_up_with(true) {
+    match OwnedCluster::bring_up_with(node) {
         Ok(cluster) => {
             let cluster = Arc::new(cluster);
             *shared = Some(Ok(cluster.clone()));

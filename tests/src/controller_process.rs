@@ -91,6 +91,40 @@ impl ControllerProcess {
     }
 }
 
+/// The flags every test controller starts with: watch `namespace`, serve `/metrics` on a free
+/// loopback port, log JSON (so [`ControllerProcess::admin_addr`] finds that port) and sync
+/// every second.
+pub fn base_args(namespace: &str) -> Vec<String> {
+    [
+        "--namespaces",
+        namespace,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--sync-interval",
+        "1s",
+        "--log-format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The flags of a replica that takes part in leader election with the Lease in
+/// `lease_namespace`.
+pub fn leader_election_args(lease_namespace: &str, lease_duration: &str, identity: &str) -> Vec<String> {
+    [
+        "--leader-election",
+        "--lease-namespace",
+        lease_namespace,
+        "--lease-duration",
+        lease_duration,
+        "--identity",
+        identity,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// The admin server's address from a JSON-format controller log ("serving /metrics, ...").
 pub fn admin_addr_in_log(log: &str) -> Option<String> {
     log.lines().find_map(|line| {

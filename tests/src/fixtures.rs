@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, ensure};
 use gastown_crds::Automaton;
+use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
 use kube::Resource;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,26 +20,38 @@ pub fn repo() -> PathBuf {
 /// A local Automaton named `name` with the title `Task <name>`; `extra` is merged over it (see
 /// [`merge`]).
 pub fn local_automaton(name: &str, extra: &Value) -> anyhow::Result<Automaton> {
+    automaton_from(name, &[extra])
+}
+
+/// An Automaton as the claim policy leaves it: [`local_automaton`] with rig `gastown`, claimed
+/// by `gastown-local` at `claimed_at` on alice's request; `extra` is merged over it.
+pub fn claimed_automaton(name: &str, claimed_at: jiff::Timestamp, extra: &Value) -> anyhow::Result<Automaton> {
+    let claim = json!({
+        "metadata": {
+            "labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER},
+            "annotations": {CLAIMED_AT_ANNOTATION: claimed_at.to_string(), CLAIM_REQUESTED_BY_ANNOTATION: "alice"},
+        },
+        "spec": {"rig": "gastown"},
+    });
+    automaton_from(name, &[&claim, extra])
+}
+
+/// The local Automaton `name` with `patches` merged over it in order.
+fn automaton_from(name: &str, patches: &[&Value]) -> anyhow::Result<Automaton> {
     let mut doc = json!({
         "apiVersion": Automaton::api_version(&()), "kind": Automaton::kind(&()),
         "metadata": {"name": name},
         "spec": {"task": {"title": format!("Task {name}")}, "executionMode": "local"},
     });
-    merge(&mut doc, extra);
+    for patch in patches {
+        merge(&mut doc, patch);
+    }
     serde_json::from_value(doc).context("an Automaton from the fixture")
 }
 
-/// Merges `b` into `a`: objects key by key, anything else replaces.
-pub fn merge(a: &mut Value, b: &Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
-}
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes a key, anything else
+/// replaces.
+pub use json_patch::merge;
 
 /// Renders `charts/gastown-operator` with real Helm (`tests/chart/render.py`, values YAML on
 /// stdin, CRDs left out) into `out` and returns its documents. `extra_args` go to render.py

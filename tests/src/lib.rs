@@ -3,10 +3,12 @@
 
 pub mod admission_gen;
 pub mod cluster;
+pub mod controller_env;
 pub mod controller_process;
 pub mod fake_gastown;
 pub mod fixtures;
 pub mod policy_host;
 pub mod rng;
 pub mod stats;
+pub mod status;
 pub mod webhook;

@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, LogParams, PostParams};
-use kube::{Api, ResourceExt as _};
+use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -42,12 +42,20 @@ async fn deployment_runs_ready_with_token_behind_a_service() -> anyhow::Result<(
     let namespace = cluster.namespace("node-web").await?;
     let ns = namespace.name();
     let client = cluster.client();
+    let (web, cluster_ip) = a_ready_web_pod_behind_a_service(&client, ns, &node).await?;
+    let web_name = web.name_any();
+    the_host_reaches_it_and_its_token_is_valid(&client, ns, &cluster_ip, &web_name).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    a_second_pod_reaches_it_and_the_api_server(&pods, &node, &cluster_ip, &web_name).await
+}
 
-    // The web pod serves its own name, and copies of its mounted ServiceAccount files; it is
-    // Ready only once httpd answers on /index.html.
+/// The web pod serves its own name, and copies of its mounted ServiceAccount files; it is Ready
+/// only once httpd answers on /index.html. It runs on the node with the token volume mounted.
+/// Returns the pod and its Service's ClusterIP.
+async fn a_ready_web_pod_behind_a_service(client: &Client, ns: &str, node: &NodeInfo) -> anyhow::Result<(Pod, String)> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     deployments
-        .create(&PostParams::default(), &web_deployment(&node))
+        .create(&PostParams::default(), &web_deployment(node))
         .await
         .context("creating the web Deployment")?;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -67,7 +75,6 @@ async fn deployment_runs_ready_with_token_behind_a_service() -> anyhow::Result<(
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let web = wait_for_available(&deployments, &pods, "web").await?;
-    let web_name = web.name_any();
     let spec = web.spec.as_ref().context("pod without spec")?;
     assert_eq!(
         spec.node_name.as_deref(),
@@ -82,13 +89,21 @@ async fn deployment_runs_ready_with_token_behind_a_service() -> anyhow::Result<(
         mounts.iter().flatten().any(|m| m.mount_path == TOKEN_PATH),
         "the ServiceAccount admission plugin mounted the token volume: {mounts:?}"
     );
+    Ok((web, cluster_ip))
+}
 
-    // From the host, through the ClusterIP (kube-proxy's iptables rules): the pod's name, then
-    // its mounted token, which the API server accepts as the namespace's default account.
-    let served = http_get_once_routed(&cluster_ip, SERVICE_PORT, "/index.html").await?;
+/// From the host, through the ClusterIP (kube-proxy's iptables rules): the pod's name, then its
+/// mounted token, which the API server accepts as the namespace's default account.
+async fn the_host_reaches_it_and_its_token_is_valid(
+    client: &Client,
+    ns: &str,
+    cluster_ip: &str,
+    web_name: &str,
+) -> anyhow::Result<()> {
+    let served = http_get_once_routed(cluster_ip, SERVICE_PORT, "/index.html").await?;
     assert_eq!(served.trim(), web_name, "the Service routes to the web pod");
-    let token = http_get(&cluster_ip, SERVICE_PORT, "/token").await?;
-    let mounted_namespace = http_get(&cluster_ip, SERVICE_PORT, "/namespace").await?;
+    let token = http_get(cluster_ip, SERVICE_PORT, "/token").await?;
+    let mounted_namespace = http_get(cluster_ip, SERVICE_PORT, "/namespace").await?;
     assert_eq!(mounted_namespace.trim(), ns);
     let review = Api::<TokenReview>::all(client.clone())
         .create(
@@ -112,16 +127,24 @@ async fn deployment_runs_ready_with_token_behind_a_service() -> anyhow::Result<(
         review.user.and_then(|user| user.username).as_deref(),
         Some(format!("system:serviceaccount:{ns}:default").as_str())
     );
+    Ok(())
+}
 
-    // From a second pod: the Service by its ClusterIP, and the API server through the
-    // `kubernetes` Service with the second pod's own token (/api needs an authenticated user).
+/// From a second pod: the Service by its ClusterIP, and the API server through the
+/// `kubernetes` Service with the second pod's own token (/api needs an authenticated user).
+async fn a_second_pod_reaches_it_and_the_api_server(
+    pods: &Api<Pod>,
+    node: &NodeInfo,
+    cluster_ip: &str,
+    web_name: &str,
+) -> anyhow::Result<()> {
     let script = format!(
         "timeout 10 wget -qO- http://{cluster_ip}:{SERVICE_PORT}/index.html && echo ---- && \
          timeout 10 wget -qO- --no-check-certificate \
          --header \"Authorization: Bearer $(cat {TOKEN_PATH}/token)\" \
          https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api"
     );
-    let output = run_to_completion(&pods, &client_pod(&node, &script)).await?;
+    let output = run_to_completion(pods, &client_pod(node, &script)).await?;
     let (from_service, from_api) = output
         .split_once("----")
         .with_context(|| format!("unexpected client output: {output:?}"))?;
