@@ -7,8 +7,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, ensure};
 use gastown_crds::Automaton;
-use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
-use kube::Resource;
+use gastown_crds::contract::{
+    CLAIM_REQUEST_ANNOTATION, CLAIM_REQUEST_VALUE, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION,
+    CLAIMED_BY_LABEL, DEFAULT_CLAIMER, RELEASE_FINALIZER,
+};
+use kube::{Resource, ResourceExt as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -100,12 +103,6 @@ pub fn render_chart(
 // Automatons before and after a claim: JSON as admission requests carry them (the policy's
 // tests), typed as the API serves them (the cluster tests).
 // ---------------------------------------------------------------------------------------------
-
-use gastown_crds::contract::{
-    CLAIM_REQUEST_ANNOTATION, CLAIM_REQUEST_VALUE, CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION,
-    CLAIMED_BY_LABEL, RELEASE_FINALIZER,
-};
-use kube::ResourceExt as _;
 
 /// When the fixtures' claims were made (`gastown.io/claimed-at`).
 pub const CLAIM_TIME: &str = "2026-11-28T10:00:01Z";
