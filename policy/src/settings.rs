@@ -310,6 +310,22 @@ impl Settings {
         format!("towns[{index}].maxActiveClaims")
     }
 
+    /// Whether `user` acts as the controller for a claim of the town `holder`: a controller of
+    /// that town. With the single-town settings, as before towns: any controller identity,
+    /// whatever the claim's label.
+    pub fn serves(&self, user: &str, holder: &str) -> bool {
+        if self.shorthand {
+            return self.is_controller(user);
+        }
+        self.town(holder).is_some_and(|t| t.is_controller(user))
+    }
+
+    /// Whether a claim of the town `holder` is an orphan: `towns` are listed and none is named
+    /// `holder` (with the single-town settings, claims keep today's protection).
+    pub fn is_orphan(&self, holder: &str) -> bool {
+        !self.shorthand && self.town(holder).is_none()
+    }
+
     /// Whether `user` is a controller identity of any town.
     pub fn is_controller(&self, user: &str) -> bool {
         self.towns.iter().any(|t| t.is_controller(user))

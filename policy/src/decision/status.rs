@@ -14,7 +14,7 @@ pub(super) fn decide_status_update(settings: &Settings, req: &Request<'_>) -> De
             .ok()
             .and_then(|old| Some((old.name(), old.label(CLAIMED_BY_LABEL)?)));
         return match holder {
-            Some((name, holder)) if !settings.town(holder).is_some_and(|t| t.is_controller(&req.username)) => {
+            Some((name, holder)) if !settings.serves(&req.username, holder) => {
                 reject(code::FORBIDDEN, other_towns_status(settings, req, name, holder))
             }
             _ => Decision::Accept,

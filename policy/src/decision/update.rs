@@ -25,7 +25,7 @@ pub(super) fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn
     let holder = old.label(CLAIMED_BY_LABEL);
     // A town's controller adds its finalizer, writes status and releases its town's claims:
     // taken as is. Another town's controller is any other user for those claims.
-    let serves_holder = holder.is_none_or(|h| settings.town(h).is_some_and(|t| t.is_controller(&req.username)));
+    let serves_holder = holder.is_none_or(|h| settings.serves(&req.username, h));
     if settings.is_controller(&req.username) && serves_holder {
         return controller_marks(settings, req, &new).unwrap_or(Decision::Accept).into();
     }
@@ -119,7 +119,7 @@ fn decide_update_of_claimed(
         // Re-admission of a claimed object (idempotent): no patch, the timestamp stays.
         return Decision::Accept;
     }
-    let orphan = settings.town(holder).is_none();
+    let orphan = settings.is_orphan(holder);
     if orphan && releases_only(old, new) {
         // The town is gone from the settings: nobody else will ever release its claims.
         return Decision::Accept;

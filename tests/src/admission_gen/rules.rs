@@ -228,9 +228,10 @@ impl Seen<'_> {
     }
 
     /// Whether `user` may act as the controller for this object: it is unclaimed, or claimed by
-    /// a town `user` is a controller of.
+    /// a town `user` is a controller of (single-town settings: by anyone).
     fn serves_holder(&self, user: &str) -> bool {
-        self.holder().is_none_or(|h| self.model.controls(user, h))
+        self.holder()
+            .is_none_or(|h| if self.model.shorthand { self.model.is_controller(user) } else { self.model.controls(user, h) })
     }
 
     /// A controller puts no claim label of a town it does not serve on an object.
@@ -246,7 +247,7 @@ impl Seen<'_> {
         Ok(())
     }
 
-    /// A change of claimed work that only removes the claim of a town gone from the settings:
+    /// A change of claimed work that only removes the claim of a town gone from the `towns` list:
     /// marks, claim annotation and finalizer kept or removed, nothing added, the spec as it was.
     fn releases_an_orphan(&self) -> bool {
         let (old, new) = (self.old, self.new);
@@ -254,7 +255,8 @@ impl Seen<'_> {
             return false;
         };
         let kept_or_removed = |o: Option<&str>, n: Option<&str>| n.is_none() || n == o;
-        self.model.town(holder).is_none()
+        !self.model.shorthand
+            && self.model.town(holder).is_none()
             && marks(old).iter().zip(marks(new).iter()).all(|(o, n)| kept_or_removed(*o, *n))
             && (claim_annotation(old).is_none() || kept_or_removed(claim_annotation(old), claim_annotation(new)))
             && (has_release_finalizer(old) || !has_release_finalizer(new))
