@@ -21,7 +21,9 @@ impl ClaimLedger for FixtureLedger {
             None => Err("no ledger in the fixture: the decision must not need one".to_string()),
             Some(v) => match (v.get("error").and_then(Value::as_str), v.get("byClaimer")) {
                 (Some(e), _) => Err(e.to_string()),
-                (None, Some(by)) => count_active(by.get(claimer).unwrap_or(&json!({"items": []})).to_string().as_bytes()),
+                (None, Some(by)) => {
+                    count_active(by.get(claimer).unwrap_or(&json!({"items": []})).to_string().as_bytes())
+                }
                 (None, None) => count_active(v.to_string().as_bytes()),
             },
         }

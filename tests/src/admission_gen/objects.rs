@@ -184,7 +184,9 @@ impl AdmissionGen {
             1 => o["metadata"]["annotations"][CLAIM_REQUEST_ANNOTATION] = json!("local"),
             2 => {
                 // A town by name (of the single-town or three-town settings, or none).
-                let town = *self.rng.pick(&[DEFAULT_CLAIMER, "town-alice", "town-bob", "town-carol", "town-zed"]);
+                let town = *self
+                    .rng
+                    .pick(&[DEFAULT_CLAIMER, "town-alice", "town-bob", "town-carol", "town-zed"]);
                 o["metadata"]["annotations"][CLAIM_REQUEST_ANNOTATION] = json!(town);
             }
             _ => {
@@ -193,7 +195,12 @@ impl AdmissionGen {
             }
         }
         match self.rng.below(4) {
-            0 => o["spec"]["rig"] = json!(self.rng.pick(&["gastown", "webrig", "Rig_2", "api", "docs", "payments"])),
+            0 => {
+                o["spec"]["rig"] = json!(
+                    self.rng
+                        .pick(&["gastown", "webrig", "Rig_2", "api", "docs", "payments"])
+                )
+            }
             1 => remove_at(&mut o, "/spec", "forge"),
             2 => o["spec"]["forge"] = json!("other-forge"),
             _ => {}
@@ -211,7 +218,10 @@ impl AdmissionGen {
     pub(super) fn claimed_automaton(&mut self, claimer: &str) -> Value {
         let holder = match self.rng.below(10) {
             0..=6 => claimer.to_string(),
-            7 => self.rng.pick(&["other-town", "town-alice", "town-bob", "town-carol"]).to_string(),
+            7 => self
+                .rng
+                .pick(&["other-town", "town-alice", "town-bob", "town-carol"])
+                .to_string(),
             8 => "Gastown-Local".to_string(),
             _ => self.string_value(),
         };

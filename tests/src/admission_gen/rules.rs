@@ -144,7 +144,11 @@ fn check_mutation(
     json_patch::patch(&mut patched, patch).map_err(|e| format!("the patch does not apply: {e}"))?;
     let towns: Vec<String> = match &case.model {
         Some(m) => m.towns.iter().map(|t| t.name.clone()).collect(),
-        None => match settings.get("towns").and_then(Value::as_array).filter(|t| !t.is_empty()) {
+        None => match settings
+            .get("towns")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
+        {
             Some(towns) => towns
                 .iter()
                 .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
@@ -224,14 +228,20 @@ impl Seen<'_> {
     /// The town of the stored object, as the policy reads it (`None`: not claimed, or metadata
     /// the policy cannot read).
     fn holder(&self) -> Option<&str> {
-        (self.op == Some("UPDATE") && readable_meta(self.old)).then(|| meta_str(self.old, "labels", CLAIMED_BY_LABEL))?
+        (self.op == Some("UPDATE") && readable_meta(self.old))
+            .then(|| meta_str(self.old, "labels", CLAIMED_BY_LABEL))?
     }
 
     /// Whether `user` may act as the controller for this object: it is unclaimed, or claimed by
     /// a town `user` is a controller of (single-town settings: by anyone).
     fn serves_holder(&self, user: &str) -> bool {
-        self.holder()
-            .is_none_or(|h| if self.model.shorthand { self.model.is_controller(user) } else { self.model.controls(user, h) })
+        self.holder().is_none_or(|h| {
+            if self.model.shorthand {
+                self.model.is_controller(user)
+            } else {
+                self.model.controls(user, h)
+            }
+        })
     }
 
     /// A controller puts no claim label of a town it does not serve on an object.
@@ -257,7 +267,10 @@ impl Seen<'_> {
         let kept_or_removed = |o: Option<&str>, n: Option<&str>| n.is_none() || n == o;
         !self.model.shorthand
             && self.model.town(holder).is_none()
-            && marks(old).iter().zip(marks(new).iter()).all(|(o, n)| kept_or_removed(*o, *n))
+            && marks(old)
+                .iter()
+                .zip(marks(new).iter())
+                .all(|(o, n)| kept_or_removed(*o, *n))
             && (claim_annotation(old).is_none() || kept_or_removed(claim_annotation(old), claim_annotation(new)))
             && (has_release_finalizer(old) || !has_release_finalizer(new))
             && old.get("spec") == new.get("spec")
@@ -389,14 +402,22 @@ impl Seen<'_> {
         };
         let expected_rig = match spec_field(new, "rig").and_then(Value::as_str) {
             Some(r) if !r.is_empty() => Some(r),
-            _ => self.model.rig_for_forge(spec_field(new, "forge").and_then(Value::as_str)),
+            _ => self
+                .model
+                .rig_for_forge(spec_field(new, "forge").and_then(Value::as_str)),
         };
         let Some(town) = self.model.route(asked, expected_rig, user, &groups) else {
             return fail("a claim was made that no routing rule gives a town");
         };
-        let got_town = self.answer.mutated.and_then(|m| meta_str(m, "labels", CLAIMED_BY_LABEL));
+        let got_town = self
+            .answer
+            .mutated
+            .and_then(|m| meta_str(m, "labels", CLAIMED_BY_LABEL));
         if got_town != Some(town.name.as_str()) {
-            return fail(&format!("the claim went to {got_town:?}, the rules give {:?}", town.name));
+            return fail(&format!(
+                "the claim went to {got_town:?}, the rules give {:?}",
+                town.name
+            ));
         }
         if !town.may_claim(user, &groups) {
             return fail("a claim was made for a user the town does not allow");
@@ -410,7 +431,10 @@ impl Seen<'_> {
                 _ => {}
             }
         }
-        if expected_rig.and_then(|r| self.model.rig_home(r)).is_some_and(|home| home.name != town.name) {
+        if expected_rig
+            .and_then(|r| self.model.rig_home(r))
+            .is_some_and(|home| home.name != town.name)
+        {
             return fail("a claim went to a town other than the one its rig lives in");
         }
         if update && matches!(phase(old), Some("Running" | "Succeeded" | "Failed")) {

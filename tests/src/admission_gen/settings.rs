@@ -38,7 +38,8 @@ impl TownModel {
 
     /// Whether the town's own lists name `user` or one of `groups`.
     pub fn lists(&self, user: &str, groups: &[&str]) -> bool {
-        self.allowed_users.iter().any(|u| u == user) || groups.iter().any(|g| self.allowed_groups.iter().any(|a| a == g))
+        self.allowed_users.iter().any(|u| u == user)
+            || groups.iter().any(|g| self.allowed_groups.iter().any(|a| a == g))
     }
 
     fn to_json(&self) -> Value {
