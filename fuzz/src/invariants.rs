@@ -98,10 +98,18 @@ fn expected_claimer<'a>(settings: &'a Value, mutated: &'a Value) -> Result<&'a s
     let towns: Vec<&str> = settings
         .get("towns")
         .and_then(Value::as_array)
-        .map(|towns| towns.iter().filter_map(|t| t.get("name").and_then(Value::as_str)).collect())
+        .map(|towns| {
+            towns
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str))
+                .collect()
+        })
         .unwrap_or_default();
     if towns.is_empty() {
-        return Ok(settings.get("claimer").and_then(Value::as_str).unwrap_or(DEFAULT_CLAIMER));
+        return Ok(settings
+            .get("claimer")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_CLAIMER));
     }
     let label = mutated
         .get("metadata")
