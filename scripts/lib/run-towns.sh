@@ -137,7 +137,7 @@ towns_help() {
   cat <<HELP
   kubectl apply -f $dev_dir/examples/ask-town-$n.yaml   # gastown.io/claim: town-$n (rig $SHARED_RIG is in no town)
   kubectl apply -f crds/examples/local.yaml            # rig gastown: town-1
-  kubectl get automatons -w                            # the Town column: who claimed it
+  kubectl get automatons -w                            # each claim shows its town
   cat $dev_dir/town-<i>/.fake-gastown/calls.jsonl      # what each town's gt/bd was asked
   curl -s $host:$port/metrics | grep ^gastown_             # town-1 (town-i: port $port+i-1)
 

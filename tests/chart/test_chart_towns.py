@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
 from typing import Any
 
 import helm_python as helm
@@ -13,7 +14,7 @@ import pytest
 import render
 import value_sets as vs
 import yaml
-from helpers import CHART, args, identity, objects, one, rejected, values
+from helpers import CHART, REPO, args, identity, objects, one, rejected, values
 
 ALICE = {"release_name": "gastown-alice", "namespace": "gastown-alice"}
 BOB = {"release_name": "gastown-bob", "namespace": "gastown-bob"}
@@ -233,3 +234,38 @@ def test_chart_readme_example_installs_two_towns() -> None:
             f"system:serviceaccount:{account['namespace']}:{account['name']}"
         ]
         assert f"--claimer={town['name']}" in args(objs)
+
+
+def make_run_values(n: int, i: int) -> dict[str, Any]:
+    """The values `make run TOWNS=n` gives town i's release (scripts/lib/run-towns.sh)."""
+    script = f"source scripts/lib/run-towns.sh && town_values {n} {i}"
+    text = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    parsed: dict[str, Any] = yaml.safe_load(text)
+    return parsed
+
+
+def test_make_run_towns_releases_render_and_agree() -> None:
+    """`make run TOWNS=3`: town-1's release owns the policy, lists all three towns with their
+    own rigs and the identities their releases' controllers run as; the others render none."""
+    n = 3
+    rendered = {
+        i: render.render_objects(
+            make_run_values(n, i), release_name=f"town-{i}", namespace=f"gastown-town-{i}"
+        )
+        for i in range(1, n + 1)
+    }
+    settings = one(rendered[1], "ClusterAdmissionPolicy")["spec"]["settings"]
+    assert [t["name"] for t in settings["towns"]] == ["town-1", "town-2", "town-3"]
+    assert [t["rigs"] for t in settings["towns"]] == [["gastown"], ["demo"], ["rig3"]]
+    assert settings["defaultTown"] == "town-1"
+    assert settings["defaultRig"] == "gastown"
+    for i, town in enumerate(settings["towns"], start=1):
+        policies = [o for o in rendered[i] if o["kind"] == "ClusterAdmissionPolicy"]
+        assert len(policies) == (1 if i == 1 else 0)
+        account = one(rendered[i], "ServiceAccount")["metadata"]
+        assert town["controllerUsers"] == [
+            f"system:serviceaccount:{account['namespace']}:{account['name']}"
+        ]
+        assert f"--claimer=town-{i}" in args(rendered[i])
