@@ -201,23 +201,13 @@ def test_same_release_name_in_two_namespaces_collides_cluster_wide() -> None:
     }
 
 
-def test_chart_readme_documents_several_towns() -> None:
-    readme = (CHART / "README.md").read_text()
-    for needle in (
-        "## Several Gas Towns",
-        "helm install gastown-alice",
-        "helm install gastown-bob",
-        "policy.enabled=false",
-        "RBAC cannot filter by label",
-    ):
-        assert needle in readme, needle
-
-
 def test_chart_readme_example_installs_two_towns() -> None:
     """The README's alice.yaml and bob's `helm install` flags render, and each town's
     controllerUsers in alice.yaml is the identity its release's controller really has."""
     readme = (CHART / "README.md").read_text()
     section = readme[readme.index("## Several Gas Towns") :]
+    assert "policy.enabled=false" in section
+    assert "**RBAC cannot filter by label**" in section
     block = section[section.index("```yaml\n") + len("```yaml\n") :]
     alice_values = yaml.safe_load(block[: block.index("```")])
     command = section[section.index("helm install gastown-bob") :].split("```")[0]
