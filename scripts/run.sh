@@ -72,7 +72,10 @@ cargo build -q --workspace --bins
 pids=()
 own_cluster=0
 cleanup() {
-  trap - INT TERM EXIT
+  # A second signal (make forwards SIGTERM to its recipe; an impatient Ctrl-C) must not cut the
+  # teardown short and leave the cluster running.
+  trap '' INT TERM
+  trap - EXIT
   echo
   say "stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
