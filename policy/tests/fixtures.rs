@@ -11,15 +11,20 @@ use serde_json::{Value, json};
 
 const NOW: &str = "2026-11-28T17:00:00Z";
 
+/// The fixture's `ledger`: a list answer, `{"error": ...}`, or `{"byClaimer": {town: list}}`
+/// (the answer to the list of that town's claims; a town not named has none).
 struct FixtureLedger(Option<Value>);
 
 impl ClaimLedger for FixtureLedger {
-    fn active_claims(&self, _namespace: &str, _claimer: &str) -> Result<u64, String> {
+    fn active_claims(&self, _namespace: &str, claimer: &str) -> Result<u64, String> {
         match &self.0 {
             None => Err("no ledger in the fixture: the decision must not need one".to_string()),
-            Some(v) => match v.get("error").and_then(Value::as_str) {
-                Some(e) => Err(e.to_string()),
-                None => count_active(v.to_string().as_bytes()),
+            Some(v) => match (v.get("error").and_then(Value::as_str), v.get("byClaimer")) {
+                (Some(e), _) => Err(e.to_string()),
+                (None, Some(by)) => {
+                    count_active(by.get(claimer).unwrap_or(&json!({"items": []})).to_string().as_bytes())
+                }
+                (None, None) => count_active(v.to_string().as_bytes()),
             },
         }
     }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gastown_crds::contract::CLAIMED_AT_ANNOTATION;
+use gastown_crds::contract::{CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL};
 use gastown_tests::policy_host::{HostCapabilities, NoCapabilities, PolicyModule, ScriptedList, default_module_path};
 use serde_json::{Value, json};
 
@@ -35,10 +35,29 @@ fn fixtures(dir: &str) -> Vec<(String, Value)> {
 fn capabilities(case: &Value) -> Arc<dyn HostCapabilities> {
     match case.get("ledger") {
         None => Arc::new(NoCapabilities),
-        Some(l) => match l.get("error").and_then(Value::as_str) {
-            Some(e) => Arc::new(ScriptedList::answering(Err(e.to_string()))),
-            None => Arc::new(ScriptedList::answering(Ok(l.clone()))),
+        Some(l) => match (l.get("error").and_then(Value::as_str), l.get("byClaimer")) {
+            (Some(e), _) => Arc::new(ScriptedList::answering(Err(e.to_string()))),
+            (None, Some(by)) => Arc::new(ListByClaimer(by.clone())),
+            (None, None) => Arc::new(ScriptedList::answering(Ok(l.clone()))),
         },
+    }
+}
+
+/// A fixture's `ledger.byClaimer`: answers the list of one town's claims (the label selector
+/// `gastown.io/claimed-by=<town>` of the guest's request) as the API server would, with that
+/// town's items only.
+struct ListByClaimer(Value);
+
+impl HostCapabilities for ListByClaimer {
+    fn kubernetes(&self, operation: &str, request: &Value) -> Result<Value, String> {
+        if operation != "list_resources_by_namespace" {
+            return Err(format!("unexpected host capability kubernetes/{operation}"));
+        }
+        let selector = request["label_selector"].as_str().unwrap_or_default();
+        let town = selector
+            .strip_prefix(&format!("{CLAIMED_BY_LABEL}="))
+            .ok_or_else(|| format!("the list does not select one town's claims: {request}"))?;
+        Ok(self.0.get(town).cloned().unwrap_or_else(|| json!({"items": []})))
     }
 }
 

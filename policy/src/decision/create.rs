@@ -7,9 +7,10 @@ use gastown_crds::contract::{
 use gastown_crds::validate::{validate_bead_id, validate_rig_name};
 use serde_json::{Map, Value};
 
-use super::view::View;
+use super::route::{check_rig_home, route};
+use super::view::{Asked, View};
 use super::{ClaimLedger, Decision, Plan, Request, code, finalizer_message, forged_claim_message, reject};
-use crate::settings::Settings;
+use crate::settings::{Settings, Town};
 
 pub(super) fn decide_create(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Plan {
     let new = match View::new(&req.object, "object") {
@@ -17,7 +18,7 @@ pub(super) fn decide_create(settings: &Settings, req: &Request<'_>, ledger: &dyn
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     if settings.is_controller(&req.username) {
-        return Decision::Accept.into();
+        return controller_marks(settings, req, &new).unwrap_or(Decision::Accept).into();
     }
     if new.has_claim_marks() {
         return reject(code::FORBIDDEN, forged_claim_message(settings)).into();
@@ -29,50 +30,84 @@ pub(super) fn decide_create(settings: &Settings, req: &Request<'_>, ledger: &dyn
         Ok(m) => m,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
-    let requested = match new.claim_requested() {
-        Ok(r) => r,
+    let asked = match new.claim_request(settings) {
+        Ok(a) => a,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
-    if mode != "local" && !requested {
-        return Decision::Accept.into();
+    match asked.or((mode == "local").then_some(Asked::Route)) {
+        None => Decision::Accept.into(),
+        Some(asked) => claim(settings, req, &new, asked, ledger),
     }
-    claim(settings, req, &new, ledger)
 }
 
-/// A requested claim: `Plan::Claim` with its rig when every check passes, else the refusal.
-pub(super) fn claim(settings: &Settings, req: &Request<'_>, new: &View<'_>, ledger: &dyn ClaimLedger) -> Plan {
-    match check_claim(settings, req, new, ledger) {
-        Ok(rig) => Plan::Claim(rig.to_string()),
+/// A controller's request that labels the object as claimed by a town whose controller it is
+/// not: the refusal (a town's marks are its own controller's).
+pub(super) fn controller_marks(settings: &Settings, req: &Request<'_>, new: &View<'_>) -> Option<Decision> {
+    let label = new.label(CLAIMED_BY_LABEL)?;
+    let town = settings.town(label)?;
+    if town.is_controller(&req.username) {
+        return None;
+    }
+    Some(reject(
+        code::FORBIDDEN,
+        format!(
+            "{:?} is not a controller of Gas Town {label:?} ({}): only that town's controller marks its claims",
+            req.username,
+            town.controller_users.join(", ")
+        ),
+    ))
+}
+
+/// A requested claim: `Plan::Claim` with its town and rig when every check passes, else the
+/// refusal.
+pub(super) fn claim(
+    settings: &Settings,
+    req: &Request<'_>,
+    new: &View<'_>,
+    asked: Asked<'_>,
+    ledger: &dyn ClaimLedger,
+) -> Plan {
+    match check_claim(settings, req, new, asked, ledger) {
+        Ok((town, rig)) => Plan::Claim {
+            town: town.name.clone(),
+            rig: rig.to_string(),
+        },
         Err(refusal) => refusal.into(),
     }
 }
 
-/// The claim checks in the order their refusals take precedence; the rig on success.
+/// The claim checks in the order their refusals take precedence; the town and rig on success.
 fn check_claim<'a>(
     settings: &'a Settings,
     req: &Request<'_>,
     new: &View<'a>,
+    asked: Asked<'_>,
     ledger: &dyn ClaimLedger,
-) -> Result<&'a str, Decision> {
+) -> Result<(&'a Town, &'a str), Decision> {
     if !new.spec().is_some_and(Value::is_object) {
         return Err(reject(
             code::BAD_REQUEST,
             "spec: expected an object with at least spec.task.title",
         ));
     }
-    if !settings.may_claim(&req.username, &req.groups) {
+    let rig = claim_rig(settings, new);
+    // A claim no rule routes and without a rig is refused for its rig, the more basic fault.
+    let town = route(settings, asked, rig.as_ref().ok().copied(), &req.username, &req.groups)
+        .map_err(|refusal| rig.as_ref().err().cloned().unwrap_or(refusal))?;
+    if !town.may_claim(&req.username, &req.groups) {
         return Err(reject(
             code::FORBIDDEN,
             format!(
                 "user {:?} may not claim Automatons for Gas Town {:?}: ask an administrator to add the user to \
-                 the policy's allowedUsers (or one of its groups to allowedGroups), or run the work in \
+                 the town's allowedUsers (or one of its groups to allowedGroups), or run the work in \
                  Kubernetes (spec.executionMode: kubernetes, no {CLAIM_REQUEST_ANNOTATION} annotation)",
-                req.username, settings.claimer
+                req.username, town.name
             ),
         ));
     }
-    let rig = claim_rig(settings, new)?;
+    let rig = rig?;
     validate_rig_name(rig).map_err(|e| reject(code::BAD_REQUEST, format!("spec.rig: {e}")))?;
+    check_rig_home(settings, town, rig)?;
     match new.spec_field("task").and_then(|t| t.get("beadId")) {
         None | Some(Value::Null) => {}
         Some(Value::String(id)) => {
@@ -80,8 +115,8 @@ fn check_claim<'a>(
         }
         Some(_) => return Err(reject(code::BAD_REQUEST, "spec.task.beadId: expected a string")),
     }
-    check_claim_limit(settings, req, ledger)?;
-    Ok(rig)
+    check_claim_limit(settings, town, req, ledger)?;
+    Ok((town, rig))
 }
 
 /// `spec.rig`, else the rig the settings map the Forge (or every Forge) to.
@@ -105,45 +140,46 @@ fn claim_rig<'a>(settings: &'a Settings, new: &View<'a>) -> Result<&'a str, Deci
     }
 }
 
-/// Refuses the claim when the namespace is at `maxActiveClaimsPerNamespace`, or when the
-/// active claims cannot be counted.
-fn check_claim_limit(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Result<(), Decision> {
-    let Some(limit) = settings.max_active_claims_per_namespace else {
+/// Refuses the claim when the namespace has `town`'s limit of its active claims, or when they
+/// cannot be counted.
+fn check_claim_limit(
+    settings: &Settings,
+    town: &Town,
+    req: &Request<'_>,
+    ledger: &dyn ClaimLedger,
+) -> Result<(), Decision> {
+    let Some(limit) = town.max_active_claims else {
         return Ok(());
     };
-    match ledger.active_claims(&req.namespace, &settings.claimer) {
+    match ledger.active_claims(&req.namespace, &town.name) {
         Ok(active) if active >= u64::from(limit) => Err(reject(
             code::TOO_MANY,
             format!(
-                "namespace {:?} already has {active} active Gas Town claims (limit {limit}, \
-                 maxActiveClaimsPerNamespace): wait for some to finish, or run this one in Kubernetes",
-                req.namespace
+                "namespace {:?} already has {active} active claims of Gas Town {:?} (limit {limit}, {}): wait \
+                 for some to finish, or run this one in Kubernetes",
+                req.namespace,
+                town.name,
+                settings.limit_setting(town)
             ),
         )),
         Ok(_) => Ok(()),
         Err(e) => Err(reject(
             code::UNAVAILABLE,
             format!(
-                "cannot count the active Gas Town claims in namespace {:?}: {e}; retry",
-                req.namespace
+                "cannot count the active claims of Gas Town {:?} in namespace {:?}: {e}; retry",
+                town.name, req.namespace
             ),
         )),
     }
 }
 
-/// Returns `object` with the claim marks set, `spec.executionMode: local` and `spec.rig`;
+/// Returns `object` with the claim marks of `town` set, `spec.executionMode: local` and `spec.rig`;
 /// nothing else changes. `None` when the object's shape does not allow it (callers have checked
 /// `metadata` and `spec` are objects, so this does not happen for valid input).
-pub(super) fn mark_claimed(
-    mut object: Value,
-    settings: &Settings,
-    username: &str,
-    rig: &str,
-    now: &str,
-) -> Option<Value> {
+pub(super) fn mark_claimed(mut object: Value, town: &str, username: &str, rig: &str, now: &str) -> Option<Value> {
     let obj = object.as_object_mut()?;
     let metadata = object_entry(obj, "metadata")?;
-    object_entry(metadata, "labels")?.insert(CLAIMED_BY_LABEL.to_string(), Value::from(settings.claimer.as_str()));
+    object_entry(metadata, "labels")?.insert(CLAIMED_BY_LABEL.to_string(), Value::from(town));
     let annotations = object_entry(metadata, "annotations")?;
     annotations.insert(CLAIMED_AT_ANNOTATION.to_string(), Value::from(now));
     annotations.insert(CLAIM_REQUESTED_BY_ANNOTATION.to_string(), Value::from(username));

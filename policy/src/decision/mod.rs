@@ -9,6 +9,7 @@
 
 mod create;
 mod request;
+mod route;
 mod status;
 mod update;
 mod view;
@@ -72,8 +73,13 @@ pub trait ClaimLedger {
 /// What the checks conclude: a final decision, or a claim still to be written into the object.
 enum Plan {
     Decided(Decision),
-    /// Claim the object for this rig.
-    Claim(String),
+    /// Claim the object for this town and rig.
+    Claim {
+        /// The town's name (the claimed-by value).
+        town: String,
+        /// The rig.
+        rig: String,
+    },
 }
 
 impl From<Decision> for Plan {
@@ -88,7 +94,7 @@ impl From<Decision> for Plan {
 pub fn decide(settings: &Settings, req: Request<'_>, now: &dyn Fn() -> String, ledger: &dyn ClaimLedger) -> Decision {
     match plan(settings, &req, ledger) {
         Plan::Decided(decision) => decision,
-        Plan::Claim(rig) => match create::mark_claimed(req.object, settings, &req.username, &rig, &now()) {
+        Plan::Claim { town, rig } => match create::mark_claimed(req.object, &town, &req.username, &rig, &now()) {
             Some(mutated) => Decision::Mutate(mutated),
             None => reject(code::BAD_REQUEST, "object: metadata and spec must be JSON objects"),
         },
@@ -111,11 +117,21 @@ fn plan(settings: &Settings, req: &Request<'_>, ledger: &dyn ClaimLedger) -> Pla
 
 /// The refusal of claim marks set by anyone but this policy.
 fn forged_claim_message(settings: &Settings) -> String {
+    let towns = match settings.towns() {
+        [town] => format!("Gas Town {:?}", town.name),
+        towns => format!(
+            "the Gas Towns {}",
+            towns
+                .iter()
+                .map(|t| format!("{:?}", t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     format!(
         "the claim marks ({CLAIMED_BY_LABEL} label, {CLAIMED_AT_ANNOTATION} and {CLAIM_REQUESTED_BY_ANNOTATION} \
-         annotations) are set only by the gastown claim policy for Gas Town {:?}; remove them and request a \
-         claim with the annotation {CLAIM_REQUEST_ANNOTATION}: {CLAIM_REQUEST_VALUE} or spec.executionMode: local",
-        settings.claimer
+         annotations) are set only by the gastown claim policy for {towns}; remove them and request a \
+         claim with the annotation {CLAIM_REQUEST_ANNOTATION}: {CLAIM_REQUEST_VALUE} or spec.executionMode: local"
     )
 }
 
@@ -124,6 +140,6 @@ fn finalizer_message(settings: &Settings, user: &str) -> String {
     format!(
         "the finalizer {RELEASE_FINALIZER} is added and removed only by the gastown controller ({}), not by {user:?}: \
          it keeps a claimed Automaton until its work is released in Gas Town. Leave metadata.finalizers without it",
-        settings.controller_users.join(", ")
+        settings.all_controller_users()
     )
 }

@@ -7,10 +7,20 @@ use super::{Decision, Request, code, reject};
 use crate::settings::Settings;
 
 pub(super) fn decide_status_update(settings: &Settings, req: &Request<'_>) -> Decision {
+    let old = View::new(&req.old_object, "oldObject");
     if settings.is_controller(&req.username) {
-        return Decision::Accept;
+        // A town's claims are its own controller's; unclaimed objects are any controller's.
+        let holder = old
+            .ok()
+            .and_then(|old| Some((old.name(), old.label(CLAIMED_BY_LABEL)?)));
+        return match holder {
+            Some((name, holder)) if !settings.serves(&req.username, holder) => {
+                reject(code::FORBIDDEN, other_towns_status(settings, req, name, holder))
+            }
+            _ => Decision::Accept,
+        };
     }
-    let old = match View::new(&req.old_object, "oldObject") {
+    let old = match old {
         Ok(v) => v,
         Err(e) => return reject(code::BAD_REQUEST, e),
     };
@@ -25,7 +35,7 @@ pub(super) fn decide_status_update(settings: &Settings, req: &Request<'_>) -> De
                  gastown controller ({}); user {:?} may not write it",
                 req.namespace,
                 old.name(),
-                settings.controller_users.join(", "),
+                town_controllers(settings, claimer),
                 req.username
             ),
         );
@@ -59,8 +69,29 @@ pub(super) fn decide_status_update(settings: &Settings, req: &Request<'_>) -> De
             req.namespace,
             old.name(),
             changed.join(", "),
-            settings.controller_users.join(", "),
+            settings.all_controller_users(),
             req.username
         ),
+    )
+}
+
+/// The controller identities of the town `name`, for messages (none for a town that is not in
+/// the settings).
+pub(super) fn town_controllers(settings: &Settings, name: &str) -> String {
+    match settings.town(name) {
+        Some(town) => town.controller_users.join(", "),
+        None => format!("none: Gas Town {name:?} is not in the policy's settings"),
+    }
+}
+
+/// The refusal of a controller's status write to a claim of a town it does not serve.
+fn other_towns_status(settings: &Settings, req: &Request<'_>, name: &str, holder: &str) -> String {
+    format!(
+        "Automaton {}/{} is claimed by Gas Town {holder:?}: its status is written only by that town's controller \
+         ({}); {:?} is the controller of another Gas Town and may not write it",
+        req.namespace,
+        name,
+        town_controllers(settings, holder),
+        req.username
     )
 }

@@ -7,8 +7,9 @@ use gastown_crds::contract::{
 };
 use serde_json::Value;
 
-use super::create::claim;
-use super::view::View;
+use super::create::{claim, controller_marks};
+use super::status::town_controllers;
+use super::view::{Asked, View};
 use super::{ClaimLedger, Decision, Plan, Request, code, finalizer_message, forged_claim_message, reject};
 use crate::settings::Settings;
 
@@ -21,11 +22,14 @@ pub(super) fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn
         Ok(v) => v,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
-    // The controller adds its finalizer, writes status and releases claims: taken as is.
-    if settings.is_controller(&req.username) {
-        return Decision::Accept.into();
+    let holder = old.label(CLAIMED_BY_LABEL);
+    // A town's controller adds its finalizer, writes status and releases its town's claims:
+    // taken as is. Another town's controller is any other user for those claims.
+    let serves_holder = holder.is_none_or(|h| settings.serves(&req.username, h));
+    if settings.is_controller(&req.username) && serves_holder {
+        return controller_marks(settings, req, &new).unwrap_or(Decision::Accept).into();
     }
-    if let Some(holder) = old.label(CLAIMED_BY_LABEL) {
+    if let Some(holder) = holder {
         return decide_update_of_claimed(settings, req, &old, &new, holder).into();
     }
     if new.has_claim_marks() && new.claim_marks() != old.claim_marks() {
@@ -38,21 +42,21 @@ pub(super) fn decide_update(settings: &Settings, req: &Request<'_>, ledger: &dyn
     }
     // The annotation before spec.executionMode (CREATE reads them the other way round): this
     // order decides which refusal a request with both malformed gets.
-    let requested = match new.claim_requested() {
-        Ok(r) => r,
+    let asked = match new.claim_request(settings) {
+        Ok(a) => a,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
     let mode = match new.execution_mode() {
         Ok(m) => m,
         Err(e) => return reject(code::BAD_REQUEST, e).into(),
     };
-    if !requested && mode != "local" {
+    let Some(asked) = asked.or((mode == "local").then_some(Asked::Route)) else {
         return Decision::Accept.into();
-    }
+    };
     if let Some(refusal) = refuse_reclaim(req, &old) {
         return refusal.into();
     }
-    claim(settings, req, &new, ledger)
+    claim(settings, req, &new, asked, ledger)
 }
 
 /// Why an existing, unclaimed Automaton cannot be claimed now: it already ran in Kubernetes,
@@ -115,25 +119,54 @@ fn decide_update_of_claimed(
         // Re-admission of a claimed object (idempotent): no patch, the timestamp stays.
         return Decision::Accept;
     }
+    let orphan = settings.is_orphan(holder);
+    if orphan && releases_only(old, new) {
+        // The town is gone from the settings: nobody else will ever release its claims.
+        return Decision::Accept;
+    }
     let hint = if new.label(CLAIMED_BY_LABEL).is_some_and(|c| c != holder) {
         " (a claim cannot be taken over by another claimer)"
     } else {
         ""
     };
+    let orphan_hint = if orphan {
+        format!(
+            " Gas Town {holder:?} is not in the policy's settings: anyone may remove its finalizer and claim \
+             marks, nothing else."
+        )
+    } else {
+        String::new()
+    };
     reject(
         code::FORBIDDEN,
         format!(
             "Automaton {}/{} is claimed by Gas Town {holder:?}{hint}: {} may be changed only by the gastown \
-             controller ({}), not by {:?}. Leave these fields as they are (the spec of claimed work is frozen); \
-             to stop or change the work, delete the Automaton (the controller releases it in Gas Town) and \
-             create a new one",
+             controller of that town ({}), not by {:?}. Leave these fields as they are (the spec of claimed work \
+             is frozen); to stop or change the work, delete the Automaton (the controller releases it in Gas Town) \
+             and create a new one.{orphan_hint}",
             req.namespace,
             old.name(),
             changed.join(", "),
-            settings.controller_users.join(", "),
+            town_controllers(settings, holder),
             req.username
         ),
     )
+}
+
+/// Whether `new` differs from `old` only by claim marks, the claim request annotation or the
+/// release finalizer removed: what anyone may do to the claim of a town that is gone.
+fn releases_only(old: &View<'_>, new: &View<'_>) -> bool {
+    let kept_or_removed = |o: Option<&str>, n: Option<&str>| n.is_none() || n == o;
+    old.claim_marks()
+        .iter()
+        .zip(new.claim_marks().iter())
+        .all(|(o, n)| kept_or_removed(*o, *n))
+        && kept_or_removed(
+            old.annotation(CLAIM_REQUEST_ANNOTATION),
+            new.annotation(CLAIM_REQUEST_ANNOTATION),
+        )
+        && (old.has_release_finalizer() || !new.has_release_finalizer())
+        && old.spec() == new.spec()
 }
 
 /// The fields of a claimed Automaton that only the controller may change and that differ

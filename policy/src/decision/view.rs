@@ -8,6 +8,17 @@ use gastown_crds::contract::{
 };
 use serde_json::{Map, Value};
 
+use crate::settings::Settings;
+
+/// What a claim request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asked<'a> {
+    /// `gastown.io/claim: local` or `spec.executionMode: local`: the policy chooses the town.
+    Route,
+    /// `gastown.io/claim: <town>`: that town.
+    Town(&'a str),
+}
+
 /// A read-only view of the claim-related parts of an Automaton's JSON.
 pub(super) struct View<'a> {
     obj: &'a Map<String, Value>,
@@ -110,14 +121,17 @@ impl<'a> View<'a> {
             .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(RELEASE_FINALIZER)))
     }
 
-    /// The claim request annotation: `Ok(true)` for `local`, an error for any other value.
-    pub(super) fn claim_requested(&self) -> Result<bool, String> {
+    /// The claim request annotation: `local` (the policy routes the claim), the name of a town,
+    /// or an error for any other value.
+    pub(super) fn claim_request(&self, settings: &Settings) -> Result<Option<Asked<'a>>, String> {
         match self.annotation(CLAIM_REQUEST_ANNOTATION) {
-            None => Ok(false),
-            Some(CLAIM_REQUEST_VALUE) => Ok(true),
+            None => Ok(None),
+            Some(CLAIM_REQUEST_VALUE) => Ok(Some(Asked::Route)),
+            Some(town) if settings.town(town).is_some() => Ok(Some(Asked::Town(town))),
             Some(other) => Err(format!(
-                "metadata.annotations[{CLAIM_REQUEST_ANNOTATION}]: {other:?} is not a valid claim request; \
-                 the only accepted value is {CLAIM_REQUEST_VALUE:?}"
+                "metadata.annotations[{CLAIM_REQUEST_ANNOTATION}]: {other:?} is not a valid claim request; use \
+                 {CLAIM_REQUEST_VALUE:?} (the policy chooses the Gas Town) or the name of one of the Gas Towns: {}",
+                settings.town_names()
             )),
         }
     }

@@ -40,7 +40,10 @@ fn sample_settings() -> Value {
         "controllerUsers": [DEFAULT_CONTROLLER_USER],
         "forgeRigs": {"web-forge": "webrig"},
         "defaultRig": "gastown",
-        "maxActiveClaimsPerNamespace": 5
+        "maxActiveClaimsPerNamespace": 5,
+        // The single-town shape: an empty towns list, the default town the claimer.
+        "towns": [],
+        "defaultTown": DEFAULT_CLAIMER
     })
 }
 

@@ -7,7 +7,7 @@ use gastown_crds::contract::{DEFAULT_CLAIMER, DEFAULT_CONTROLLER_USER};
 use kube::Resource as _;
 use serde_json::{Value, json};
 
-use super::settings::SettingsModel;
+use super::settings::{BOB_CONTROLLER, CAROL_CONTROLLER, SettingsModel};
 use super::values::{CONTROLLER_LOOKALIKES, INJECTIONS, PHASES, UNICODE};
 use super::{Case, LedgerAnswer, Scenario, case_seed};
 use crate::rng::Rng;
@@ -112,10 +112,11 @@ impl AdmissionGen {
                 huge: false,
             };
         }
-        let claimer = model
-            .as_ref()
-            .map_or(DEFAULT_CLAIMER, |m| m.claimer.as_str())
-            .to_string();
+        // The town whose claims the scenario mostly makes: any town of the settings.
+        let claimer = match &model {
+            Some(m) => self.rng.pick(&m.towns).name.clone(),
+            None => DEFAULT_CLAIMER.to_string(),
+        };
         let (scenario, mut request) = self.scenario(&claimer);
         let huge = self.rng.one_in(100);
         if huge {
@@ -158,11 +159,72 @@ impl AdmissionGen {
                 };
                 (odd, None, Some(false))
             }
+            20..=29 => (self.invalid_towns(), None, Some(false)),
+            30..=59 => {
+                let m = self.valid_towns();
+                (m.to_json(), Some(m), Some(true))
+            }
             _ => {
                 let m = self.valid_settings();
                 (m.to_json(), Some(m), Some(true))
             }
         }
+    }
+
+    /// Settings with a `towns` list that the policy must refuse.
+    fn invalid_towns(&mut self) -> Value {
+        let mut s = SettingsModel::three_towns().to_json();
+        match self.rng.below(10) {
+            0 => s["towns"][1]["name"] = json!("local"),
+            1 => s["towns"][2]["name"] = json!("town-alice"),
+            2 => s["towns"][2]["rigs"] = json!(["docs", "api"]),
+            3 => s["claimer"] = json!("gastown-local"),
+            4 => s["maxActiveClaimsPerNamespace"] = json!(3),
+            5 => s["defaultTown"] = json!("town-zed"),
+            6 => s["towns"][0]["controllerUsers"] = json!([]),
+            7 => s["towns"][1]["maxActiveClaims"] = json!(0),
+            8 => s["towns"][0]["rig"] = json!(["webrig"]),
+            _ => s["towns"][1]["rigs"] = json!(["hq"]),
+        }
+        s
+    }
+
+    /// A variation of [`SettingsModel::three_towns`].
+    fn valid_towns(&mut self) -> SettingsModel {
+        let r = &mut self.rng;
+        let mut m = SettingsModel::three_towns();
+        m.default_town = match r.below(4) {
+            0 => None,
+            n => Some(m.towns[n - 1].name.clone()),
+        };
+        for town in &mut m.towns {
+            if r.percent(30) {
+                town.limit = Some(1 + r.below(4) as u32);
+            }
+            if r.percent(15) {
+                town.allowed_users.clear();
+                town.allowed_groups.clear();
+            }
+        }
+        if r.percent(20) {
+            // The first town's rigs move to the last; the default rig may live in a town.
+            let rigs = std::mem::take(&mut m.towns[0].rigs);
+            m.towns[2].rigs.extend(rigs);
+        }
+        if r.percent(30) {
+            m.towns[2].rigs.push("gastown".to_string());
+        }
+        if r.percent(20) {
+            m.forge_rigs.clear();
+        }
+        if r.percent(25) {
+            m.default_rig = None;
+        }
+        if r.percent(15) {
+            m.towns.truncate(1 + r.below(2));
+            m.default_town = m.default_town.filter(|d| m.towns.iter().any(|t| &t.name == d));
+        }
+        m
     }
 
     fn invalid_settings(&mut self) -> Value {
@@ -187,29 +249,29 @@ impl AdmissionGen {
     fn valid_settings(&mut self) -> SettingsModel {
         let r = &mut self.rng;
         let mut m = SettingsModel::standard();
+        let town = &mut m.towns[0];
         if r.percent(15) {
-            m.claimer = "town-2".to_string();
+            town.name = "town-2".to_string();
         }
         match r.below(4) {
-            0 => m.allowed_users.clear(),
-            1 => m.allowed_users.push("carol".to_string()),
+            0 => town.allowed_users.clear(),
+            1 => town.allowed_users.push("carol".to_string()),
             _ => {}
         }
         if r.percent(25) {
-            m.allowed_groups.clear();
+            town.allowed_groups.clear();
         }
         if r.percent(20) {
-            m.controller_users
-                .push("system:serviceaccount:ops:gastown-operator".to_string());
+            town.controller_users.push(BOB_CONTROLLER.to_string());
+        }
+        if r.percent(35) {
+            town.limit = Some(1 + r.below(4) as u32);
         }
         if r.percent(20) {
             m.forge_rigs.clear();
         }
         if r.percent(25) {
             m.default_rig = None;
-        }
-        if r.percent(35) {
-            m.limit = Some(1 + r.below(4) as u32);
         }
         m
     }
@@ -253,16 +315,18 @@ impl AdmissionGen {
     fn username(&mut self) -> (String, Vec<String>) {
         let r = &mut self.rng;
         let user = match r.below(100) {
-            0..=29 => "alice".to_string(),
-            30..=39 => "bob".to_string(),
-            40..=44 => "carol".to_string(),
-            45..=64 => DEFAULT_CONTROLLER_USER.to_string(),
-            65..=76 => r.pick(CONTROLLER_LOOKALIKES).to_string(),
-            77..=81 => "system:anonymous".to_string(),
-            82..=84 => String::new(),
-            85..=88 => "Alice".to_string(),
-            89..=91 => "alice ".to_string(),
-            92..=94 => "system:serviceaccount:ops:gastown-operator".to_string(),
+            0..=24 => "alice".to_string(),
+            25..=32 => "bob".to_string(),
+            33..=37 => "carol".to_string(),
+            38..=41 => r.pick(&["dave", "erin"]).to_string(),
+            42..=59 => DEFAULT_CONTROLLER_USER.to_string(),
+            60..=71 => r.pick(CONTROLLER_LOOKALIKES).to_string(),
+            72..=76 => "system:anonymous".to_string(),
+            77..=79 => String::new(),
+            80..=83 => "Alice".to_string(),
+            84..=86 => "alice ".to_string(),
+            87..=91 => BOB_CONTROLLER.to_string(),
+            92..=94 => CAROL_CONTROLLER.to_string(),
             _ => r.pick(UNICODE).to_string(),
         };
         let pool = [
@@ -285,12 +349,14 @@ impl AdmissionGen {
         (user, groups)
     }
 
-    /// Makes the requester one who may claim under the standard settings.
+    /// Makes the requester one who may claim under the standard settings (and in some town of
+    /// the three-town settings).
     pub(super) fn authorized_user(&mut self, req: &mut Value) {
-        let (user, groups) = match self.rng.below(3) {
+        let (user, groups) = match self.rng.below(4) {
             0 => ("alice", json!(["system:authenticated"])),
             1 => ("bob", json!(["gastown-claimers", "system:authenticated"])),
-            _ => ("carol", json!(["developers", "gastown-claimers"])),
+            2 => ("carol", json!(["developers", "gastown-claimers"])),
+            _ => ("dave", json!(["system:authenticated"])),
         };
         req["userInfo"] = json!({"username": user, "uid": "u-2", "groups": groups});
     }

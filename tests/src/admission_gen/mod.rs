@@ -31,7 +31,7 @@ use crate::rng::Rng;
 pub use generator::{AdmissionGen, Options, admission_request};
 pub use reads::{CLAIM_PATHS, CONTROLLER_PHASES, CONTROLLER_STATUS, patch_op_violation};
 pub use rules::{check, shorten};
-pub use settings::SettingsModel;
+pub use settings::{BOB_CONTROLLER, CAROL_CONTROLLER, SettingsModel, TownModel};
 pub use values::{BEAD_ID_INJECTIONS, CONTROLLER_LOOKALIKES, INJECTIONS};
 
 /// The seed of case `index` of a run with seed `run_seed`.

@@ -179,16 +179,28 @@ impl AdmissionGen {
     /// a valid or no rig, no forged marks), so that many cases reach the claim itself.
     pub(super) fn claim_request(&mut self) -> Value {
         let mut o = admission_automaton("fix-login");
-        match self.rng.below(3) {
+        match self.rng.below(4) {
             0 => o["spec"]["executionMode"] = json!("local"),
             1 => o["metadata"]["annotations"][CLAIM_REQUEST_ANNOTATION] = json!("local"),
+            2 => {
+                // A town by name (of the single-town or three-town settings, or none).
+                let town = *self
+                    .rng
+                    .pick(&[DEFAULT_CLAIMER, "town-alice", "town-bob", "town-carol", "town-zed"]);
+                o["metadata"]["annotations"][CLAIM_REQUEST_ANNOTATION] = json!(town);
+            }
             _ => {
                 o["spec"]["executionMode"] = json!("local");
                 o["metadata"]["annotations"][CLAIM_REQUEST_ANNOTATION] = json!("local");
             }
         }
         match self.rng.below(4) {
-            0 => o["spec"]["rig"] = json!(self.rng.pick(&["gastown", "webrig", "Rig_2"])),
+            0 => {
+                o["spec"]["rig"] = json!(
+                    self.rng
+                        .pick(&["gastown", "webrig", "Rig_2", "api", "docs", "payments"])
+                )
+            }
             1 => remove_at(&mut o, "/spec", "forge"),
             2 => o["spec"]["forge"] = json!("other-forge"),
             _ => {}
@@ -206,7 +218,10 @@ impl AdmissionGen {
     pub(super) fn claimed_automaton(&mut self, claimer: &str) -> Value {
         let holder = match self.rng.below(10) {
             0..=6 => claimer.to_string(),
-            7 => "other-town".to_string(),
+            7 => self
+                .rng
+                .pick(&["other-town", "town-alice", "town-bob", "town-carol"])
+                .to_string(),
             8 => "Gastown-Local".to_string(),
             _ => self.string_value(),
         };

@@ -85,6 +85,22 @@ pub(super) fn has_meta_key(o: &Value, map: &str, key: &str) -> bool {
         .is_some_and(|m| m.contains_key(key))
 }
 
+/// Whether the policy can read `o`'s metadata: an object whose `metadata` is absent, `null` or
+/// an object, with `labels` and `annotations` absent, `null` or maps of strings.
+pub(super) fn readable_meta(o: &Value) -> bool {
+    let string_map = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.values().all(Value::is_string),
+        Some(_) => false,
+    };
+    match o.as_object().map(|m| m.get("metadata")) {
+        None => false,
+        Some(None | Some(Value::Null)) => true,
+        Some(Some(Value::Object(m))) => string_map(m.get("labels")) && string_map(m.get("annotations")),
+        Some(Some(_)) => false,
+    }
+}
+
 /// Whether `o` carries the claim label (whoever the claimer).
 pub(super) fn is_claimed(o: &Value) -> bool {
     has_meta_key(o, "labels", CLAIMED_BY_LABEL)

@@ -1,13 +1,13 @@
 //! The rule model: what the policy must answer to a case, one function per family of rules.
 //! [`check`] runs them in a fixed order and reports the first one broken.
 
-use gastown_crds::contract::DEFAULT_CLAIMER;
+use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
 use gastown_crds::validate::{validate_bead_id, validate_rig_name};
 use serde_json::Value;
 
 use super::reads::{
     CLAIM_PATHS, CONTROLLER_PHASES, CONTROLLER_STATUS, Req, claim_annotation, has_any_mark, has_release_finalizer,
-    is_claimed, marks, patch_op_violation, phase, requests_claim, spec_field, status_field,
+    is_claimed, marks, meta_str, patch_op_violation, phase, readable_meta, requests_claim, spec_field, status_field,
 };
 use super::{Case, LedgerAnswer, SettingsModel};
 
@@ -35,14 +35,9 @@ pub fn check(case: &Case, response: &Value, patch: Option<&json_patch::Patch>) -
         return Ok(());
     }
     let Some(model) = &case.model else { return Ok(()) };
-    let controller = req.username().is_some_and(|u| model.is_controller(u));
-    if !req.is_automatons() || controller {
+    if !req.is_automatons() {
         if answer.mutated.is_some() {
-            return answer.fail(if controller {
-                "the controller's request was mutated"
-            } else {
-                "another resource was mutated"
-            });
+            return answer.fail("another resource was mutated");
         }
         return Ok(());
     }
@@ -52,14 +47,22 @@ pub fn check(case: &Case, response: &Value, patch: Option<&json_patch::Patch>) -
         new: req.object(),
         old: req.old(),
         answer: &answer,
+        model,
     };
+    let user = req.username().unwrap_or_default();
+    if model.is_controller(user) && seen.serves_holder(user) {
+        if answer.mutated.is_some() {
+            return answer.fail("the controller's request was mutated");
+        }
+        return seen.controllers_mark_only_their_towns(user);
+    }
     seen.claimed_work_is_left_alone()?;
     seen.status_is_the_controllers()?;
     seen.the_finalizer_is_the_controllers()?;
     seen.marks_are_not_forged()?;
     seen.claim_requests_are_not_ignored(patch.is_none())?;
     if answer.mutated.is_some() {
-        seen.the_claim_is_allowed(&req, model, &case.ledger)?;
+        seen.the_claim_is_allowed(&req, &case.ledger)?;
     }
     Ok(())
 }
@@ -139,23 +142,35 @@ fn check_mutation(
     }
     let mut patched = original.clone();
     json_patch::patch(&mut patched, patch).map_err(|e| format!("the patch does not apply: {e}"))?;
-    let claimer = match &case.model {
-        Some(m) => m.claimer.clone(),
-        None => settings
-            .get("claimer")
-            .and_then(Value::as_str)
-            .unwrap_or(DEFAULT_CLAIMER)
-            .to_string(),
+    let towns: Vec<String> = match &case.model {
+        Some(m) => m.towns.iter().map(|t| t.name.clone()).collect(),
+        None => match settings
+            .get("towns")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
+        {
+            Some(towns) => towns
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+            None => vec![
+                settings
+                    .get("claimer")
+                    .and_then(Value::as_str)
+                    .unwrap_or(DEFAULT_CLAIMER)
+                    .to_string(),
+            ],
+        },
     };
-    check_claim_fields(&patched, &claimer, req.username())
+    check_claim_fields(&patched, &towns, req.username())
 }
 
-/// The five claim fields after a claim: the claimer, a timestamp, the requester, mode `local`
-/// and a valid rig.
-fn check_claim_fields(patched: &Value, claimer: &str, username: Option<&str>) -> Result<(), String> {
+/// The five claim fields after a claim: one of the towns, a timestamp, the requester, mode
+/// `local` and a valid rig.
+fn check_claim_fields(patched: &Value, towns: &[String], username: Option<&str>) -> Result<(), String> {
     let got = |p: &str| patched.pointer(p).and_then(Value::as_str);
-    if got(CLAIM_PATHS[0]) != Some(claimer) {
-        return Err(format!("claimed-by is {:?}, not {claimer:?}", got(CLAIM_PATHS[0])));
+    if !got(CLAIM_PATHS[0]).is_some_and(|town| towns.iter().any(|t| t == town)) {
+        return Err(format!("claimed-by is {:?}, not one of {towns:?}", got(CLAIM_PATHS[0])));
     }
     let at = got(CLAIM_PATHS[1]).unwrap_or_default();
     if at.parse::<jiff::Timestamp>().is_err() {
@@ -206,9 +221,61 @@ struct Seen<'a> {
     new: &'a Value,
     old: &'a Value,
     answer: &'a Answer<'a>,
+    model: &'a SettingsModel,
 }
 
 impl Seen<'_> {
+    /// The town of the stored object, as the policy reads it (`None`: not claimed, or metadata
+    /// the policy cannot read).
+    fn holder(&self) -> Option<&str> {
+        (self.op == Some("UPDATE") && readable_meta(self.old))
+            .then(|| meta_str(self.old, "labels", CLAIMED_BY_LABEL))?
+    }
+
+    /// Whether `user` may act as the controller for this object: it is unclaimed, or claimed by
+    /// a town `user` is a controller of (single-town settings: by anyone).
+    fn serves_holder(&self, user: &str) -> bool {
+        self.holder().is_none_or(|h| {
+            if self.model.shorthand {
+                self.model.is_controller(user)
+            } else {
+                self.model.controls(user, h)
+            }
+        })
+    }
+
+    /// A controller puts no claim label of a town it does not serve on an object.
+    fn controllers_mark_only_their_towns(&self, user: &str) -> Result<(), String> {
+        let writes_main = matches!(self.op, Some("CREATE" | "UPDATE")) && self.sub == Some("");
+        let foreign = meta_str(self.new, "labels", CLAIMED_BY_LABEL)
+            .is_some_and(|t| self.model.town(t).is_some() && !self.model.controls(user, t));
+        if writes_main && foreign && self.accepted() {
+            return self
+                .answer
+                .fail("a controller put the claim label of another town on an Automaton");
+        }
+        Ok(())
+    }
+
+    /// A change of claimed work that only removes the claim of a town gone from the `towns` list:
+    /// marks, claim annotation and finalizer kept or removed, nothing added, the spec as it was.
+    fn releases_an_orphan(&self) -> bool {
+        let (old, new) = (self.old, self.new);
+        let Some(holder) = meta_str(old, "labels", CLAIMED_BY_LABEL) else {
+            return false;
+        };
+        let kept_or_removed = |o: Option<&str>, n: Option<&str>| n.is_none() || n == o;
+        !self.model.shorthand
+            && self.model.town(holder).is_none()
+            && marks(old)
+                .iter()
+                .zip(marks(new).iter())
+                .all(|(o, n)| kept_or_removed(*o, *n))
+            && (claim_annotation(old).is_none() || kept_or_removed(claim_annotation(old), claim_annotation(new)))
+            && (has_release_finalizer(old) || !has_release_finalizer(new))
+            && old.get("spec") == new.get("spec")
+    }
+
     fn main_update(&self) -> bool {
         self.op == Some("UPDATE") && self.sub == Some("")
     }
@@ -233,9 +300,10 @@ impl Seen<'_> {
         // The whole spec is frozen, and the finalizer is the controller's.
         changed |= old.get("spec") != new.get("spec");
         changed |= has_release_finalizer(old) != has_release_finalizer(new);
-        if changed {
+        if changed && !self.releases_an_orphan() {
             return self.answer.fail(
-                "a claimed Automaton's claim marks, spec or finalizer were changed by a non-controller identity",
+                "a claimed Automaton's claim marks, spec or finalizer were changed by an identity that is not \
+                 its town's controller",
             );
         }
         if self.answer.mutated.is_some() {
@@ -306,9 +374,10 @@ impl Seen<'_> {
 
     /// A requested claim is made or refused, never silently ignored.
     fn claim_requests_are_not_ignored(&self, unpatched: bool) -> Result<(), String> {
+        let asks_for_town = claim_annotation(self.new).is_some_and(|v| self.model.town(v).is_some());
         let claim_requested = self.sub == Some("")
             && self.new.is_object()
-            && requests_claim(self.new)
+            && (requests_claim(self.new) || asks_for_town)
             && (self.op == Some("CREATE") || (self.op == Some("UPDATE") && !is_claimed(self.old)));
         if claim_requested && self.accepted() && unpatched {
             return self
@@ -318,24 +387,56 @@ impl Seen<'_> {
         Ok(())
     }
 
-    /// A claim is made only for a user who may claim, within the namespace's limit, of work
-    /// that never ran in Kubernetes, was not released and carries no controller status, on the
-    /// rig the settings give, with a valid bead ID.
-    fn the_claim_is_allowed(&self, req: &Req<'_>, model: &SettingsModel, ledger: &LedgerAnswer) -> Result<(), String> {
+    /// A claim is made only to the town the routing rules give, for a user that town allows,
+    /// within its limit, of work that never ran in Kubernetes, was not released and carries no
+    /// controller status, on the rig the settings give (one that lives in no other town), with a
+    /// valid bead ID.
+    fn the_claim_is_allowed(&self, req: &Req<'_>, ledger: &LedgerAnswer) -> Result<(), String> {
         let fail = |rule: &str| self.answer.fail(rule);
-        if !model.may_claim(req.username().unwrap_or_default(), &req.groups()) {
-            return fail("a claim was made for a user who may not claim");
+        let (old, new, update) = (self.old, self.new, self.op == Some("UPDATE"));
+        let (user, groups) = (req.username().unwrap_or_default(), req.groups());
+        let asked = match claim_annotation(new).map(|v| self.model.claim_value(v)) {
+            None => None,
+            Some(Some(asked)) => asked,
+            Some(None) => return fail("a claim was made for a gastown.io/claim value that names no town"),
+        };
+        let expected_rig = match spec_field(new, "rig").and_then(Value::as_str) {
+            Some(r) if !r.is_empty() => Some(r),
+            _ => self
+                .model
+                .rig_for_forge(spec_field(new, "forge").and_then(Value::as_str)),
+        };
+        let Some(town) = self.model.route(asked, expected_rig, user, &groups) else {
+            return fail("a claim was made that no routing rule gives a town");
+        };
+        let got_town = self
+            .answer
+            .mutated
+            .and_then(|m| meta_str(m, "labels", CLAIMED_BY_LABEL));
+        if got_town != Some(town.name.as_str()) {
+            return fail(&format!(
+                "the claim went to {got_town:?}, the rules give {:?}",
+                town.name
+            ));
         }
-        if let Some(limit) = model.limit {
+        if !town.may_claim(user, &groups) {
+            return fail("a claim was made for a user the town does not allow");
+        }
+        if let Some(limit) = town.limit {
             match ledger {
                 LedgerAnswer::Error(_) => return fail("a claim was made although the claims could not be counted"),
                 LedgerAnswer::Items { active, .. } if *active >= u64::from(limit) => {
-                    return fail("a claim was made beyond maxActiveClaimsPerNamespace");
+                    return fail("a claim was made beyond the town's limit of active claims");
                 }
                 _ => {}
             }
         }
-        let (old, new, update) = (self.old, self.new, self.op == Some("UPDATE"));
+        if expected_rig
+            .and_then(|r| self.model.rig_home(r))
+            .is_some_and(|home| home.name != town.name)
+        {
+            return fail("a claim went to a town other than the one its rig lives in");
+        }
         if update && matches!(phase(old), Some("Running" | "Succeeded" | "Failed")) {
             return fail("an Automaton that ran in Kubernetes was claimed");
         }
@@ -345,10 +446,6 @@ impl Seen<'_> {
         if update && CONTROLLER_STATUS.iter().any(|f| status_field(old, f).is_some()) {
             return fail("an Automaton whose status carries status.claim or status.gastown was claimed");
         }
-        let expected_rig = match spec_field(new, "rig").and_then(Value::as_str) {
-            Some(r) if !r.is_empty() => Some(r),
-            _ => model.rig_for_forge(spec_field(new, "forge").and_then(Value::as_str)),
-        };
         let got = self
             .answer
             .mutated

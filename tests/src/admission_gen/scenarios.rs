@@ -127,7 +127,10 @@ impl AdmissionGen {
             24 => new["metadata"]["finalizers"] = json!([RELEASE_FINALIZER, "example.com/keep"]),
             25 => new["metadata"]["finalizers"] = json!(["example.com/keep"]),
             26 => new["spec"]["futureField"] = json!({"kept": false}),
-            0 => new["metadata"]["labels"][CLAIMED_BY_LABEL] = json!("other-town"),
+            0 => {
+                new["metadata"]["labels"][CLAIMED_BY_LABEL] =
+                    json!(self.rng.pick(&["other-town", "town-alice", "town-bob"]))
+            }
             1 => new["metadata"]["labels"][CLAIMED_BY_LABEL] = json!(label(new).to_uppercase()),
             2 => new["metadata"]["labels"][CLAIMED_BY_LABEL] = json!(format!("{} ", label(new))),
             3 => remove_at(new, "/metadata/labels", CLAIMED_BY_LABEL),

@@ -227,7 +227,7 @@ fn a_claim_cannot_be_hijacked_by_a_second_claimer() {
 
     // A second town's policy (claimer town-2) sees the first town's claims as claimed.
     let mut second = SettingsModel::standard();
-    second.claimer = "town-2".to_string();
+    second.towns[0].name = "town-2".to_string();
     let mut p = Policy::new(second.to_json());
     let mut new = ours.clone();
     set_meta(&mut new, "labels", CLAIMED_BY_LABEL, Some("town-2"));
@@ -237,8 +237,8 @@ fn a_claim_cannot_be_hijacked_by_a_second_claimer() {
         403,
         &["taken over"],
     );
-    // Its own controller may change the object (it is a controller identity of that policy)
-    // but a look-alike of it may not.
+    // Its own controller may change the object (with single-town settings a controller identity
+    // acts on every claim) but a look-alike of it may not.
     for user in CONTROLLER_LOOKALIKES {
         p.refuses(
             &format!("second town hijacking by {user:?}"),

@@ -4,7 +4,8 @@
 //!
 //! Policy: forged claim marks (CREATE and UPDATE), claim hijack by a second claimer, status
 //! spoofing, claims by unauthorized users, changes to claimed work by anyone but the controller,
-//! controller look-alike identities, injection through `spec.rig` and `spec.task.beadId`.
+//! controller look-alike identities, injection through `spec.rig` and `spec.task.beadId`, and
+//! with several towns: other towns' controllers and orphaned claims.
 //! Client: the public validation API and the exec and proxy transports with hostile values.
 
 // A test crate: panicking on setup failures is the point.
@@ -17,6 +18,7 @@ mod harness;
 mod identities;
 mod injection;
 mod status;
+mod towns;
 
 use std::path::Path;
 
