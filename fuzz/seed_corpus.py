@@ -33,10 +33,14 @@ def ledger_bytes(case):
         return [0, 0x80]
     if "error" in ledger:
         return [0x80]
-    active = sum(
-        1
-        for item in ledger.get("items", [])
-        if ((item.get("status") or {}).get("phase")) not in TERMINAL
+    # A per-town ledger (byClaimer) gives each town's list; the header byte holds one count.
+    lists = list(ledger["byClaimer"].values()) if "byClaimer" in ledger else [ledger]
+    active = max(
+        [
+            sum(1 for item in items.get("items", []) if ((item.get("status") or {}).get("phase")) not in TERMINAL)
+            for items in lists
+        ]
+        or [0]
     )
     return [min(active, 0x7F)]
 

@@ -3,7 +3,8 @@
 //! Every key is spelled here once; the policy (wasm) and the controller (native) both use
 //! these constants.
 
-/// Annotation a user sets to ask for a local claim; its only accepted value is [`CLAIM_REQUEST_VALUE`].
+/// Annotation a user sets to ask for a claim: [`CLAIM_REQUEST_VALUE`] (the policy chooses the Gas
+/// Town) or the name of one of the policy's towns.
 pub const CLAIM_REQUEST_ANNOTATION: &str = "gastown.io/claim";
 /// The value of [`CLAIM_REQUEST_ANNOTATION`] that requests a claim by the local Gas Town.
 pub const CLAIM_REQUEST_VALUE: &str = "local";

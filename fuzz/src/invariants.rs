@@ -83,16 +83,42 @@ pub fn check_validate_answer(payload: &[u8], answer: &[u8]) -> Result<(), String
     {
         return Err(format!("mutation of subresource {}", request["subResource"]));
     }
-    let claimer = payload["settings"]
-        .get("claimer")
-        .and_then(Value::as_str)
-        .unwrap_or(DEFAULT_CLAIMER);
+    let claimer = expected_claimer(&payload["settings"], mutated)?;
     let username = request["userInfo"]
         .get("username")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let original = request.get("object").unwrap_or(&Value::Null);
     check_mutation(original, mutated, claimer, username, Some(NOW))
+}
+
+/// The claimed-by value a claim under `settings` must write: the claimer of single-town
+/// settings, or (with a `towns` list) whichever listed town the claim went to.
+fn expected_claimer<'a>(settings: &'a Value, mutated: &'a Value) -> Result<&'a str, String> {
+    let towns: Vec<&str> = settings
+        .get("towns")
+        .and_then(Value::as_array)
+        .map(|towns| {
+            towns
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if towns.is_empty() {
+        return Ok(settings
+            .get("claimer")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_CLAIMER));
+    }
+    let label = mutated
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get(CLAIMED_BY_LABEL))
+        .and_then(Value::as_str);
+    label
+        .filter(|l| towns.contains(l))
+        .ok_or_else(|| format!("claimed-by {label:?} is none of the towns {towns:?}"))
 }
 
 /// Checks a mutated object against the original: the claim fields hold what the policy must

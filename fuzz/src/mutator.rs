@@ -62,6 +62,10 @@ const KEYS: &[&str] = &[
     "forgeRigs",
     "defaultRig",
     "maxActiveClaimsPerNamespace",
+    "towns",
+    "defaultTown",
+    "rigs",
+    "maxActiveClaims",
 ];
 
 fn interesting(rng: &mut Rng) -> Value {

@@ -365,3 +365,42 @@ fn check_identities(path: &str, names: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use serde_json::json;
+
+    use super::Settings;
+
+    /// Both shapes give the same `Town` type, so the decision never asks which was written.
+    #[test]
+    fn both_shapes_resolve_to_towns() {
+        let one =
+            Settings::from_json(&json!({"claimer": "a", "allowedUsers": ["alice"], "maxActiveClaimsPerNamespace": 2}))
+                .unwrap();
+        let [town] = one.towns() else {
+            panic!("one town: {one:?}")
+        };
+        assert_eq!((town.name.as_str(), town.max_active_claims), ("a", Some(2)));
+        assert_eq!(town.allowed_users, ["alice"]);
+        assert_eq!(town.controller_users, [gastown_crds::contract::DEFAULT_CONTROLLER_USER]);
+        assert_eq!(one.default_town().map(|t| t.name.as_str()), Some("a"));
+        assert!(one.serves(gastown_crds::contract::DEFAULT_CONTROLLER_USER, "any-claimer"));
+        assert!(!one.is_orphan("any-claimer"));
+
+        let many = Settings::from_json(&json!({"towns": [
+            {"name": "a", "rigs": ["web"], "controllerUsers": ["sa-a"]},
+            {"name": "b", "controllerUsers": ["sa-b"], "maxActiveClaims": 1}
+        ]}))
+        .unwrap();
+        many.validate().unwrap();
+        let names: Vec<&str> = many.towns().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(many.default_town().is_none());
+        assert!(many.serves("sa-a", "a") && !many.serves("sa-a", "b") && !many.serves("sa-a", "gone"));
+        assert!(many.is_orphan("gone") && !many.is_orphan("b"));
+        assert_eq!(many.limit_setting(&many.towns()[1]), "towns[1].maxActiveClaims");
+    }
+}

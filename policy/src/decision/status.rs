@@ -75,12 +75,13 @@ pub(super) fn decide_status_update(settings: &Settings, req: &Request<'_>) -> De
     )
 }
 
-/// The controller identities of the town `name`, for messages (none for a town that is not in
-/// the settings).
+/// The controller identities that act for claims of the town `name`, for messages (none for
+/// an orphan's).
 pub(super) fn town_controllers(settings: &Settings, name: &str) -> String {
     match settings.town(name) {
         Some(town) => town.controller_users.join(", "),
-        None => format!("none: Gas Town {name:?} is not in the policy's settings"),
+        None if settings.is_orphan(name) => format!("none: Gas Town {name:?} is not in the policy's settings"),
+        None => settings.all_controller_users(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Many Gas Towns under one policy (issue 16): no town's controller, and no user, takes over,
 //! releases or reports on another town's claims; an orphaned claim can only be let go.
 
-use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CONTROLLER_USER, RELEASE_FINALIZER};
+use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CONTROLLER_USER};
 use gastown_tests::admission_gen::{
     BOB_CONTROLLER, CAROL_CONTROLLER, CONTROLLER_LOOKALIKES, SettingsModel, admission_request,
 };
