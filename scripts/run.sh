@@ -56,7 +56,7 @@ node binaries, about 15-25 minutes, cached afterwards.)
 
 Without a gt-proxy-server the pod still starts; claimed Automatons then show
 GasTownReachable=False with the connection error. \`make test\` runs all of this against a fake
-gt-proxy-server (controller/tests/first_day.rs).
+gt-proxy-server (controller/tests/first_day/).
 NODE
   exit 0
 fi
