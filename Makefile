@@ -59,7 +59,7 @@ crds: ## Regenerate crds/automaton.yaml from the Rust types (and the chart's cop
 	$(CARGO) run -q -p gastown-crds --bin crdgen > crds/automaton.yaml
 	cp crds/automaton.yaml charts/gastown-operator/crds/automaton.yaml
 
-run: setup policy ## Main job: run the controller (local API server + simulated Gas Town when needed)
+run: setup policy ## Main job: run the controller (local API server + simulated Gas Town when needed); TOWNS=2: two towns
 	@scripts/run.sh
 
 run-node: ## Print how to try the chart on a local node: image, helm install, an Automaton

@@ -9,11 +9,22 @@
 # controller as the chart's ServiceAccount. Without a Gas Town installation it uses the
 # simulated one (tests' fake gt/bd) and says so. Ctrl-C stops everything it started.
 #
+# TOWNS=N (`make run TOWNS=2`), N > 1: N simulated Gas Towns, each with its own controller
+# (claimer town-1..town-N), on the local API server, with the policy routing rigs to towns
+# (scripts/lib/run-towns.sh). TOWNS unset or 1: one town, as above.
+#
 # `scripts/run.sh --node` (`make run-node`) only prints how to try the real deployment instead:
 # the controller image on a local node, installed with the chart.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=scripts/lib/run-towns.sh
+source scripts/lib/run-towns.sh
+towns="${TOWNS:-1}"
+if ! [[ "$towns" =~ ^[1-9][0-9]?$ ]]; then
+  echo "run.sh: TOWNS must be a number of Gas Towns from 1 to 99, not '$towns'" >&2
+  exit 2
+fi
 
 if [[ "${1:-}" == --node ]]; then
   node_dir="${GASTOWN_NODE_DIR:-$root/.cluster/node}"
@@ -45,7 +56,7 @@ node binaries, about 15-25 minutes, cached afterwards.)
 
 Without a gt-proxy-server the pod still starts; claimed Automatons then show
 GasTownReachable=False with the connection error. \`make test\` runs all of this against a fake
-gt-proxy-server (controller/tests/first_day.rs).
+gt-proxy-server (controller/tests/first_day/).
 NODE
   exit 0
 fi
@@ -61,7 +72,10 @@ cargo build -q --workspace --bins
 pids=()
 own_cluster=0
 cleanup() {
-  trap - INT TERM EXIT
+  # A second signal (make forwards SIGTERM to its recipe; an impatient Ctrl-C) must not cut the
+  # teardown short and leave the cluster running.
+  trap '' INT TERM
+  trap - EXIT
   echo
   say "stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -74,6 +88,12 @@ reachable() {
   command -v kubectl >/dev/null 2>&1 || return 1
   timeout 10 kubectl get --raw=/readyz >/dev/null 2>&1
 }
+
+if ((towns > 1)); then
+  run_towns "$towns"
+  wait -n "${pids[@]}" || true
+  exit 0
+fi
 
 controller_args=(--sync-interval "${GASTOWN_SYNC_INTERVAL:-5s}" --metrics-addr "${GASTOWN_METRICS_ADDR:-127.0.0.1:8080}")
 
@@ -117,12 +137,7 @@ policy:
     defaultRig: gastown
 VALUES
   kubectl create namespace gastown-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  python3 - "$dev_dir/chart/manifests.yaml" "$dev_dir/rbac.yaml" <<'PY'
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-yaml.safe_dump_all([d for d in docs if d.get("kind") in keep], open(sys.argv[2], "w"))
-PY
+  rbac_only "$dev_dir/chart/manifests.yaml" "$dev_dir/rbac.yaml"
   kubectl apply --server-side --field-manager=gastown-operator -f "$dev_dir/rbac.yaml" >/dev/null
   "$bin_dir/gastown-dev" webhook --kubeconfig "$kubeconfig" --manifests "$dev_dir/chart/manifests.yaml" \
     --policy policy/policy.wasm &
@@ -149,6 +164,7 @@ Try it (in another terminal):
   curl -s ${GASTOWN_METRICS_ADDR:-127.0.0.1:8080}/metrics | grep ^gastown_
 
 Press Ctrl-C to stop everything.
-(To see the controller as users deploy it, an image in a pod installed with Helm: make run-node.)
+(To see the controller as users deploy it, an image in a pod installed with Helm: make run-node.
+Several Gas Towns, each with its own controller: make run TOWNS=2.)
 HELP
 wait -n "${pids[@]}" || true

@@ -56,7 +56,7 @@ cargo test --workspace --no-fail-fast -- --skip a_users_first_day_on_a_real_node
 
 # On its own, with its progress shown: it builds the controller image (make image, a static musl
 # release build the first time) and installs, upgrades and uninstalls the chart on the node.
-echo "==> a user's first day on the node: make image, helm install/upgrade/uninstall (controller/tests/first_day.rs)"
+echo "==> a user's first day on the node: make image, helm install/upgrade/uninstall (controller/tests/first_day/)"
 cargo test -p gastown-controller --test first_day -- --nocapture
 
 echo "==> benchmark smoke run (checks the benchmark code; asserts nothing about speed)"

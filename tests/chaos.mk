@@ -1,4 +1,4 @@
-# Chaos test of the controller (controller/tests/chaos.rs), included from the main Makefile.
+# Chaos test of the controller (controller/tests/chaos/), included from the main Makefile.
 # A private kube-apiserver (restarted during the run), two controller replicas with leader
 # election (SIGKILLed four times), and the fake Gas Town failing 20 % and hanging 5 % of the
 # gt/bd calls, and failing, hanging or being killed after doing the work in 15 % of the

@@ -48,6 +48,9 @@ OPERATOR_KUBECONFIG_NAME = "gastown-operator.kubeconfig"
 RBAC_TEAM_A = "chartrbac-team-a"
 RBAC_TEAM_B = "chartrbac-team-b"
 RBAC_OUTSIDE = "chartrbac-outside"
+# The two towns' release namespaces (test_cluster_towns.py and the towns dry runs).
+TOWN_ALICE_NAMESPACE = "charttown-alice"
+TOWN_BOB_NAMESPACE = "charttown-bob"
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,17 @@ def connect(kubeconfig: Path, cache_dir: Path) -> Cluster:
     admin.wait_established(crd_names + [c["metadata"]["name"] for c in stand_ins])
 
     admin.ensure_namespaces(
-        [NAMESPACE, "team-a", "team-b", "agents", RBAC_TEAM_A, RBAC_TEAM_B, RBAC_OUTSIDE]
+        [
+            NAMESPACE,
+            "team-a",
+            "team-b",
+            "agents",
+            RBAC_TEAM_A,
+            RBAC_TEAM_B,
+            RBAC_OUTSIDE,
+            TOWN_ALICE_NAMESPACE,
+            TOWN_BOB_NAMESPACE,
+        ]
     )
     return Cluster(
         admin=admin,

@@ -119,6 +119,36 @@ DNS_LABEL_PATTERN = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
             id="claim-limit-string",
         ),
         pytest.param(
+            {"policy": {"settings": {"towns": [{"name": "town-a", "controllerUser": ["x"]}]}}},
+            ["/policy/settings/towns/0", "additional properties 'controllerUser' not allowed"],
+            id="town-unknown-key",
+        ),
+        pytest.param(
+            {"policy": {"settings": {"towns": [{"name": "Town_A"}]}}},
+            ["/policy/settings/towns/0/name", "does not match pattern"],
+            id="town-name-not-dns-label",
+        ),
+        pytest.param(
+            {"policy": {"settings": {"towns": [{"rigs": ["web"]}]}}},
+            ["/policy/settings/towns/0", "missing property 'name'"],
+            id="town-without-name",
+        ),
+        pytest.param(
+            {"policy": {"settings": {"towns": [{"name": "a", "rigs": ["my-rig"]}]}}},
+            ["/policy/settings/towns/0/rigs/0", "does not match pattern"],
+            id="town-bad-rig",
+        ),
+        pytest.param(
+            {"policy": {"settings": {"towns": [{"name": "a", "maxActiveClaims": 0}]}}},
+            ["/policy/settings/towns/0/maxActiveClaims", "minimum"],
+            id="town-zero-limit",
+        ),
+        pytest.param(
+            {"policy": {"settings": {"defaultTown": "Town A"}}},
+            ["/policy/settings/defaultTown", "does not match pattern"],
+            id="bad-default-town",
+        ),
+        pytest.param(
             {"rbac": {"scope": "global"}}, ["/rbac/scope", "value must be one of"], id="bad-scope"
         ),
         pytest.param({"watchNamespaces": ["Team_A"]}, ["/watchNamespaces/0"], id="bad-namespace"),
@@ -183,6 +213,10 @@ def test_schema_carries_the_crate_patterns() -> None:
     props = schema["properties"]
     settings = props["policy"]["properties"]["settings"]
     assert settings["properties"]["forgeRigs"]["additionalProperties"]["pattern"] == RIG_PATTERN
+    town = settings["properties"]["towns"]["items"]
+    assert town["properties"]["rigs"]["items"]["pattern"] == RIG_PATTERN
+    assert town["properties"]["name"]["pattern"] == DNS_LABEL_PATTERN
+    assert town["additionalProperties"] is False
     assert props["gastown"]["properties"]["claimer"]["pattern"] == DNS_LABEL_PATTERN
     assert props["replicas"] == {**props["replicas"], "type": "integer", "minimum": 1}
     assert props["controller"]["properties"]["logFormat"]["enum"] == ["json", "text"]

@@ -16,7 +16,14 @@ import render
 import value_sets as vs
 import yaml
 from helpers import CHART, NAMESPACE, REQUIRED, identity, one, values
-from live_cluster import KUBECONFIG, STAND_IN_CRDS, Cluster, minor_version
+from live_cluster import (
+    KUBECONFIG,
+    STAND_IN_CRDS,
+    TOWN_ALICE_NAMESPACE,
+    TOWN_BOB_NAMESPACE,
+    Cluster,
+    minor_version,
+)
 
 # Dry runs use a release name of their own: Helm refuses to install over objects another
 # release owns, and the default release's objects may exist for real (other tests create them).
@@ -48,8 +55,8 @@ def test_stand_in_crds_are_what_the_chart_renders() -> None:
 
 
 # Every value set the render tests (test_chart_*.py) render, ids after the tests that render
-# them. The namespaces they use (gastown-system, team-a, team-b, agents) are created by the
-# `cluster` fixture.
+# them. The namespaces they use (gastown-system, team-a, team-b, agents, charttown-*) are
+# created by the `cluster` fixture.
 DRY_RUN_CASES = [
     pytest.param({}, {}, id="defaults"),
     # The documented default release name (objects simply called gastown-operator).
@@ -93,6 +100,12 @@ DRY_RUN_CASES = [
     pytest.param(vs.TUNING, {}, id="tuning"),
     pytest.param({"serviceAccount": {"create": False, "name": "byo"}}, {}, id="existing-sa"),
     pytest.param(vs.EVERYTHING_ON, {}, id="everything-on"),
+    pytest.param(
+        vs.towns(TOWN_ALICE_NAMESPACE, TOWN_BOB_NAMESPACE),
+        {"namespace": TOWN_ALICE_NAMESPACE},
+        id="towns-policy-owner",
+    ),
+    pytest.param(vs.TOWN_BOB, {"namespace": TOWN_BOB_NAMESPACE}, id="towns-other-town"),
 ]
 
 

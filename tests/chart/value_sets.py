@@ -92,3 +92,55 @@ EVERYTHING_ON: dict[str, Any] = {
         "settings": {"forgeRigs": {"payments": "pay"}, "maxActiveClaimsPerNamespace": 2},
     },
 }
+
+# Two Gas Towns: release gastown-alice owns the policy and lists both towns; gastown-bob runs
+# bob's controller only (chart README "Several Gas Towns"). Each release names its ServiceAccount
+# after itself, so the towns' controllerUsers do not depend on the release name.
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def towns(
+    alice_namespace: str = "gastown-alice", bob_namespace: str = "gastown-bob"
+) -> dict[str, Any]:
+    """The values of alice's release, for releases in these namespaces."""
+    return {
+        "gastown": {"claimer": "town-alice"},
+        "serviceAccount": {"name": "gastown-alice"},
+        "policy": {
+            "enabled": True,
+            "settings": {
+                "towns": [
+                    {
+                        "name": "town-alice",
+                        "rigs": ["payments", "web"],
+                        "allowedUsers": ["alice"],
+                        "controllerUsers": [
+                            service_account_user(alice_namespace, "gastown-alice")
+                        ],
+                        "maxActiveClaims": 10,
+                    },
+                    {
+                        "name": "town-bob",
+                        "allowedGroups": ["developers"],
+                        "controllerUsers": [service_account_user(bob_namespace, "gastown-bob")],
+                    },
+                ],
+                "defaultTown": "town-alice",
+                "forgeRigs": {"payments": "payments"},
+                "defaultRig": "web",
+            },
+        },
+    }
+
+
+TOWNS = towns()
+ALICE_USER = service_account_user("gastown-alice", "gastown-alice")
+BOB_USER = service_account_user("gastown-bob", "gastown-bob")
+# The values of bob's release.
+TOWN_BOB: dict[str, Any] = {
+    "gastown": {"claimer": "town-bob"},
+    "serviceAccount": {"name": "gastown-bob"},
+}

@@ -1,5 +1,5 @@
 //! Test support for the fake Gas Town: a town directory whose `gt` and `bd` are symlinks to
-//! the `fake-gastown` binary (`src/bin/fake-gastown.rs`), plus helpers that read and steer it.
+//! the `fake-gastown` binary (`src/bin/fake-gastown/`), plus helpers that read and steer it.
 //!
 //! The helpers drive the real binary (so the state has a single source of truth); their own
 //! calls carry `FAKE_GASTOWN_INTERNAL=1`, which bypasses injected faults and marks them

@@ -4,7 +4,8 @@
 //! Every answer is checked by `admission_gen::check`: no trap, valid JSON with `accepted`, a
 //! message with every rejection, a JSONPatch (`json_patch::diff`, as policy-server computes it)
 //! that touches only the claim fields, and the claim rules (no forged or hijacked claims, no
-//! claims by unauthorized users, no changes to claimed work except by the controller).
+//! claims by unauthorized users, no changes to claimed work except by the controller), and a
+//! claim counts the active claims of its own town only (`check_counted_town`).
 //!
 //! Environment:
 //! - `GASTOWN_FUZZ_REQUESTS`: how many requests (default 10,000; `make fuzz` runs 1,000,000 in
@@ -24,16 +25,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use gastown_crds::contract::DEFAULT_CLAIMER;
+use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
 use gastown_tests::admission_gen::{
     AdmissionGen, CLAIM_PATHS, Case, LedgerAnswer, Options, Scenario, SettingsModel, admission_request, check, shorten,
 };
 use gastown_tests::fixtures::{admission_automaton, claimed_json};
-use gastown_tests::policy_host::{PolicyInstance, PolicyModule, ScriptedList, default_module_path};
+use gastown_tests::policy_host::{HostCapabilities, PolicyInstance, PolicyModule, ScriptedList, default_module_path};
 use serde_json::Value;
 
 fn module_path() -> PathBuf {
@@ -140,9 +141,44 @@ impl Stats {
     }
 }
 
+/// The scripted claim count, recording which town's claims each call lists.
+struct CountedList {
+    list: ScriptedList,
+    selectors: Mutex<Vec<String>>,
+}
+
+impl HostCapabilities for CountedList {
+    fn kubernetes(&self, operation: &str, request: &Value) -> Result<Value, String> {
+        let selector = request["label_selector"].as_str().unwrap_or_default().to_string();
+        self.selectors.lock().unwrap().push(selector);
+        self.list.kubernetes(operation, request)
+    }
+}
+
+/// A claim counts the claims of its own town, and only when that town has a limit.
+fn check_counted_town(case: &Case, response: &Value, selectors: &[String]) -> Result<(), String> {
+    let (Some(model), Some(town)) = (
+        &case.model,
+        response.pointer(&format!("/mutated_object{}", CLAIM_PATHS[0])),
+    ) else {
+        return Ok(());
+    };
+    let town = town.as_str().unwrap_or_default();
+    let want = format!("{CLAIMED_BY_LABEL}={town}");
+    if let Some(other) = selectors.iter().find(|s| **s != want) {
+        return Err(format!("a claim for {town:?} counted the claims of {other:?}"));
+    }
+    let limited = model.towns.iter().any(|t| t.name == town && t.limit.is_some());
+    if limited && selectors.is_empty() {
+        return Err(format!("a claim for {town:?}, which has a limit, counted nothing"));
+    }
+    Ok(())
+}
+
 /// Runs one case; returns the guest's answer and whether a patch resulted.
-fn run_case(instance: &PolicyInstance, ledger: &ScriptedList, case: &Case) -> Result<(Value, bool), String> {
-    ledger.set(case.ledger.host_answer());
+fn run_case(instance: &PolicyInstance, ledger: &CountedList, case: &Case) -> Result<(Value, bool), String> {
+    ledger.list.set(case.ledger.host_answer());
+    ledger.selectors.lock().unwrap().clear();
     if let Some(raw) = &case.raw {
         let out = instance
             .call("validate", raw)
@@ -157,7 +193,17 @@ fn run_case(instance: &PolicyInstance, ledger: &ScriptedList, case: &Case) -> Re
         .validate(&case.settings, &case.request)
         .map_err(|e| format!("the guest trapped or answered badly: {e:#}"))?;
     check(case, &admission.response, admission.patch.as_ref())?;
+    check_counted_town(case, &admission.response, &ledger.selectors.lock().unwrap())?;
     Ok((admission.response, admission.patch.is_some()))
+}
+
+impl CountedList {
+    fn new() -> CountedList {
+        CountedList {
+            list: ScriptedList::new(),
+            selectors: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 fn failure_dir() -> PathBuf {
@@ -201,7 +247,7 @@ fn worker(
     fresh_every: u64,
     done: &AtomicU64,
 ) -> Stats {
-    let ledger = Arc::new(ScriptedList::new());
+    let ledger = Arc::new(CountedList::new());
     let mut stats = Stats::default();
     let mut instance: Option<PolicyInstance> = None;
     let mut calls = 0u64;
@@ -300,7 +346,7 @@ fn run_one(module: &PolicyModule, run_seed: u64, index: u64) {
         "case {index}: {:?}\nsettings: {}\nrequest: {}",
         case.scenario, case.settings, case.request
     );
-    let ledger = Arc::new(ScriptedList::new());
+    let ledger = Arc::new(CountedList::new());
     let instance = module.instance(ledger.clone()).unwrap();
     match run_case(&instance, &ledger, &case) {
         Ok((response, _)) => println!("answer: {}", shorten(&response.to_string())),

@@ -126,3 +126,50 @@ without a list watches the release namespace only (that is where its Role would 
 {{- define "gastown-operator.policyModule" -}}
 {{- default (printf "registry://ghcr.io/gastown-operator/policies/gastown-claim:v%s" .Chart.AppVersion) .Values.policy.module }}
 {{- end }}
+
+{{/* "true" when the policy counts claims: the single-town limit or any town's. */}}
+{{- define "gastown-operator.claimLimit" -}}
+{{- $s := .Values.policy.settings }}
+{{- if not (kindIs "invalid" $s.maxActiveClaimsPerNamespace) }}true{{ end }}
+{{- range ($s.towns | default list) }}{{ if not (kindIs "invalid" .maxActiveClaims) }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+Fails on policy.settings the chart can tell are wrong before the policy loads them: the
+single-town fields next to towns (the policy refuses the mix), a town without controllerUsers
+(the chart cannot know other releases' ServiceAccounts), and this release's own town missing or
+not listing this release's controller. The policy checks the rest (duplicate names, a rig in two
+towns, defaultTown naming no town).
+*/}}
+{{- define "gastown-operator.checkTowns" -}}
+{{- $s := .Values.policy.settings }}
+{{- $towns := $s.towns | default list }}
+{{- if not $towns }}
+{{- if $s.defaultTown }}
+{{- fail "policy.settings.defaultTown needs policy.settings.towns: with a single town every claim goes to gastown.claimer" }}
+{{- end }}
+{{- else }}
+{{- range $field, $perTown := dict "allowedUsers" "allowedUsers" "allowedGroups" "allowedGroups" "extraControllerUsers" "controllerUsers" }}
+{{- if index $s $field }}
+{{- fail (printf "policy.settings.%s cannot be combined with policy.settings.towns: set towns[].%s for each town instead" $field $perTown) }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "invalid" $s.maxActiveClaimsPerNamespace) }}
+{{- fail "policy.settings.maxActiveClaimsPerNamespace cannot be combined with policy.settings.towns: set towns[].maxActiveClaims for each town instead" }}
+{{- end }}
+{{- $own := "" }}
+{{- range $i, $town := $towns }}
+{{- if not $town.controllerUsers }}
+{{- fail (printf "policy.settings.towns[%d] (%s) has no controllerUsers: list the user its controller runs as, system:serviceaccount:<that town's release namespace>:<its ServiceAccount> (NOTES of its release print it as Identity)" $i $town.name) }}
+{{- end }}
+{{- if eq $town.name $.Values.gastown.claimer }}{{ $own = $town }}{{ end }}
+{{- end }}
+{{- $me := include "gastown-operator.controllerUser" . }}
+{{- if not $own }}
+{{- fail (printf "policy.settings.towns has no town named %q (gastown.claimer): list this release's own town too" .Values.gastown.claimer) }}
+{{- end }}
+{{- if not (has $me $own.controllerUsers) }}
+{{- fail (printf "policy.settings.towns: town %q does not list this release's controller %q in controllerUsers: the policy would refuse its status writes" $own.name $me) }}
+{{- end }}
+{{- end }}
+{{- end }}

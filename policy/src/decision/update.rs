@@ -77,8 +77,8 @@ fn refuse_reclaim(req: &Request<'_>, old: &View<'_>) -> Option<Decision> {
         ));
     }
     if old.phase() == Some(Phase::Released) {
-        // The controller gave this claim back (see controller/src/reconcile.rs
-        // `release_claim`); a claim on it would be released again at once.
+        // The controller gave this claim back (see the controller's
+        // `reconcile::write::release_claim`); a claim on it would be released again at once.
         return Some(reject(
             code::CONFLICT,
             format!(

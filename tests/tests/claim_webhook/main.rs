@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use gastown_crds::contract::{CLAIM_REQUEST_ANNOTATION, RELEASE_FINALIZER};
 use gastown_crds::{Automaton, Phase};
 use gastown_tests::cluster::{OPERATOR_USER, TestCluster, client_from_kubeconfig};
+use gastown_tests::controller_env::wait_for_automaton;
 use gastown_tests::fake_gastown::{FakeGasTown, Faults};
 use gastown_tests::fixtures::local_automaton;
+use gastown_tests::status::bead_id;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt as _};
@@ -68,6 +70,7 @@ impl Failures {
     }
 }
 
+/// Waits up to [`WAIT`] for `name` to satisfy `pred`, showing the controller's log on timeout.
 async fn wait_for(
     api: &Api<Automaton>,
     name: &str,
@@ -75,20 +78,7 @@ async fn wait_for(
     log: &dyn Fn() -> String,
     pred: impl Fn(&Automaton) -> bool,
 ) -> Automaton {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let a = api.get_opt(name).await.unwrap();
-        if let Some(a) = a.as_ref().filter(|a| pred(a)) {
-            return a.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: timed out waiting for {what}: {:?}\ncontroller log:\n{}",
-            a.map(|a| (a.metadata, a.spec, a.status)),
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_automaton(api, name, what, WAIT, log, pred).await
 }
 
 /// A JSON merge patch of `name` as `api`'s user.
@@ -100,10 +90,6 @@ async fn merge(api: &Api<Automaton>, name: &str, patch: impl Serialize + Debug) 
 async fn merge_status(api: &Api<Automaton>, name: &str, patch: impl Serialize + Debug) -> kube::Result<Automaton> {
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
-}
-
-fn bead_of(a: &Automaton) -> Option<String> {
-    a.status.as_ref()?.gastown.as_ref()?.bead_id.clone()
 }
 
 /// Items 11 to 14 through the API server: planted status, frozen claimed work, the release
@@ -187,7 +173,7 @@ async fn a_released_automaton_is_not_claimed_again(s: &mut Steer<'_>) {
         a.phase() == Some(Phase::Released) && a.claimed_by().is_none() && a.finalizers().is_empty()
     })
     .await;
-    let bead = bead_of(&released).expect("the released claim recorded its bead");
+    let bead = bead_id(&released).expect("the released claim recorded its bead");
     assert_eq!(
         town.bead(&bead).unwrap().unwrap()["status"],
         "closed",
@@ -355,7 +341,7 @@ async fn claimed_work_is_frozen(s: &mut Steer<'_>) {
         &["finalizer gastown.io/release is added and removed only by the gastown controller"],
     );
     // Deleting claimed work stays allowed: the controller releases it and removes its finalizer.
-    let bead = bead_of(&again).unwrap();
+    let bead = bead_id(&again).unwrap();
     alice.delete("again", &DeleteParams::default()).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while alice.get_opt("again").await.unwrap().is_some() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gastown_crds::Automaton;
 use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
 use gastown_tests::cluster::{OPERATOR_USER, TestCluster, controller_rules, grant};
-use gastown_tests::controller_process::ControllerProcess;
+use gastown_tests::controller_process::{ControllerProcess, base_args};
 use gastown_tests::fake_gastown::FakeGasTown;
 use gastown_tests::fixtures::local_automaton;
 use gastown_tests::webhook::{PolicyWebhook, serve_in_namespace};
@@ -121,29 +121,9 @@ pub(crate) async fn install_the_policy_webhook(
 
 /// The controller binary as its ServiceAccount, watching `ns_name`, against `town`.
 pub(crate) fn start_the_controller(cluster: &TestCluster, ns_name: &str, town: &FakeGasTown) -> ControllerProcess {
-    let args: Vec<String> = [
-        "--namespaces",
-        ns_name,
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--sync-interval",
-        "1s",
-        "--claim-timeout",
-        "3s",
-        "--release-timeout",
-        "3s",
-        "--log-format",
-        "json",
-        "--town-root",
-        &town.town_root().display().to_string(),
-        "--gt-path",
-        &town.gt_path().display().to_string(),
-        "--bd-path",
-        &town.bd_path().display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = base_args(ns_name);
+    args.extend(["--claim-timeout", "3s", "--release-timeout", "3s"].map(String::from));
+    args.extend(town.exec_args());
     let log_path = town.state_dir().join("controller.log");
     ControllerProcess::spawn(
         &controller_binary(),
