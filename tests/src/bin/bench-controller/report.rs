@@ -143,6 +143,11 @@ pub fn print_table(r: &Value) {
     }
 }
 
+/// A latency summary's `p50 / p95 / p99` cell.
+fn p50_p95_p99(c: &Value) -> String {
+    format!("{} / {} / {}", cell(&c["p50"]), cell(&c["p95"]), cell(&c["p99"]))
+}
+
 fn print_burst_row(b: &Value) {
     let c = &b["claim_to_dispatch_ms"];
     let fl = &b["floor_watch_event_ms"];
@@ -152,11 +157,9 @@ fn print_burst_row(b: &Value) {
     let sum = |k: &str| burst_cpu[k].as_f64().unwrap_or(0.0) + life_cpu[k].as_f64().unwrap_or(0.0);
     let scaled = |v: &Value, by: f64| cell(&json!(v.as_f64().unwrap_or(f64::NAN) / by));
     println!(
-        "| {} | {} / {} / {} | {} / {} | {} / {} | {} | {} (+{}) | {} | {} | {} | {} |",
+        "| {} | {} | {} / {} | {} / {} | {} | {} (+{}) | {} | {} | {} | {} |",
         b["n"],
-        cell(&c["p50"]),
-        cell(&c["p95"]),
-        cell(&c["p99"]),
+        p50_p95_p99(c),
         cell(&pf["p50"]),
         cell(&pf["p99"]),
         cell(&fl["p50"]),
@@ -217,11 +220,9 @@ fn print_towns(r: &Value) {
     for (b, towns, cpu) in rows {
         let c = &b["claim_to_dispatch_ms"];
         println!(
-            "| {} | {towns} | {} / {} / {} | {} | {} |",
+            "| {} | {towns} | {} | {} | {} |",
             b["n"],
-            cell(&c["p50"]),
-            cell(&c["p95"]),
-            cell(&c["p99"]),
+            p50_p95_p99(c),
             cell(&json!(
                 b["time_to_all_dispatched_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0
             )),
