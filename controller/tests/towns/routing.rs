@@ -304,4 +304,22 @@ async fn carols_claim_is_untouched(env: &ControllerEnv, carols: &Automaton, bob_
     assert_eq!(now.claimed_by(), Some("town-carol"));
     assert!(now.status.is_none() && now.finalizers().is_empty(), "{now:?}");
     assert_eq!((calls_about(&env.town, carols), calls_about(bob_town, carols)), (0, 0));
+    assert_eq!(town_column(env, &carols.name_any()).await, "town-carol");
+}
+
+/// The Town column of `kubectl get atm <name>`, as the API server renders the Table.
+async fn town_column(env: &ControllerEnv, name: &str) -> Value {
+    let path = format!(
+        "/apis/olympus.io/v1alpha1/namespaces/{}/automatons/{name}",
+        env.ns.name()
+    );
+    let request = hyper::Request::get(path)
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = serde_json::from_str(&env.cluster.client().request_text(request).await.unwrap()).unwrap();
+    let columns = table["columnDefinitions"].as_array().unwrap();
+    let town = columns.iter().position(|c| c["name"] == "Town");
+    let town = town.unwrap_or_else(|| panic!("no Town column: {columns:?}"));
+    table["rows"][0]["cells"][town].clone()
 }
