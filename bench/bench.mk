@@ -12,7 +12,8 @@
 # `cargo test --workspace`'s copy (time, and gigabytes of disk on CI).
 #
 # Knobs: BENCH_NOTE="..." (recorded in the results), BENCH_BURSTS (default 100,500,2000),
-# BENCH_CACHED (default 5000), BENCH_SMOKE_DIR.
+# BENCH_TOWNS (town counts per burst, default 1,3: one town vs the same claims over three
+# towns), BENCH_CACHED (default 5000), BENCH_SMOKE_DIR.
 
 BENCH_RESULTS ?= bench/results
 BENCH_SMOKE_DIR ?= target/bench-smoke
@@ -20,6 +21,7 @@ BENCH_BASELINE_WASM := target/bench-baseline/$(WASM_TARGET)/release/baseline_pol
 BENCH_NOTE ?= 2-core machine shared with other jobs; see load_average_before/after
 BENCH_BURSTS ?= 100,500,2000
 BENCH_CACHED ?= 5000
+BENCH_TOWNS ?= 1,3
 
 .PHONY: bench bench-smoke bench-baseline
 
@@ -34,7 +36,7 @@ bench: policy bench-baseline ## Run every benchmark in release mode; print table
 	target/release/bench-policy --baseline $(BENCH_BASELINE_WASM) \
 		--out $(BENCH_RESULTS)/policy.json --note "$(BENCH_NOTE)" --command "make bench"
 	env -u GASTOWN_TEST_CLUSTER_DIR target/release/bench-controller --bursts $(BENCH_BURSTS) \
-		--cached $(BENCH_CACHED) --concurrency 16 --gastown-concurrency 8 --sync-interval 15s \
+		--towns $(BENCH_TOWNS) --cached $(BENCH_CACHED) --concurrency 16 --gastown-concurrency 8 --sync-interval 15s \
 		--out $(BENCH_RESULTS)/controller.json --note "$(BENCH_NOTE)" --command "make bench"
 
 bench-smoke: policy bench-baseline ## Check the benchmark code works (dev profile, tiny runs, results in target/bench-smoke)
@@ -42,6 +44,6 @@ bench-smoke: policy bench-baseline ## Check the benchmark code works (dev profil
 	target/debug/bench-policy --baseline $(BENCH_BASELINE_WASM) --rounds 2 --calls 100 \
 		--fresh-calls 20 --warmup 5 --compiles 1 \
 		--out $(BENCH_SMOKE_DIR)/smoke-policy.json --note "smoke (dev profile)" --command "make bench-smoke"
-	target/debug/bench-controller --bursts 20 --cached 50 --sync-interval 2s \
+	target/debug/bench-controller --bursts 20 --towns 1,3 --cached 50 --sync-interval 2s \
 		--out $(BENCH_SMOKE_DIR)/smoke-controller.json --note "smoke (dev profile)" --command "make bench-smoke"
 	@printf 'bench-smoke: results in %s (speed is not checked)\n' "$(BENCH_SMOKE_DIR)"

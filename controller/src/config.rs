@@ -125,9 +125,10 @@ pub struct RunArgs {
     /// Elect a leader on a Lease (needed with more than one replica).
     #[arg(long, env = "GASTOWN_LEADER_ELECTION", global = true)]
     pub leader_election: bool,
-    /// Name of the Lease.
-    #[arg(long, env = "GASTOWN_LEASE_NAME", default_value = "gastown-operator", global = true)]
-    pub lease_name: String,
+    /// Name of the Lease (default: `gastown-operator`, or `gastown-operator-<claimer>` for a
+    /// claimer other than the default, so that two towns' controllers never share one Lease).
+    #[arg(long, env = "GASTOWN_LEASE_NAME", global = true)]
+    pub lease_name: Option<String>,
     /// Namespace of the Lease (default: POD_NAMESPACE, else `default`).
     #[arg(long, env = "GASTOWN_LEASE_NAMESPACE", global = true)]
     pub lease_namespace: Option<String>,
@@ -138,6 +139,21 @@ pub struct RunArgs {
     #[arg(long, env = "GASTOWN_IDENTITY", global = true)]
     pub identity: Option<String>,
 }
+
+impl RunArgs {
+    /// The Lease this controller elects its leader on: `--lease-name`, else one per claimer
+    /// (the default claimer keeps the single-town name).
+    pub fn lease_name(&self) -> String {
+        match &self.lease_name {
+            Some(name) => name.clone(),
+            None if self.claimer == gastown_crds::contract::DEFAULT_CLAIMER => DEFAULT_LEASE_NAME.to_string(),
+            None => format!("{DEFAULT_LEASE_NAME}-{}", self.claimer),
+        }
+    }
+}
+
+/// The Lease name of the single-town (default claimer) controller.
+pub const DEFAULT_LEASE_NAME: &str = "gastown-operator";
 
 /// Parses `500ms`, `15s`, `10m`, `1h` or a plain number of seconds.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -224,5 +240,18 @@ mod tests {
         assert!(cli.run.leader_election);
         assert_eq!(cli.run.log_format, LogFormat::Json);
         assert!(Cli::try_parse_from(["gastown-controller", "--sync-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn each_town_elects_on_its_own_lease() {
+        let lease = |argv: &[&str]| Cli::try_parse_from(argv).unwrap().run.lease_name();
+        assert_eq!(lease(&["c"]), "gastown-operator");
+        assert_eq!(lease(&["c", "--claimer", "gastown-local"]), "gastown-operator");
+        assert_eq!(lease(&["c", "--claimer", "town-a"]), "gastown-operator-town-a");
+        assert_ne!(
+            lease(&["c", "--claimer", "town-a"]),
+            lease(&["c", "--claimer", "town-b"])
+        );
+        assert_eq!(lease(&["c", "--claimer", "town-a", "--lease-name", "mine"]), "mine");
     }
 }

@@ -235,12 +235,7 @@ fn start_election(args: &RunArgs, client: &Client, identity: &str) -> leader::El
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".to_string());
-    let cfg = leader::LeaseConfig::new(
-        args.lease_name.clone(),
-        namespace,
-        identity.to_string(),
-        args.lease_duration,
-    );
+    let cfg = leader::LeaseConfig::new(args.lease_name(), namespace, identity.to_string(), args.lease_duration);
     info!(
         lease = %cfg.name, namespace = %cfg.namespace, %identity, duration = ?cfg.duration,
         retry = ?cfg.retry, request_timeout = ?cfg.request_timeout(), validity = ?cfg.validity(),

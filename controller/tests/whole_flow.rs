@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gastown_crds::contract::{CLAIM_REQUESTED_BY_ANNOTATION, CLAIMED_AT_ANNOTATION, CLAIMED_BY_LABEL};
@@ -16,9 +15,8 @@ use gastown_tests::controller_env::wait_for_automaton;
 use gastown_tests::controller_process::{ControllerProcess, base_args};
 use gastown_tests::fake_gastown::FakeGasTown;
 use gastown_tests::fixtures;
-use gastown_tests::policy_host::{PolicyModule, default_module_path};
 use gastown_tests::status::bead_id;
-use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
+use gastown_tests::webhook::{PolicyWebhook, serve_in_namespace};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -180,26 +178,9 @@ async fn the_chart_rbac_applied(cluster: &TestCluster, docs: &[Value], ns: &Test
 /// limited to this test's namespace so parallel tests are not affected. Returns the webhook and
 /// the name of its MutatingWebhookConfiguration.
 async fn the_policy_served_as_a_webhook(admin: &Client, policy: &Value, ns: &TestNamespace) -> (PolicyWebhook, String) {
-    let module = PolicyModule::load(&default_module_path()).unwrap();
-    let settings = policy["spec"]["settings"].clone();
-    let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0)
+    serve_in_namespace(admin, policy, ns.name(), "gastown-e2e")
         .await
-        .unwrap();
-    let mut scoped = policy.clone();
-    scoped["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-e2e": ns.name()}});
-    let mwc_name = format!("gastown-claim-{}", ns.name());
-    register(admin, &webhook.webhook_configuration(&mwc_name, &scoped))
-        .await
-        .unwrap();
-    Api::<Namespace>::all(admin.clone())
-        .patch(
-            ns.name(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"gastown-e2e": ns.name()}}})),
-        )
-        .await
-        .unwrap();
-    (webhook, mwc_name)
+        .unwrap()
 }
 
 fn the_controller_as_its_service_account(

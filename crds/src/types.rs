@@ -24,7 +24,7 @@ use crate::validate::{
     status = "AutomatonStatus",
     doc = "A unit of agent work, run in pods by the Kubernetes executor or claimed by a local Gas Town",
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.executionMode"}"#,
-    printcolumn = r#"{"name":"Claimed By","type":"string","jsonPath":".metadata.labels.gastown\\.io/claimed-by"}"#,
+    printcolumn = r#"{"name":"Town","type":"string","jsonPath":".metadata.labels.gastown\\.io/claimed-by"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Bead","type":"string","jsonPath":".status.gastown.beadId"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

@@ -49,7 +49,7 @@ fn crd_shape() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Mode", "Claimed By", "Phase", "Bead", "Age"]);
+    assert_eq!(columns, ["Mode", "Town", "Phase", "Bead", "Age"]);
     let s = schema();
     let spec = &s["properties"]["spec"];
     assert_eq!(spec["required"], json!(["task"]));

@@ -206,6 +206,33 @@ impl TestCluster {
         self.dir.join("users").join(format!("{file}.kubeconfig"))
     }
 
+    /// A kubeconfig that acts as `user` in `groups` by impersonation (the admin may
+    /// impersonate), for identities `cluster.sh` has no token for, e.g. a second town's
+    /// ServiceAccount. Written under `users/` (atomically: parallel tests may ask for the same).
+    pub fn impersonating_kubeconfig(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
+        let mut kubeconfig = Kubeconfig::read_from(self.kubeconfig()).context("reading the admin kubeconfig")?;
+        for named in &mut kubeconfig.auth_infos {
+            if let Some(auth) = named.auth_info.as_mut() {
+                auth.impersonate = Some(user.to_string());
+                auth.impersonate_groups = (!groups.is_empty()).then(|| groups.iter().map(|g| g.to_string()).collect());
+            }
+        }
+        let file: String = format!("{user}-{}", groups.join("-"))
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        let path = self.dir.join("users").join(format!("as-{file}.kubeconfig"));
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, serde_yaml::to_string(&kubeconfig)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// A client acting as `user` in `groups` ([`Self::impersonating_kubeconfig`]).
+    pub async fn impersonated_client(&self, user: &str, groups: &[&str]) -> anyhow::Result<Client> {
+        client_from_kubeconfig(&self.impersonating_kubeconfig(user, groups)?).await
+    }
+
     /// Applies `crds/automaton.yaml` (server-side apply as `gastown-tests`) and waits until
     /// every CRD in it is Established. Idempotent and safe to call from parallel tests.
     pub async fn install_crds(&self) -> anyhow::Result<()> {
@@ -299,6 +326,50 @@ impl Drop for TestNamespace {
         });
         let _ = deleter.join();
     }
+}
+
+/// The controller's Automaton and Event rules as the chart grants them
+/// (charts/gastown-operator/templates/rbac.yaml).
+pub fn controller_rules() -> serde_json::Value {
+    serde_json::json!([
+        {"apiGroups": ["olympus.io"], "resources": ["automatons"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["olympus.io"], "resources": ["automatons/status"], "verbs": ["get", "patch", "update"]},
+        {"apiGroups": ["olympus.io"], "resources": ["automatons/finalizers"], "verbs": ["update"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
+    ])
+}
+
+/// Grants `rules` in `ns` to the users `users`: a Role and a RoleBinding named `name`
+/// (server-side apply).
+pub async fn grant(
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    rules: serde_json::Value,
+    users: &[&str],
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let subjects: Vec<serde_json::Value> = users
+        .iter()
+        .map(|u| serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
+        .collect();
+    let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": ns}, "rules": rules});
+    let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": subjects});
+    let params = PatchParams::apply(TEST_FIELD_MANAGER).force();
+    Api::<Role>::namespaced(admin.clone(), ns)
+        .patch(name, &params, &Patch::Apply(&role))
+        .await
+        .with_context(|| format!("applying Role {ns}/{name}"))?;
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .patch(name, &params, &Patch::Apply(&binding))
+        .await
+        .with_context(|| format!("applying RoleBinding {ns}/{name}"))?;
+    Ok(())
 }
 
 /// Builds a client from a kubeconfig file (on the current runtime).

@@ -46,16 +46,33 @@ impl ControllerEnv {
     /// The flags of a controller for this namespace and town: [`base_args`], the exec transport
     /// to the town, and a command timeout well inside the tests' waits.
     pub fn args(&self) -> Vec<String> {
+        self.args_for(&self.town)
+    }
+
+    /// [`Self::args`] with another town (a second Gas Town in the same namespace).
+    pub fn args_for(&self, town: &FakeGasTown) -> Vec<String> {
         let mut args = base_args(self.ns.name());
-        args.extend(self.town.exec_args());
+        args.extend(town.exec_args());
         args.extend(["--command-timeout".to_string(), "5s".to_string()]);
         args
     }
 
     /// Starts the controller as admin with `args`; it logs to `<town>/.fake-gastown/<name>.log`.
     pub fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<ControllerProcess> {
-        let log = self.town.state_dir().join(format!("{name}.log"));
-        ControllerProcess::spawn(&self.binary, &self.cluster.kubeconfig(), args, &log)
+        self.spawn_in(&self.town, &self.cluster.kubeconfig(), name, args)
+    }
+
+    /// Starts the controller with `kubeconfig` and `args`; it logs to
+    /// `<town>/.fake-gastown/<name>.log`.
+    pub fn spawn_in(
+        &self,
+        town: &FakeGasTown,
+        kubeconfig: &Path,
+        name: &str,
+        args: &[String],
+    ) -> anyhow::Result<ControllerProcess> {
+        let log = town.state_dir().join(format!("{name}.log"));
+        ControllerProcess::spawn(&self.binary, kubeconfig, args, &log)
     }
 
     /// Starts a replica with leader election (the Lease in this namespace) and [`Self::args`];

@@ -325,6 +325,23 @@ impl FakeGasTown {
             .collect())
     }
 
+    /// The calls of others than this helper that concern `external_ref`: they name it, its
+    /// lookup label, or a bead that carries it. A town that never saw the work has none.
+    pub fn calls_about(&self, external_ref: &str) -> anyhow::Result<Vec<Call>> {
+        let label = gastown_controller::gastown::ExternalRef::parse(external_ref)?.lookup_label();
+        let beads: Vec<String> = self
+            .beads_with_external_ref(external_ref)?
+            .iter()
+            .filter_map(|b| b["id"].as_str().map(str::to_string))
+            .collect();
+        let names_it = |arg: &String| *arg == label || arg == external_ref || beads.contains(arg);
+        Ok(self
+            .calls()?
+            .into_iter()
+            .filter(|c| c.argv.iter().any(names_it))
+            .collect())
+    }
+
     /// The beads made by `bd create` calls of others than this helper (the controller,
     /// tests), in call order, counting those an after-work fault then made fail.
     pub fn created_beads(&self) -> anyhow::Result<Vec<String>> {

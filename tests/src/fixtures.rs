@@ -52,6 +52,13 @@ fn automaton_from(name: &str, patches: &[&Value]) -> anyhow::Result<Automaton> {
     serde_json::from_value(doc).context("an Automaton from the fixture")
 }
 
+/// The ClusterAdmissionPolicy of `policy/manifests/cluster-admission-policy.yaml`.
+pub fn policy_manifest() -> anyhow::Result<Value> {
+    let path = repo().join("policy/manifests/cluster-admission-policy.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
 /// RFC 7386 JSON merge patch: objects merge key by key, `null` removes a key, anything else
 /// replaces.
 pub use json_patch::merge;

@@ -275,3 +275,33 @@ pub async fn register(client: &Client, configuration: &Value) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// Serves the compiled policy (`policy/policy.wasm`) with the settings of `policy` (a
+/// ClusterAdmissionPolicy) as a webhook for the namespace `ns` only: its configuration selects
+/// namespaces labelled `label: ns`, and `ns` gets that label. Returns the webhook and the name
+/// of its MutatingWebhookConfiguration. The API server takes a configuration up
+/// asynchronously: wait for an effect of the policy before relying on it.
+pub async fn serve_in_namespace(
+    admin: &Client,
+    policy: &Value,
+    ns: &str,
+    label: &str,
+) -> Result<(PolicyWebhook, String)> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let module = PolicyModule::load(&crate::policy_host::default_module_path())?;
+    let settings = policy["spec"]["settings"].clone();
+    let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0).await?;
+    let mut scoped = policy.clone();
+    scoped["spec"]["namespaceSelector"] = json!({"matchLabels": {label: ns}});
+    let name = format!("gastown-claim-{ns}");
+    register(admin, &webhook.webhook_configuration(&name, &scoped)).await?;
+    Api::<Namespace>::all(admin.clone())
+        .patch(
+            ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {label: ns}}})),
+        )
+        .await
+        .with_context(|| format!("labelling namespace {ns}"))?;
+    Ok((webhook, name))
+}

@@ -2,18 +2,15 @@
 //! served as a webhook, and the controller binary as its ServiceAccount.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gastown_crds::Automaton;
 use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
-use gastown_tests::cluster::{OPERATOR_USER, TestCluster};
+use gastown_tests::cluster::{OPERATOR_USER, TestCluster, controller_rules, grant};
 use gastown_tests::controller_process::{ControllerProcess, base_args};
 use gastown_tests::fake_gastown::FakeGasTown;
-use gastown_tests::fixtures::{local_automaton, repo};
-use gastown_tests::policy_host::{PolicyModule, default_module_path};
-use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
-use k8s_openapi::api::core::v1::Namespace;
+use gastown_tests::fixtures::local_automaton;
+use gastown_tests::webhook::{PolicyWebhook, serve_in_namespace};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -41,67 +38,22 @@ pub(crate) fn controller_binary() -> PathBuf {
 
 /// The ClusterAdmissionPolicy of `policy/manifests/`, with alice allowed to claim.
 pub(crate) fn policy_manifest() -> Value {
-    let text = std::fs::read_to_string(repo().join("policy/manifests/cluster-admission-policy.yaml")).unwrap();
-    let mut policy: Value = serde_yaml::from_str(&text).unwrap();
+    let mut policy = gastown_tests::fixtures::policy_manifest().unwrap();
     policy["spec"]["settings"]["allowedUsers"] = json!(["alice"]);
     policy
 }
 
-pub(crate) fn role_binding(ns: &str, name: &str, rules: Value, subjects: Value) -> (Value, Value) {
-    (
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": name, "namespace": ns}, "rules": rules}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": name, "namespace": ns},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-               "subjects": subjects}),
-    )
-}
-
-pub(crate) async fn apply_rbac(admin: &Client, ns: &str, role: &Value, binding: &Value) {
-    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    let params = PatchParams::apply("gastown-tests").force();
-    let name = role["metadata"]["name"].as_str().unwrap();
-    Api::<Role>::namespaced(admin.clone(), ns)
-        .patch(name, &params, &Patch::Apply(role))
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), ns)
-        .patch(name, &params, &Patch::Apply(binding))
-        .await
-        .unwrap();
-}
-
 /// RBAC: users may do anything with Automatons in the namespace (so only the policy stands in
-/// their way); the controller has the chart's Automaton rules (charts/gastown-operator/
-/// templates/rbac.yaml).
+/// their way); the controller has the chart's Automaton rules.
 pub(crate) async fn grant_rbac(admin: &Client, ns_name: &str) {
-    let users = json!(
-        ["alice", "bob", "mallory"]
-            .iter()
-            .map(|u| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
-            .collect::<Vec<_>>()
-    );
-    let (role, binding) = role_binding(
-        ns_name,
-        "automaton-editor",
-        json!([{"apiGroups": ["olympus.io"], "resources": ["automatons", "automatons/status"], "verbs": ["*"]}]),
-        users,
-    );
-    apply_rbac(admin, ns_name, &role, &binding).await;
-    let (role, binding) = role_binding(
-        ns_name,
-        "gastown-operator",
-        json!([
-            {"apiGroups": ["olympus.io"], "resources": ["automatons"], "verbs": ["get", "list", "watch", "patch"]},
-            {"apiGroups": ["olympus.io"], "resources": ["automatons/status"], "verbs": ["get", "patch", "update"]},
-            {"apiGroups": ["olympus.io"], "resources": ["automatons/finalizers"], "verbs": ["update"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
-        ]),
-        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]),
-    );
-    apply_rbac(admin, ns_name, &role, &binding).await;
+    let rules =
+        json!([{"apiGroups": ["olympus.io"], "resources": ["automatons", "automatons/status"], "verbs": ["*"]}]);
+    grant(admin, ns_name, "automaton-editor", rules, &["alice", "bob", "mallory"])
+        .await
+        .unwrap();
+    grant(admin, ns_name, "gastown-operator", controller_rules(), &[OPERATOR_USER])
+        .await
+        .unwrap();
 }
 
 /// Objects from before the policy was installed: work claimed by another town (its marks were
@@ -145,23 +97,7 @@ pub(crate) async fn install_the_policy_webhook(
     ns_name: &str,
     alice: &Api<Automaton>,
 ) -> (PolicyWebhook, String) {
-    let mut policy = policy_manifest();
-    let settings = policy["spec"]["settings"].clone();
-    let module = PolicyModule::load(&default_module_path()).unwrap();
-    let webhook = PolicyWebhook::start(module, settings, Arc::new(ClusterCapabilities::new(admin.clone())), 0)
-        .await
-        .unwrap();
-    policy["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-steer": ns_name}});
-    let mwc_name = format!("gastown-claim-{ns_name}");
-    register(admin, &webhook.webhook_configuration(&mwc_name, &policy))
-        .await
-        .unwrap();
-    Api::<Namespace>::all(admin.clone())
-        .patch(
-            ns_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"gastown-steer": ns_name}}})),
-        )
+    let (webhook, mwc_name) = serve_in_namespace(admin, &policy_manifest(), ns_name, "gastown-steer")
         .await
         .unwrap();
     // The API server picks the new configuration up asynchronously: wait until a forged claim

@@ -16,9 +16,14 @@ use serde_json::{Value, json};
 
 use crate::now_ms;
 
-/// An Automaton as the claim policy leaves it (like `e2e.rs` `create_claimed`). The claim
-/// time has whole seconds, as the policy writes it, unless `subsecond`.
+/// An Automaton as the claim policy leaves it (like `e2e.rs` `create_claimed`), claimed by the
+/// single town. The claim time has whole seconds, as the policy writes it, unless `subsecond`.
 pub fn claimed(name: &str, subsecond: bool) -> Result<Automaton> {
+    claimed_by(name, DEFAULT_CLAIMER, subsecond)
+}
+
+/// [`claimed`] by `claimer` (the town the policy routed it to).
+pub fn claimed_by(name: &str, claimer: &str, subsecond: bool) -> Result<Automaton> {
     let now = jiff::Timestamp::now();
     let claimed_at = if subsecond {
         now
@@ -28,7 +33,7 @@ pub fn claimed(name: &str, subsecond: bool) -> Result<Automaton> {
     local_automaton(
         name,
         &json!({
-            "metadata": {"labels": {CLAIMED_BY_LABEL: DEFAULT_CLAIMER},
+            "metadata": {"labels": {CLAIMED_BY_LABEL: claimer},
                          "annotations": {CLAIMED_AT_ANNOTATION: claimed_at.to_string(),
                                          CLAIM_REQUESTED_BY_ANNOTATION: "alice"}},
             "spec": {"task": {"description": "do it"}, "rig": "gastown"},
@@ -60,18 +65,26 @@ pub async fn create_sentinel(api: &Api<Automaton>) -> Result<()> {
     Ok(())
 }
 
-/// Creates the named Automatons, `in_flight` at a time; returns when each create returned.
+/// The claimer of every claim of a single-town run.
+pub fn single_town(_name: &str) -> String {
+    DEFAULT_CLAIMER.to_string()
+}
+
+/// Creates the named Automatons, `in_flight` at a time, each claimed by `claimer(name)`;
+/// returns when each create returned.
 pub async fn create_all(
     api: &Api<Automaton>,
     names: &[String],
     in_flight: usize,
     subsecond: bool,
+    claimer: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<HashMap<String, u64>> {
     let results: Vec<(String, u64)> = futures::stream::iter(names.iter().cloned())
         .map(|name| {
             let api = api.clone();
+            let by = claimer(&name);
             async move {
-                let obj = claimed(&name, subsecond)?;
+                let obj = claimed_by(&name, &by, subsecond)?;
                 api.create(&PostParams::default(), &obj)
                     .await
                     .with_context(|| format!("creating {name}"))?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use gastown_crds::Automaton;
+use gastown_crds::contract::DEFAULT_CLAIMER;
 use gastown_tests::cluster::TestNamespace;
 use gastown_tests::fake_gastown::{AutoProgress, Call, Config as TownConfig, FakeGasTown};
 use gastown_tests::stats::{median, round3};
@@ -14,7 +15,7 @@ use kube::Api;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::automatons::{count_events, create_all, create_sentinel, delete_all};
+use crate::automatons::{count_events, create_all, create_sentinel, delete_all, single_town};
 use crate::controller::{Controller, Metrics};
 use crate::now_ms;
 use crate::procfs::{CpuSnapshot, ProcSample, cpu_delta, cpu_snapshot, read_proc};
@@ -101,7 +102,7 @@ pub async fn run_burst(ctx: &Ctx<'_>, n: usize) -> Result<BurstOutcome> {
     let stage = Stage::new(ctx, &format!("bench-{n}")).await?;
     create_sentinel(&stage.api).await?;
     let log = format!("controller-burst-{n}.log");
-    let controller = Controller::spawn(ctx, stage.ns.name(), &stage.town, &log).await?;
+    let controller = Controller::spawn(ctx, stage.ns.name(), &stage.town, DEFAULT_CLAIMER, &log).await?;
     let pid = controller.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = read_proc(pid)?;
@@ -145,7 +146,14 @@ async fn dispatch(ctx: &Ctx<'_>, stage: &Stage, controller: &Controller, names: 
     let n = names.len();
     let pid = controller.pid();
     let t0 = now_ms();
-    let created = create_all(&stage.api, names, ctx.args.in_flight, ctx.args.subsecond_claimed_at).await?;
+    let created = create_all(
+        &stage.api,
+        names,
+        ctx.args.in_flight,
+        ctx.args.subsecond_claimed_at,
+        &single_town,
+    )
+    .await?;
     let t_created = now_ms();
     eprintln!("  {n} created in {} ms", t_created - t0);
     let timeout = Duration::from_secs(120) + Duration::from_millis(500 * n as u64);
@@ -281,7 +289,7 @@ pub fn first_slings(calls: &[Call]) -> HashMap<String, u64> {
 
 /// Claim-to-dispatch latencies (ms) from the fake's log of first slings, and the time of the
 /// last sling.
-fn sling_latencies(
+pub fn sling_latencies(
     calls: &[Call],
     beads: &HashMap<String, String>,
     created: &HashMap<String, u64>,

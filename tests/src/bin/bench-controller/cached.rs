@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use gastown_crds::Automaton;
-use gastown_crds::contract::FIELD_MANAGER;
+use gastown_crds::contract::{DEFAULT_CLAIMER, FIELD_MANAGER};
 use gastown_tests::fake_gastown::FakeGasTown;
 use gastown_tests::stats::round3;
 use kube::Api;
@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::automatons::{create_all, for_each_name, status_apply};
+use crate::automatons::{create_all, for_each_name, single_town, status_apply};
 use crate::controller::Controller;
 use crate::procfs::read_proc;
 
@@ -32,7 +32,7 @@ pub async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Resul
     create_terminal(ctx, &api, &names, &status).await?;
     let started = Instant::now();
     let log = format!("controller-cached-{m}.log");
-    let controller = Controller::spawn(ctx, ns.name(), &town, &log).await?;
+    let controller = Controller::spawn(ctx, ns.name(), &town, DEFAULT_CLAIMER, &log).await?;
     let ready_ms = started.elapsed().as_millis();
     let reconciles = wait_reconciled(&controller, m).await?;
     let reconciled_ms = started.elapsed().as_millis();
@@ -70,7 +70,14 @@ pub async fn run_cached(ctx: &Ctx<'_>, m: usize, status: Option<Value>) -> Resul
 /// (server-side apply under its field manager).
 async fn create_terminal(ctx: &Ctx<'_>, api: &Api<Automaton>, names: &[String], status: &Value) -> Result<()> {
     let t0 = Instant::now();
-    create_all(api, names, ctx.args.in_flight, ctx.args.subsecond_claimed_at).await?;
+    create_all(
+        api,
+        names,
+        ctx.args.in_flight,
+        ctx.args.subsecond_claimed_at,
+        &single_town,
+    )
+    .await?;
     for_each_name(names, ctx.args.in_flight, |name| {
         let api = api.clone();
         let patch = status_apply(status.clone());

@@ -23,11 +23,18 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts a controller on namespace `ns` and the fake `town`, logging to `log_name` in the
-    /// log directory; returns once it is ready (its watch has listed everything).
-    pub async fn spawn(ctx: &Ctx<'_>, ns: &str, town: &FakeGasTown, log_name: &str) -> Result<Controller> {
+    /// Starts a controller for `claimer` on namespace `ns` and the fake `town`, logging to
+    /// `log_name` in the log directory; returns once it is ready (its watch has listed
+    /// everything).
+    pub async fn spawn(
+        ctx: &Ctx<'_>,
+        ns: &str,
+        town: &FakeGasTown,
+        claimer: &str,
+        log_name: &str,
+    ) -> Result<Controller> {
         let log = ctx.log_dir.join(log_name);
-        let child = start(ctx, ns, town, &log)?;
+        let child = start(ctx, ns, town, claimer, &log)?;
         let mut c = Controller {
             child,
             log,
@@ -96,12 +103,12 @@ impl Controller {
 
 /// Starts the binary. Not `ControllerProcess::spawn`: the bench must run the production log
 /// filter (debug logging would be measured too) and a fresh log per run.
-fn start(ctx: &Ctx<'_>, ns: &str, town: &FakeGasTown, log: &Path) -> Result<Child> {
+fn start(ctx: &Ctx<'_>, ns: &str, town: &FakeGasTown, claimer: &str, log: &Path) -> Result<Child> {
     let args = ctx.args;
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     Command::new(&ctx.controller_bin)
-        .args(["--namespaces", ns])
+        .args(["--namespaces", ns, "--claimer", claimer])
         .arg("--town-root")
         .arg(town.town_root())
         .arg("--gt-path")

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::Ctx;
-use crate::automatons::{create_all, delete_all, for_each_name, status_apply};
+use crate::automatons::{create_all, delete_all, for_each_name, single_town, status_apply};
 use crate::burst::{Stage, first_slings};
 use crate::now_ms;
 use crate::procfs::cpu_snapshot;
@@ -143,7 +143,7 @@ pub async fn run_pipeline_floor(ctx: &Ctx<'_>, n: usize) -> Result<Value> {
     let cpu0 = cpu_snapshot(me, &ctx.pids);
     let names: Vec<String> = (0..n).map(|i| format!("f{n}-{i:05}")).collect();
     let t0 = now_ms();
-    let created = create_all(&stage.api, &names, ctx.args.in_flight, false).await?;
+    let created = create_all(&stage.api, &names, ctx.args.in_flight, false, &single_town).await?;
     let timeout = Duration::from_secs(120) + Duration::from_millis(500 * n as u64);
     tokio::time::timeout(timeout, pipelines)
         .await

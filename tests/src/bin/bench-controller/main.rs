@@ -3,7 +3,7 @@
 //!
 //! For each burst size (default 100, 500, 2000), in a fresh namespace, fake town and
 //! controller process:
-//! 1. start two watchers in this process (label `gastown.io/claimed-by=gastown-local`): a bare
+//! 1. start two watchers in this process (label `gastown.io/claimed-by`, any town): a bare
 //!    kube-rs watcher that only notes when each object is first seen (the *floor*: what any
 //!    watch-driven controller can do on this API server under this load), and a tracker that
 //!    notes phases;
@@ -27,6 +27,9 @@
 //!    claim-to-sling latency, measured the same way, is what this machine allows any
 //!    controller that keeps the contract.
 //!
+//! With `--towns 1,K`, each burst also runs spread over K towns (`towns.rs`): K controllers,
+//! K fake Gas Towns, the same N claims, dispatch only.
+//!
 //! Then the cached run: N (default 5000) claimed Automatons in a terminal phase with a real
 //! status (copied from the last burst) exist before a controller starts; RSS once it has
 //! listed and reconciled them all.
@@ -41,6 +44,7 @@ mod controller;
 mod floor;
 mod procfs;
 mod report;
+mod towns;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +67,11 @@ pub struct Args {
     /// Burst sizes (claimed Automatons created at once).
     #[arg(long, value_delimiter = ',', default_value = "100,500,2000")]
     pub bursts: Vec<usize>,
+    /// Town counts to run each burst with, comma-separated: 1 is the single-town burst (with
+    /// its lifecycle and pipeline floor); K > 1 spreads the same N claims over K towns, each
+    /// with its own controller and fake Gas Town (dispatch only; see `towns.rs`).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub towns: Vec<usize>,
     /// Automatons in the controller's cache for the memory measurement (0: skip).
     #[arg(long, default_value_t = 5000)]
     pub cached: usize,
@@ -178,6 +187,7 @@ async fn main() -> Result<()> {
         "bursts": runs.bursts,
         "scaling": scaling,
         "cached": runs.cached,
+        "towns": runs.towns,
         "targets": targets,
     });
     let result = run.report("controller", &args.command, &args.note, fields);
@@ -192,6 +202,8 @@ struct Runs {
     bursts: Vec<Value>,
     idle_rss: Option<u64>,
     cached: Option<Value>,
+    /// The multi-town bursts (`--towns` above 1).
+    towns: Vec<Value>,
 }
 
 /// Every burst with its pipeline floor, then the cached run (with the status of the last
@@ -200,7 +212,14 @@ async fn run_all(ctx: &Ctx<'_>) -> Result<Runs> {
     let mut bursts = Vec::new();
     let mut idle_rss = None;
     let mut status = None;
+    let mut towns = Vec::new();
     for &n in &ctx.args.bursts {
+        for &k in ctx.args.towns.iter().filter(|&&k| k > 1) {
+            towns.push(towns::run_towns(ctx, n, k).await?);
+        }
+        if !ctx.args.towns.contains(&1) {
+            continue;
+        }
         let mut outcome = burst::run_burst(ctx, n).await?;
         idle_rss.get_or_insert(outcome.idle_rss_kib);
         if outcome.succeeded_status.is_some() {
@@ -218,6 +237,7 @@ async fn run_all(ctx: &Ctx<'_>) -> Result<Runs> {
         bursts,
         idle_rss,
         cached,
+        towns,
     })
 }
 

@@ -131,6 +131,7 @@ pub fn print_table(r: &Value) {
     for b in r["bursts"].as_array().into_iter().flatten() {
         print_burst_row(b);
     }
+    print_towns(r);
     print_cached_and_scaling(r);
     print_targets(r);
     let bursts = r["bursts"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -142,6 +143,11 @@ pub fn print_table(r: &Value) {
     }
 }
 
+/// A latency summary's `p50 / p95 / p99` cell.
+fn p50_p95_p99(c: &Value) -> String {
+    format!("{} / {} / {}", cell(&c["p50"]), cell(&c["p95"]), cell(&c["p99"]))
+}
+
 fn print_burst_row(b: &Value) {
     let c = &b["claim_to_dispatch_ms"];
     let fl = &b["floor_watch_event_ms"];
@@ -151,11 +157,9 @@ fn print_burst_row(b: &Value) {
     let sum = |k: &str| burst_cpu[k].as_f64().unwrap_or(0.0) + life_cpu[k].as_f64().unwrap_or(0.0);
     let scaled = |v: &Value, by: f64| cell(&json!(v.as_f64().unwrap_or(f64::NAN) / by));
     println!(
-        "| {} | {} / {} / {} | {} / {} | {} / {} | {} | {} (+{}) | {} | {} | {} | {} |",
+        "| {} | {} | {} / {} | {} / {} | {} | {} (+{}) | {} | {} | {} | {} |",
         b["n"],
-        cell(&c["p50"]),
-        cell(&c["p95"]),
-        cell(&c["p99"]),
+        p50_p95_p99(c),
         cell(&pf["p50"]),
         cell(&pf["p99"]),
         cell(&fl["p50"]),
@@ -188,4 +192,41 @@ fn print_cached_and_scaling(r: &Value) {
         cell(&s["loglog_slope_controller_cpu"]),
         cell(&s["loglog_slope_peak_rss_above_idle"])
     );
+}
+
+/// The multi-town bursts next to the single-town burst of the same size.
+fn print_towns(r: &Value) {
+    let Some(runs) = r["towns"].as_array().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    println!(
+        "\n| burst | towns | claim→sling p50 / p95 / p99 ms | all Dispatched s | controllers CPU s (to dispatch) |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    let one = r["bursts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| (b, 1, b["controller"]["cpu_seconds_burst"].clone()));
+    let many = runs.iter().map(|t| {
+        (
+            t,
+            t["towns"].as_u64().unwrap_or(0),
+            t["controllers_cpu_seconds_burst"].clone(),
+        )
+    });
+    let mut rows: Vec<_> = one.chain(many).collect();
+    rows.sort_by_key(|(b, towns, _)| (b["n"].as_u64(), *towns));
+    for (b, towns, cpu) in rows {
+        let c = &b["claim_to_dispatch_ms"];
+        println!(
+            "| {} | {towns} | {} | {} | {} |",
+            b["n"],
+            p50_p95_p99(c),
+            cell(&json!(
+                b["time_to_all_dispatched_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0
+            )),
+            cell(&cpu),
+        );
+    }
 }

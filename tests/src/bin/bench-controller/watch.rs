@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use gastown_crds::contract::{CLAIMED_BY_LABEL, DEFAULT_CLAIMER};
+use gastown_crds::contract::CLAIMED_BY_LABEL;
 use gastown_crds::{Automaton, Phase};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -108,8 +108,9 @@ pub fn lock(seen: &Shared) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Every claimed Automaton, whichever town claimed it.
 fn selector() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{CLAIMED_BY_LABEL}={DEFAULT_CLAIMER}"))
+    watcher::Config::default().labels(CLAIMED_BY_LABEL)
 }
 
 /// Starts a watch of the claimed Automatons that hands every event to `on_event` (errors are
