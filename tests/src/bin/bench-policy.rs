@@ -93,6 +93,13 @@ const SCENARIOS: &[Scenario] = &[
         expect_patch: true,
     },
     Scenario {
+        name: "claim-3-towns",
+        fixture: "towns-route-by-default.json",
+        what: "claim routed among three towns (rig, requester, then the default)",
+        expect_allowed: true,
+        expect_patch: true,
+    },
+    Scenario {
         name: "kubernetes-mode",
         fixture: "create-kubernetes-mode.json",
         what: "kubernetes-mode pass-through",
