@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use gastown_controller::gastown::testing::TestPki;
 use http_body_util::{BodyExt, Full};
@@ -101,6 +101,7 @@ impl PolicyWebhook {
         capabilities: Arc<dyn HostCapabilities>,
         port: u16,
     ) -> Result<PolicyWebhook> {
+        refuse_invalid_settings(&module, &settings, &capabilities)?;
         let pki = TestPki::new("gastown-test-webhook-ca").map_err(|e| anyhow!("{e}"))?;
         let server = pki.server_cert().map_err(|e| anyhow!("{e}"))?;
         let certs = rustls_certs(&server.cert_pem)?;
@@ -260,6 +261,25 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Like policy-server at boot, which calls `validate_settings` for every policy and fails to
+/// start on invalid settings unless `--continue-on-errors` (kubewarden/policy-server
+/// `src/evaluation/evaluation_environment.rs`, `bootstrap_policy`): a webhook is never served
+/// with settings the policy refuses.
+fn refuse_invalid_settings(
+    module: &PolicyModule,
+    settings: &Value,
+    capabilities: &Arc<dyn HostCapabilities>,
+) -> Result<()> {
+    let answer = module.instance(Arc::clone(capabilities))?.validate_settings(settings)?;
+    if answer["valid"].as_bool() == Some(true) {
+        return Ok(());
+    }
+    bail!(
+        "the policy refuses its settings: {}",
+        answer["message"].as_str().unwrap_or("(no message)")
+    )
 }
 
 /// Registers (server-side apply) a MutatingWebhookConfiguration.

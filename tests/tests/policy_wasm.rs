@@ -233,3 +233,24 @@ fn the_list_request_names_the_claimer_label_and_namespace() {
     assert_eq!(calls[0]["api_version"], json!("olympus.io/v1alpha1"));
     assert_eq!(calls[0]["label_selector"], json!("gastown.io/claimed-by=gastown-local"));
 }
+
+/// Settings the policy refuses never reach a served webhook, as policy-server refuses to boot
+/// with them; valid settings (a two-town list) are served.
+#[tokio::test]
+async fn a_webhook_is_not_served_with_settings_the_policy_refuses() {
+    use gastown_tests::webhook::PolicyWebhook;
+    let load = || PolicyModule::load(&default_module_path()).unwrap();
+    let town = |name: &str| json!({"name": name, "controllerUsers": [format!("system:serviceaccount:{name}:op")]});
+    let refused = PolicyWebhook::start(load(), json!({"towns": [town("local")]}), Arc::new(NoCapabilities), 0).await;
+    let message = refused.err().expect("invalid settings were served").to_string();
+    assert!(message.contains("local"), "{message}");
+    let served = PolicyWebhook::start(
+        load(),
+        json!({"towns": [town("town-a"), town("town-b")]}),
+        Arc::new(NoCapabilities),
+        0,
+    )
+    .await
+    .expect("valid towns settings are served");
+    assert!(served.url().starts_with("https://127.0.0.1:"), "{}", served.url());
+}
