@@ -287,6 +287,11 @@ impl Settings {
         self.towns.iter().find(|t| t.name == name)
     }
 
+    /// The town whose `rigs` lists `rig` (validation keeps it to at most one).
+    pub fn home_of(&self, rig: &str) -> Option<&Town> {
+        self.towns.iter().find(|t| t.has_rig(rig))
+    }
+
     /// The town for claims no rig or requester rule routes (the shorthand's one town).
     pub fn default_town(&self) -> Option<&Town> {
         self.default_town.as_deref().and_then(|name| self.town(name))

@@ -1,13 +1,11 @@
 //! Steps 3 to 5: the team namespace, the README's install, and the policy as the admission
 //! webhook.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gastown_tests::fixtures;
-use gastown_tests::policy_host::{PolicyModule, default_module_path};
-use gastown_tests::webhook::{ClusterCapabilities, PolicyWebhook, register};
-use serde_json::{Value, json};
+use gastown_tests::webhook::{PolicyWebhook, serve_in_namespace};
+use serde_json::Value;
 
 use crate::host::Host;
 use crate::{Day, RELEASE, RELEASE_NS, SECRET};
@@ -18,7 +16,6 @@ pub(crate) async fn the_readme_install(day: &Day, host: &Host) -> Duration {
     let k = &day.k;
     let user_ns = day.user_ns.as_str();
     k.kubectl(&["create", "namespace", user_ns]);
-    k.kubectl(&["label", "namespace", user_ns, &format!("gastown-first-day={user_ns}")]);
     day.step("helm install");
     if k.kubectl(&["get", "namespace", RELEASE_NS, "--ignore-not-found", "-o", "name"])
         .trim()
@@ -80,18 +77,7 @@ pub(crate) async fn the_policy_as_webhook(day: &Day, host: &Host) -> PolicyWebho
         ),
         &day.work.join("policy"),
     );
-    let module = PolicyModule::load(&default_module_path()).unwrap();
-    let webhook = PolicyWebhook::start(
-        module,
-        policy["spec"]["settings"].clone(),
-        Arc::new(ClusterCapabilities::new(day.admin.clone())),
-        0,
-    )
-    .await
-    .unwrap();
-    let mut scoped = policy.clone();
-    scoped["spec"]["namespaceSelector"] = json!({"matchLabels": {"gastown-first-day": day.user_ns}});
-    register(&day.admin, &webhook.webhook_configuration(&day.webhook, &scoped))
+    let (webhook, _) = serve_in_namespace(&day.admin, &policy, &day.user_ns, "gastown-first-day")
         .await
         .unwrap();
     webhook

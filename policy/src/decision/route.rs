@@ -23,7 +23,7 @@ pub(super) fn route<'s, G: AsRef<str>>(
             .ok_or_else(|| reject(code::BAD_REQUEST, format!("no Gas Town {name:?} in the settings")));
     }
     let rig = rig.filter(|r| validate_rig_name(r).is_ok());
-    if let Some(town) = rig.and_then(|r| settings.towns().iter().find(|t| t.has_rig(r))) {
+    if let Some(town) = rig.and_then(|r| settings.home_of(r)) {
         return Ok(town);
     }
     let listing: Vec<&Town> = settings
@@ -62,7 +62,7 @@ fn no_town_message(rig: Option<&str>, user: &str, listing: &[&Town]) -> String {
 /// Refuses a claim asked for `town` whose rig lives in another town (a rig lives in exactly
 /// one town; a rig no town lists may go to any).
 pub(super) fn check_rig_home(settings: &Settings, town: &Town, rig: &str) -> Result<(), Decision> {
-    match settings.towns().iter().find(|t| t.has_rig(rig)) {
+    match settings.home_of(rig) {
         Some(home) if home.name != town.name => Err(reject(
             code::BAD_REQUEST,
             format!(
